@@ -1,0 +1,94 @@
+# meridian: geo-aware global load balancer.
+#   make            build ./meridian and the test upstream
+#   make run        build and start meridian on conf/demo.yaml with demo upstreams
+#   make test       unit + integration tests
+#   make test-asan  the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fuzz       libFuzzer targets for the HTTP/1 parsers (FUZZ_SECONDS each)
+#   make deps       install missing Debian packages (idempotent)
+
+CC       ?= cc
+PKGS     := libevent libevent_pthreads libevent_openssl openssl libnghttp2 libmaxminddb yaml-0.1
+CSTD     := -std=c11 -D_GNU_SOURCE
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+OPT      ?= -O2 -g
+CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)
+LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+CORE_LIBS = $(shell pkg-config --libs yaml-0.1 libmaxminddb 2>/dev/null) -lm
+
+BUILD    ?= build
+# pure modules: no libevent, OpenSSL, nghttp2, clock or logging (STYLE 2.1)
+CORE_SRCS := src/common.c src/addr.c src/config.c src/http1.c src/balance.c src/headers.c
+IO_SRCS   := $(filter-out $(CORE_SRCS),$(wildcard src/*.c))
+CORE_OBJS  = $(CORE_SRCS:src/%.c=$(BUILD)/%.o)
+IO_OBJS    = $(IO_SRCS:src/%.c=$(BUILD)/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BIN        = $(if $(filter build,$(BUILD)),meridian,$(BUILD)/meridian)
+BACKEND    = $(BUILD)/mrd-backend
+
+PYTHON   := /usr/bin/python3
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libnghttp2-dev libmaxminddb-dev libyaml-dev \
+            libcmocka-dev python3 python3-pytest python3-h2 curl nghttp2-client
+BENCH_PKGS := wrk haproxy nginx nghttp2-client util-linux
+FUZZ_PKGS  := clang libclang-rt-14-dev
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps deps-bench deps-fuzz run test test-asan unit integration fuzz bench clean
+all: $(BIN) $(BACKEND)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+deps-bench:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
+deps-fuzz:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(FUZZ_PKGS)"
+
+$(BUILD)/%.o: src/%.c $(wildcard include/meridian/*.h) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+$(BUILD):
+	mkdir -p $(BUILD)/tests
+$(BUILD)/libmrdcore.a: $(CORE_OBJS)
+	ar rcs $@ $^
+$(BIN): $(IO_OBJS) $(BUILD)/libmrdcore.a
+	$(CC) $(CFLAGS_ALL) -o $@ $(IO_OBJS) $(BUILD)/libmrdcore.a $(LIBS)
+$(BACKEND): tests/upstream/backend.c | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(LIBS)
+# unit tests link the pure core only: if this breaks, I/O crept into a pure module
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmrdcore.a $(wildcard tests/unit/*.h) | $(BUILD)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libmrdcore.a $(CORE_LIBS) $(shell pkg-config --libs cmocka)
+
+unit: $(UNIT_BINS)
+	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+integration: $(BIN) $(BACKEND)
+	MERIDIAN_BIN=$(abspath $(BIN)) MRD_BACKEND=$(abspath $(BACKEND)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+test: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+test-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test-inner
+test-inner: all $(UNIT_BINS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(MAKE) --no-print-directory unit integration
+
+FUZZ_TARGETS := fuzz_h1_request fuzz_h1_response
+FUZZ_CFLAGS := $(CSTD) -O1 -g -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+build-fuzz/%: tests/fuzz/%.c src/http1.c src/common.c include/meridian/http1.h
+	@mkdir -p build-fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< src/http1.c src/common.c
+fuzz: deps-fuzz $(FUZZ_TARGETS:%=build-fuzz/%)
+	@for t in $(FUZZ_TARGETS); do mkdir -p build-fuzz/corpus-$$t; \
+	  echo "== $$t for $(FUZZ_SECONDS)s"; \
+	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -dict=tests/fuzz/http.dict -print_final_stats=1 \
+	    build-fuzz/corpus-$$t tests/fuzz/corpus/$$t || exit 1; done
+
+run: deps all
+	./conf/demo.sh $(abspath $(BIN)) $(abspath $(BACKEND))
+
+bench: deps deps-bench all
+	./bench/run.sh
+
+clean:
+	rm -rf build build-asan build-fuzz meridian

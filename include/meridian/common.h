@@ -1,0 +1,35 @@
+/*
+ * common.h: definitions every meridian file may use: result codes, array
+ * helpers and allocation wrappers that abort on out-of-memory (small, fixed
+ * allocations only; anything a client can size is bounded by limits.* first).
+ */
+#ifndef MERIDIAN_COMMON_H
+#define MERIDIAN_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MRD_VERSION "0.1.0"
+
+/* results of streaming consumers (nginx style) */
+#define MRD_OK 0
+#define MRD_ERROR (-1)
+#define MRD_AGAIN (-2)
+
+#define MRD_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define MRD_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MRD_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#define mrd_likely(x) __builtin_expect(!!(x), 1)
+#define mrd_unlikely(x) __builtin_expect(!!(x), 0)
+
+void *mrd_xmalloc(size_t n);
+void *mrd_xcalloc(size_t nmemb, size_t n);
+void *mrd_xrealloc(void *p, size_t n);
+char *mrd_xstrdup(const char *s);
+char *mrd_xstrndup(const char *s, size_t n);
+
+/* case-insensitive comparison of a length-delimited string with a C string */
+int mrd_strieq(const char *s, size_t len, const char *lit);
+
+#endif

@@ -1,0 +1,216 @@
+/*
+ * config.h: the configuration schema of SPEC section 2 as plain data, and the
+ * YAML loader that fills it. Pure: mrd_config_parse() works on a buffer, so
+ * tests feed it strings; nothing here opens sockets, certificates or the geo
+ * database (building the runtime from a config is gen.c's job).
+ *
+ * Every problem found is appended to a struct mrd_diag as
+ * "FILE:LINE:COL: message" (1-based, like compilers), and validation keeps
+ * going so that `meridian -t` reports all of them at once.
+ */
+#ifndef MERIDIAN_CONFIG_H
+#define MERIDIAN_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "meridian/addr.h"
+
+/* accumulated diagnostics; each message is heap-allocated and owned by diag */
+struct mrd_diag {
+    char **msgs;
+    size_t n, cap;
+};
+
+void mrd_diag_init(struct mrd_diag *d);
+void mrd_diag_dispose(struct mrd_diag *d);
+void mrd_diag_add(struct mrd_diag *d, const char *file, unsigned line, unsigned col, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* position of a value in the file, for errors found after parsing */
+struct mrd_conf_pos {
+    unsigned line, col;
+};
+
+enum mrd_proto {
+    MRD_PROTO_HTTP1 = 1 << 0,
+    MRD_PROTO_H2C = 1 << 1, /* plaintext HTTP/2 with prior knowledge */
+    MRD_PROTO_H2 = 1 << 2,  /* HTTP/2 over TLS (ALPN "h2") */
+};
+
+struct mrd_cert_conf {
+    char *cert; /* path to PEM certificate chain */
+    char *key;  /* path to PEM private key */
+    struct mrd_conf_pos pos;
+};
+
+struct mrd_listener_conf {
+    char *address; /* as written */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    unsigned protocols;     /* enum mrd_proto bits */
+    enum mrd_proto alpn[3]; /* protocols in the order written (ALPN preference) */
+    size_t n_alpn;
+    int tls; /* 1 when a tls: block is present */
+    struct mrd_cert_conf *certs;
+    size_t n_certs;
+    int tls_min_version; /* 12 or 13 (default 13) */
+    struct mrd_conf_pos pos;
+};
+
+struct mrd_admin_conf {
+    int enabled; /* 1 when an admin: block with an address is present */
+    char *address;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char *token; /* NULL = no authentication */
+};
+
+struct mrd_timeouts_conf {
+    uint64_t connect_ms;           /* default 2s */
+    uint64_t request_header_ms;    /* default 10s */
+    uint64_t upstream_response_ms; /* default 30s */
+    uint64_t idle_ms;              /* default 60s */
+    uint64_t shutdown_ms;          /* default 30s */
+};
+
+struct mrd_limits_conf {
+    uint64_t max_header_bytes; /* default 16384 */
+    uint64_t max_body_bytes;   /* default 10485760 */
+    uint64_t max_connections;  /* default 100000 */
+};
+
+struct mrd_geo_network_conf {
+    struct mrd_cidr cidr;
+    char country[3];   /* ISO 3166 alpha-2, upper case, "" when absent */
+    char continent[3]; /* two-letter continent code, "" when absent */
+    int has_location;
+    double latitude, longitude;
+    struct mrd_conf_pos pos;
+};
+
+struct mrd_geo_conf {
+    char *database; /* NULL when absent */
+    struct mrd_conf_pos database_pos;
+    struct mrd_geo_network_conf *networks;
+    size_t n_networks;
+    int has_default_location;
+    double default_latitude, default_longitude;
+};
+
+struct mrd_client_ip_conf {
+    struct mrd_cidr *trusted_proxies;
+    size_t n_trusted_proxies;
+    char *header; /* default "X-Forwarded-For" */
+};
+
+struct mrd_scoring_conf {
+    /* normalised so that they sum to 1 */
+    double w_geography, w_health, w_latency, w_cost;
+    uint64_t latency_ceiling_ms; /* default 500ms */
+};
+
+enum mrd_balance {
+    MRD_BALANCE_LEAST_CONN = 0, /* default */
+    MRD_BALANCE_ROUND_ROBIN,
+    MRD_BALANCE_P2C_EWMA,
+};
+
+struct mrd_health_conf {
+    int enabled; /* 1 when a health_check block is present */
+    char *path;  /* default "/healthz" */
+    uint64_t interval_ms; /* default 5s */
+    uint64_t timeout_ms;  /* default 2s */
+    unsigned rise;        /* default 2 */
+    unsigned fall;        /* default 3 */
+    int expect_status;    /* default 200 */
+};
+
+struct mrd_upstream_conf {
+    char *address;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    unsigned weight; /* default 1, 1..1000 */
+    struct mrd_conf_pos pos;
+};
+
+struct mrd_region_conf {
+    char *name;
+    double latitude, longitude;
+    double cost;             /* default 1.0, > 0 */
+    uint64_t capacity_rps;   /* 0 = uncapped */
+    uint64_t capacity_burst; /* default capacity_rps / 10 */
+    char *fallback;          /* NULL when absent */
+    int fallback_idx;        /* index into regions, -1 when none */
+    enum mrd_balance balance;
+    unsigned retries; /* default 2 */
+    struct mrd_health_conf health;
+    struct mrd_upstream_conf *upstreams;
+    size_t n_upstreams;
+    struct mrd_conf_pos pos;
+};
+
+struct mrd_residency_conf {
+    char *name;
+    char (*continents)[3];
+    size_t n_continents;
+    char (*countries)[3];
+    size_t n_countries;
+    int *region_idx; /* indexes into regions */
+    size_t n_regions;
+};
+
+struct mrd_policies_conf {
+    struct mrd_residency_conf *residency;
+    size_t n_residency;
+    char (*block_countries)[3];
+    size_t n_block_countries;
+    int block_status; /* default 403 */
+    int client_rate_enabled;
+    uint64_t client_rate_milli_per_s; /* requests per second * 1000 */
+    uint64_t client_burst;            /* default: one second of rate, at least 1 */
+};
+
+struct mrd_access_log_conf {
+    char *path;  /* "-" stdout, NULL when "off" */
+    int json;    /* format: json (1) or text (0, "common") */
+};
+
+struct mrd_config {
+    char *file; /* the name diagnostics use */
+    unsigned workers; /* 0 = auto (number of CPUs) */
+    char *user;       /* NULL when absent */
+    struct mrd_listener_conf *listeners;
+    size_t n_listeners;
+    struct mrd_admin_conf admin;
+    struct mrd_timeouts_conf timeouts;
+    struct mrd_limits_conf limits;
+    struct mrd_geo_conf geo;
+    struct mrd_client_ip_conf client_ip;
+    struct mrd_scoring_conf scoring;
+    struct mrd_region_conf *regions;
+    size_t n_regions;
+    struct mrd_policies_conf policies;
+    int response_header_region; /* default 1 */
+    struct mrd_access_log_conf access_log;
+};
+
+/* Parse and validate YAML in buf. On success returns 0 and *out (free with
+ * mrd_config_free). On any problem returns -1, *out NULL, and every problem
+ * found is in diag. `file` is the name used in messages. */
+int mrd_config_parse(const char *buf, size_t len, const char *file, struct mrd_config **out, struct mrd_diag *diag);
+
+/* Read the file and call mrd_config_parse. An unreadable file is one
+ * diagnostic "FILE:1:1: cannot read: REASON". */
+int mrd_config_load(const char *path, struct mrd_config **out, struct mrd_diag *diag);
+
+void mrd_config_free(struct mrd_config *c);
+
+/* "250ms", "2s", "5m", "1h" -> milliseconds. Returns 0 or -1. */
+int mrd_parse_duration_ms(const char *s, uint64_t *ms);
+
+/* "N/s" or "N/min" -> requests per second * 1000. Returns 0 or -1. */
+int mrd_parse_rate_milli(const char *s, uint64_t *milli_per_s);
+
+#endif
