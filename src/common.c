@@ -63,3 +63,44 @@ mrd_strieq(const char *s, size_t len, const char *lit)
 {
     return strlen(lit) == len && strncasecmp(s, lit, len) == 0;
 }
+
+/* ---- growable buffer (buf.h) ---- */
+#include <stdarg.h>
+
+#include "meridian/buf.h"
+
+void
+mrd_buf_reserve(struct mrd_buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra)
+        cap *= 2;
+    b->p = mrd_xrealloc(b->p, cap);
+    b->cap = cap;
+}
+
+void
+mrd_buf_dispose(struct mrd_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+void
+mrd_buf_printf(struct mrd_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0)
+        return;
+    mrd_buf_reserve(b, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}

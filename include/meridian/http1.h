@@ -22,6 +22,8 @@
 #include <stdint.h>
 
 #define MRD_H1_MAX_HEADERS 100
+/* bytes of chunk extensions (from the first ';' through the CR) allowed per chunk-size line */
+#define MRD_H1_MAX_CHUNK_EXT 4096
 
 enum mrd_h1_err {
     MRD_H1_ERR_NONE = 0,

@@ -1,0 +1,75 @@
+/*
+ * gen.h: configuration generations and the registry of state that outlives
+ * them (STYLE 2.3 rules 6-7).
+ *
+ * A generation is an immutable config plus everything derived from it
+ * (region table, per-worker balancer state). It is reference-counted: the
+ * main thread holds one, each worker one, each connection and request one; the
+ * last release frees it. Upstream state (health, in-flight count, EWMA, idle
+ * keep-alive connections) lives in the registry keyed by address, so it
+ * carries over across reloads for addresses that did not change.
+ */
+#ifndef MERIDIAN_GEN_H
+#define MERIDIAN_GEN_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "meridian/balance.h"
+#include "meridian/config.h"
+
+struct mrd_uconn;
+
+/* per worker list of idle keep-alive connections to one upstream */
+struct mrd_idle_list {
+    struct mrd_uconn *head;
+    unsigned count;
+};
+
+/* registry entry; owned by the registry, refcounted by generations and uconns */
+struct mrd_upstream_state {
+    atomic_int refcnt;
+    atomic_int healthy;
+    atomic_uint active;        /* requests in flight, all workers */
+    atomic_uint_fast64_t ewma_us; /* response time EWMA; 0 = no sample */
+    atomic_uint_fast64_t connects; /* new TCP connections opened */
+    char name[64];             /* "ip:port" */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    struct mrd_idle_list *idle; /* [n_workers]; slot i only touched by worker i */
+    struct mrd_upstream_state *next;
+};
+
+struct mrd_region {
+    const struct mrd_region_conf *conf;
+    size_t idx;
+    struct mrd_upstream_state **ups;
+    unsigned *weights;
+    size_t n_ups;
+    struct mrd_balance_state *bal; /* [n_workers] */
+};
+
+struct mrd_gen {
+    atomic_int refcnt;
+    uint64_t id;
+    time_t loaded_at;
+    struct mrd_config *conf;
+    struct mrd_region *regions;
+    size_t n_regions;
+};
+
+/* number of worker threads, fixed for the life of the process */
+extern unsigned mrd_n_workers;
+
+/* Build a generation from a validated config (takes ownership of conf).
+ * Returns NULL and adds diagnostics on failure (conf is freed then). */
+struct mrd_gen *mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag);
+void mrd_gen_acquire(struct mrd_gen *g);
+void mrd_gen_release(struct mrd_gen *g);
+
+void mrd_upstream_state_acquire(struct mrd_upstream_state *s);
+void mrd_upstream_state_release(struct mrd_upstream_state *s);
+
+#endif

@@ -1,0 +1,146 @@
+/*
+ * server.h: the I/O layer's objects: worker threads, downstream HTTP/1
+ * connections, requests and upstream connections. Everything here belongs to
+ * one worker's event base and is touched only by that worker's thread, except
+ * what gen.h marks as shared.
+ *
+ * A request (struct mrd_req) is protocol-neutral: a downstream (an HTTP/1
+ * connection now, an HTTP/2 stream later) creates it, feeds it the request
+ * body, and receives the response through struct mrd_req_ops. One connection
+ * may own several requests over its life (keep-alive, pipelining, streams).
+ */
+#ifndef MERIDIAN_SERVER_H
+#define MERIDIAN_SERVER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "meridian/buf.h"
+#include "meridian/gen.h"
+#include "meridian/http1.h"
+
+struct mrd_worker {
+    unsigned id;
+    pthread_t thread;
+    struct event_base *base;
+    struct mrd_gen *gen; /* current generation (one ref) */
+    struct evconnlistener **listeners;
+    size_t n_listeners;
+    struct event *wake; /* main -> worker messages (shutdown, new generation) */
+    atomic_int stopping;
+    struct mrd_gen *_next_gen; /* posted by main, protected by _lock */
+    pthread_mutex_t _lock;
+    struct mrd_buf scratch;    /* reusable head builder */
+    struct mrd_h1_msg msg;     /* reusable parse result (heads are parsed synchronously) */
+    uint64_t rnd_state;
+    unsigned n_conns;          /* open downstream connections */
+    struct mrd_conn *conns;    /* list, for graceful shutdown */
+    struct event *done_ev;     /* main's event, activated when the loop ends */
+    atomic_uint *done_count;
+    void *_lctx;               /* listener callback contexts */
+    struct event *_stop_ev;    /* periodic check while draining */
+};
+
+int mrd_listen_socket(const struct sockaddr *sa, socklen_t len, const char **err);
+/* fds: one listening socket per listener for this worker (ownership passes) */
+int mrd_worker_init(struct mrd_worker *w, unsigned id, struct mrd_gen *g, const int *fds, const int *tls,
+                    size_t n_fds);
+int mrd_worker_start(struct mrd_worker *w);
+/* from the main thread: hand over a generation reference and/or ask to stop */
+void mrd_worker_post(struct mrd_worker *w, struct mrd_gen *g, int stop);
+void mrd_worker_dispose(struct mrd_worker *w);
+
+extern atomic_uint mrd_connections_active;
+
+uint64_t mrd_worker_rand(struct mrd_worker *w);
+uint64_t mrd_now_us(void);
+
+/* ---- requests (proxy.c) ---- */
+
+struct mrd_req;
+
+struct mrd_req_ops {
+    /* the final (or 101) response head from the upstream; fields valid during the call */
+    void (*on_head)(struct mrd_req *req, const struct mrd_h1_msg *resp, int status);
+    /* move n response body bytes out of src */
+    void (*on_body)(struct mrd_req *req, struct evbuffer *src, size_t n);
+    /* response complete; the upstream side is released */
+    void (*on_end)(struct mrd_req *req);
+    /* the proxy failed: status > 0 is a response to make (nothing was sent yet),
+     * status 0 means the response was cut after its head: abort the stream */
+    void (*on_error)(struct mrd_req *req, int status, const char *detail, const char *extra_headers);
+    /* request body flow control: stop (1) or resume (0) reading from the client */
+    void (*pause_body)(struct mrd_req *req, int pause);
+    /* bytes waiting to be written downstream, for response flow control */
+    size_t (*out_pending)(struct mrd_req *req);
+};
+
+struct mrd_req_info {
+    const char *method;
+    size_t method_len;
+    const char *target;
+    size_t target_len;
+    const struct mrd_h1_header *headers;
+    size_t n_headers;
+    const char *client_ip;
+    const char *proto;     /* "http" / "https" */
+    enum mrd_h1_body body; /* framing of the body the downstream will deliver */
+    uint64_t content_length;
+    int upgrade;           /* WebSocket upgrade requested */
+};
+
+struct mrd_req *mrd_req_new(struct mrd_worker *w, struct mrd_gen *gen, const struct mrd_req_ops *ops, void *ctx);
+/* Start proxying. Returns 0, or an HTTP status the downstream must answer with
+ * (nothing was sent upstream then; detail/extra describe it). */
+int mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char **detail, const char **extra);
+/* request body bytes (decoded; the proxy frames them for the upstream) */
+void mrd_req_body(struct mrd_req *req, struct evbuffer *src, size_t n);
+void mrd_req_body_end(struct mrd_req *req);
+/* the downstream drained its output: resume reading the response */
+void mrd_req_resume(struct mrd_req *req);
+/* free; closes an upstream connection still attached (aborted request) */
+void mrd_req_free(struct mrd_req *req);
+void *mrd_req_ctx(struct mrd_req *req);
+const char *mrd_req_region(struct mrd_req *req);
+
+/* ---- upstream connections (upstream.c) ---- */
+
+struct mrd_uconn {
+    struct bufferevent *bev;
+    struct mrd_upstream_state *st; /* one ref */
+    struct mrd_worker *w;
+    struct mrd_uconn *next, *prev; /* idle list */
+    unsigned requests;             /* served on this connection */
+    int idle;
+};
+
+/* an idle connection to st for this worker, or NULL */
+struct mrd_uconn *mrd_pool_lease(struct mrd_worker *w, struct mrd_upstream_state *st);
+/* start a new connection (callbacks are the caller's to set) */
+struct mrd_uconn *mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t timeout_ms);
+/* return a healthy keep-alive connection to the pool (or close it when full) */
+void mrd_pool_release(struct mrd_uconn *uc, uint64_t idle_ms);
+void mrd_uconn_free(struct mrd_uconn *uc);
+/* close every idle connection of this worker (shutdown) */
+void mrd_pool_drain(struct mrd_worker *w, struct mrd_gen *g);
+
+/* ---- downstream HTTP/1 (conn.c) ---- */
+
+struct mrd_conn;
+void mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int socklen,
+                     int tls);
+/* graceful shutdown: close idle connections now, the others after their
+ * request; force closes them all (shutdown timeout) */
+void mrd_conn_shutdown_all(struct mrd_worker *w, int force);
+
+/* ---- admin (admin.c) ---- */
+int mrd_admin_start(struct event_base *base, struct mrd_gen *g);
+void mrd_admin_set_gen(struct mrd_gen *g);
+void mrd_admin_stop(void);
+
+#endif

@@ -1,0 +1,614 @@
+/*
+ * conn.c: downstream HTTP/1.1 connections. Reads request heads with the pure
+ * parser, answers protocol errors itself (400/408/413/431, closing), hands
+ * each request to proxy.c as a struct mrd_req and writes its response back,
+ * re-framing the body for this hop. Requests on one connection are served in
+ * order (pipelined requests wait in the input buffer); keep-alive and the
+ * request_header / idle timeouts are enforced here.
+ *
+ * Reentrancy: callbacks from proxy.c never free the connection or the request
+ * directly; completion is recorded and handled from a deferred event.
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "meridian/addr.h"
+#include "meridian/common.h"
+#include "meridian/headers.h"
+#include "meridian/log.h"
+#include "meridian/server.h"
+
+#define OUT_LOW_WATER (64 * 1024)
+
+enum cstate {
+    CS_HEAD = 0, /* waiting for / reading a request head */
+    CS_REQ,      /* a request is in flight */
+    CS_TUNNEL,   /* upgraded: raw bytes both ways */
+    CS_CLOSING,  /* flushing the last bytes, then close */
+};
+
+struct mrd_conn {
+    struct mrd_worker *w;
+    struct mrd_gen *gen; /* one ref, taken at accept */
+    struct bufferevent *bev;
+    struct event *timer; /* request_header / idle timeouts between requests */
+    struct event *defer; /* post-processing outside of callbacks */
+    struct mrd_conn *next, *prev;
+    char client_ip[MRD_IP_STRLEN];
+    enum cstate state;
+    size_t last_len;  /* head bytes already scanned */
+    int head_timer;   /* timer armed for request_header (1) or idle (0) */
+    unsigned tls : 1, keepalive : 1, close_after : 1, req_in_done : 1, resp_done : 1, resp_started : 1,
+        client_10 : 1, paused : 1, resp_chunked : 1, resp_none : 1, dead : 1;
+    /* current request */
+    struct mrd_req *req;
+    enum mrd_h1_body in_body;
+    uint64_t in_left;  /* Content-Length bytes still to read */
+    uint64_t in_total; /* decoded bytes read (for max_body_bytes) */
+    struct mrd_h1_chunk in_chunk;
+};
+
+atomic_uint mrd_connections_active;
+
+static void process(struct mrd_conn *c);
+static void on_read(struct bufferevent *bev, void *arg);
+
+static const struct mrd_config *
+conf(struct mrd_conn *c)
+{
+    return c->gen->conf;
+}
+
+static struct timeval
+tv_ms(uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return tv;
+}
+
+static void
+conn_free(struct mrd_conn *c)
+{
+    if (c->req != NULL)
+        mrd_req_free(c->req);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        c->w->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->w->n_conns--;
+    atomic_fetch_sub(&mrd_connections_active, 1);
+    event_free(c->timer);
+    event_free(c->defer);
+    bufferevent_free(c->bev);
+    mrd_gen_release(c->gen);
+    free(c);
+}
+
+static void
+schedule(struct mrd_conn *c)
+{
+    event_active(c->defer, EV_TIMEOUT, 0);
+}
+
+/* close once the output is flushed */
+static void
+close_soon(struct mrd_conn *c)
+{
+    c->state = CS_CLOSING;
+    bufferevent_disable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        schedule(c);
+}
+
+/* a response the proxy makes itself */
+static void
+send_error(struct mrd_conn *c, int status, const char *detail, int close, const char *extra)
+{
+    struct mrd_buf *b = &c->w->scratch;
+
+    b->len = 0;
+    mrd_build_error_response(b, status, detail, close, extra);
+    bufferevent_write(c->bev, b->p, b->len);
+}
+
+static void
+arm_timer(struct mrd_conn *c, int header)
+{
+    struct timeval tv = tv_ms(header ? conf(c)->timeouts.request_header_ms : conf(c)->timeouts.idle_ms);
+
+    c->head_timer = header;
+    event_add(c->timer, &tv);
+}
+
+static void
+request_done(struct mrd_conn *c)
+{
+    mrd_req_free(c->req);
+    c->req = NULL;
+    if (c->close_after || !c->keepalive || atomic_load(&c->w->stopping)) {
+        close_soon(c);
+        return;
+    }
+    c->state = CS_HEAD;
+    c->last_len = 0;
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    bufferevent_enable(c->bev, EV_READ);
+    arm_timer(c, evbuffer_get_length(bufferevent_get_input(c->bev)) > 0);
+    /* a pipelined request may already be buffered */
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        process(c);
+}
+
+static void
+on_defer(evutil_socket_t fd, short what, void *arg)
+{
+    struct mrd_conn *c = arg;
+
+    if (c->dead) {
+        conn_free(c);
+        return;
+    }
+    if (c->state == CS_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            conn_free(c);
+        return;
+    }
+    if (c->state == CS_REQ && c->resp_done && c->req_in_done)
+        request_done(c);
+    else if ((c->state == CS_REQ || c->state == CS_TUNNEL) && !c->paused)
+        process(c);
+}
+
+/* ---- mrd_req_ops: the response coming back ---- */
+
+static void
+r_on_head(struct mrd_req *req, const struct mrd_h1_msg *resp, int status)
+{
+    struct mrd_conn *c = mrd_req_ctx(req);
+    struct mrd_buf *b = &c->w->scratch;
+    struct mrd_fwd_resp f = {
+        .status = status,
+        .reason = resp->reason_len ? resp->reason : NULL,
+        .reason_len = resp->reason_len,
+        .region = conf(c)->response_header_region ? mrd_req_region(req) : NULL,
+    };
+
+    c->resp_started = 1;
+    c->resp_chunked = 0;
+    c->resp_none = 0;
+    if (status == 101) {
+        f.upgrade = 1;
+        f.body = MRD_H1_BODY_NONE;
+        c->state = CS_TUNNEL;
+    } else if (resp->body == MRD_H1_BODY_NONE) {
+        f.body = MRD_H1_BODY_NONE;
+        c->resp_none = 1;
+        /* keep the length a HEAD or 304 response announces */
+        const struct mrd_h1_header *cl = mrd_h1_find(resp, "content-length");
+        if (cl != NULL && status != 204 && (status < 100 || status >= 200)) {
+            f.body = MRD_H1_BODY_LENGTH;
+            f.content_length = strtoull(cl->value, NULL, 10);
+            c->resp_none = 1;
+        }
+    } else if (resp->body == MRD_H1_BODY_LENGTH) {
+        f.body = MRD_H1_BODY_LENGTH;
+        f.content_length = resp->content_length;
+    } else if (!c->client_10) {
+        f.body = MRD_H1_BODY_CHUNKED;
+        c->resp_chunked = 1;
+    } else {
+        /* HTTP/1.0 client and no length: delimit by closing */
+        f.body = MRD_H1_BODY_CLOSE;
+        c->close_after = 1;
+    }
+    if (!c->req_in_done && status != 101)
+        c->close_after = 1; /* the rest of the request body would be read as a new request */
+    if (atomic_load(&c->w->stopping))
+        c->close_after = 1;
+    f.conn_close = c->close_after || !c->keepalive;
+    f.keep_alive = c->client_10 && !f.conn_close;
+    b->len = 0;
+    mrd_build_response_head(b, resp->headers, resp->num_headers, &f);
+    bufferevent_write(c->bev, b->p, b->len);
+}
+
+static void
+r_on_body(struct mrd_req *req, struct evbuffer *src, size_t n)
+{
+    struct mrd_conn *c = mrd_req_ctx(req);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    if (c->resp_chunked) {
+        evbuffer_add_printf(out, "%zx\r\n", n);
+        evbuffer_remove_buffer(src, out, n);
+        evbuffer_add(out, "\r\n", 2);
+    } else if (c->resp_none) {
+        evbuffer_drain(src, n);
+    } else {
+        evbuffer_remove_buffer(src, out, n);
+    }
+}
+
+static void
+r_on_end(struct mrd_req *req)
+{
+    struct mrd_conn *c = mrd_req_ctx(req);
+
+    if (c->resp_chunked)
+        bufferevent_write(c->bev, "0\r\n\r\n", 5);
+    c->resp_done = 1;
+    if (c->state == CS_TUNNEL) {
+        c->close_after = 1;
+        c->req_in_done = 1;
+        c->state = CS_REQ;
+    }
+    schedule(c);
+}
+
+static void
+r_on_error(struct mrd_req *req, int status, const char *detail, const char *extra)
+{
+    struct mrd_conn *c = mrd_req_ctx(req);
+
+    if (status == 0 || c->resp_started) {
+        /* the response was cut after its head: the client must see a broken
+         * message, never a truncated one that looks complete */
+        mrd_log(MRD_LOG_INFO, "%s: response aborted: %s", c->client_ip, detail);
+        c->dead = 1;
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+        schedule(c);
+        return;
+    }
+    if (!c->req_in_done)
+        c->close_after = 1;
+    if (status == 503 && extra == NULL)
+        extra = "Retry-After: 1\r\n";
+    send_error(c, status, detail, c->close_after || !c->keepalive, extra);
+    c->resp_done = 1;
+    schedule(c);
+}
+
+static void
+r_pause_body(struct mrd_req *req, int pause)
+{
+    struct mrd_conn *c = mrd_req_ctx(req);
+
+    c->paused = pause != 0;
+    if (pause)
+        bufferevent_disable(c->bev, EV_READ);
+    else {
+        bufferevent_enable(c->bev, EV_READ);
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+            schedule(c); /* not from inside the proxy's callback */
+    }
+}
+
+static size_t
+r_out_pending(struct mrd_req *req)
+{
+    struct mrd_conn *c = mrd_req_ctx(req);
+
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static const struct mrd_req_ops h1_ops = {
+    .on_head = r_on_head,
+    .on_body = r_on_body,
+    .on_end = r_on_end,
+    .on_error = r_on_error,
+    .pause_body = r_pause_body,
+    .out_pending = r_out_pending,
+};
+
+/* ---- request side ---- */
+
+/* a protocol error from the client: answer and close */
+static void
+client_error(struct mrd_conn *c, int status, const char *detail)
+{
+    if (c->req != NULL && c->resp_started) {
+        c->dead = 1;
+        schedule(c);
+        return;
+    }
+    if (c->req != NULL) {
+        mrd_req_free(c->req);
+        c->req = NULL;
+    }
+    send_error(c, status, detail, 1, NULL);
+    close_soon(c);
+}
+
+/* forward request body bytes already in the input buffer */
+static void
+pump_request_body(struct mrd_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    uint64_t max_body = conf(c)->limits.max_body_bytes;
+
+    while (!c->req_in_done && !c->paused && c->req != NULL) {
+        size_t avail = evbuffer_get_length(in);
+        if (c->in_body == MRD_H1_BODY_LENGTH) {
+            size_t n = (size_t)MRD_MIN((uint64_t)avail, c->in_left);
+            if (n == 0)
+                return;
+            mrd_req_body(c->req, in, n);
+            c->in_left -= n;
+            if (c->in_left == 0) {
+                c->req_in_done = 1;
+                mrd_req_body_end(c->req);
+            }
+        } else if (c->in_chunk.state == MRD_H1_CHUNK_DATA && c->in_chunk.remaining > 0) {
+            size_t n = (size_t)MRD_MIN((uint64_t)avail, c->in_chunk.remaining);
+            if (n == 0)
+                return;
+            c->in_total += n;
+            if (c->in_total > max_body) {
+                client_error(c, 413, "request body too large");
+                return;
+            }
+            mrd_req_body(c->req, in, n);
+            c->in_chunk.remaining -= n;
+        } else {
+            if (avail == 0)
+                return;
+            size_t n = MRD_MIN(avail, 4096);
+            const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+            int r = mrd_h1_chunk_parse(&c->in_chunk, p, n, conf(c)->limits.max_header_bytes);
+            if (r < 0) {
+                client_error(c, 400, "malformed chunked body");
+                return;
+            }
+            evbuffer_drain(in, (size_t)r);
+            if (c->in_chunk.state == MRD_H1_CHUNK_DONE) {
+                c->req_in_done = 1;
+                mrd_req_body_end(c->req);
+            } else if (r == 0 && !(c->in_chunk.state == MRD_H1_CHUNK_DATA && c->in_chunk.remaining > 0)) {
+                return;
+            }
+        }
+    }
+    if (c->req_in_done && c->resp_done)
+        schedule(c);
+}
+
+static int
+is_websocket_upgrade(const struct mrd_h1_msg *m)
+{
+    const struct mrd_h1_header *u;
+
+    if (!(m->flags & MRD_H1_F_UPGRADE) || !(m->flags & MRD_H1_F_CONN_UPGRADE))
+        return 0;
+    if (!mrd_strieq(m->method, m->method_len, "GET") || m->version_minor != 1)
+        return 0;
+    u = mrd_h1_find(m, "upgrade");
+    return u != NULL && mrd_h1_list_has(u->value, u->value_len, "websocket");
+}
+
+static void
+start_request(struct mrd_conn *c, const struct mrd_h1_msg *m, size_t head_len)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct mrd_req_info info;
+    const char *detail, *extra;
+    int status;
+
+    event_del(c->timer);
+    c->client_10 = m->version_minor == 0;
+    c->keepalive = !(m->flags & MRD_H1_F_CONN_CLOSE);
+    c->close_after = 0;
+    c->resp_done = c->resp_started = 0;
+    c->in_body = m->body;
+    c->in_left = m->content_length;
+    c->in_total = 0;
+    mrd_h1_chunk_init(&c->in_chunk);
+    if (mrd_strieq(m->method, m->method_len, "CONNECT")) {
+        evbuffer_drain(in, head_len);
+        client_error(c, 405, "CONNECT is not supported");
+        return;
+    }
+    if (m->body == MRD_H1_BODY_LENGTH && m->content_length > conf(c)->limits.max_body_bytes) {
+        evbuffer_drain(in, head_len);
+        client_error(c, 413, "request body too large");
+        return;
+    }
+    info = (struct mrd_req_info){
+        .method = m->method,
+        .method_len = m->method_len,
+        .target = m->target,
+        .target_len = m->target_len,
+        .headers = m->headers,
+        .n_headers = m->num_headers,
+        .client_ip = c->client_ip,
+        .proto = c->tls ? "https" : "http",
+        .body = (m->body == MRD_H1_BODY_LENGTH && m->content_length == 0) ? MRD_H1_BODY_NONE : m->body,
+        .content_length = m->content_length,
+        .upgrade = is_websocket_upgrade(m),
+    };
+    c->req_in_done = info.body == MRD_H1_BODY_NONE;
+    c->state = CS_REQ;
+    c->req = mrd_req_new(c->w, c->gen, &h1_ops, c);
+    status = mrd_req_start(c->req, &info, &detail, &extra);
+    /* the head's bytes were used to build the upstream request: drop them */
+    evbuffer_drain(in, head_len);
+    if (status != 0) {
+        r_on_error(c->req, status, detail, extra);
+        if (!c->req_in_done) {
+            /* the body would be read as a new request: close instead */
+            c->close_after = 1;
+        }
+        return;
+    }
+    if ((m->flags & MRD_H1_F_EXPECT_CONTINUE) && !c->client_10 && !c->req_in_done)
+        bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    {
+        struct timeval it = tv_ms(conf(c)->timeouts.idle_ms);
+        bufferevent_set_timeouts(c->bev, &it, &it);
+    }
+    if (c->req_in_done)
+        bufferevent_disable(c->bev, EV_READ); /* pipelined requests wait */
+    else
+        pump_request_body(c);
+}
+
+/* parse a head from the input, or keep waiting */
+static void
+process(struct mrd_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct mrd_h1_msg *m = &c->w->msg;
+    size_t max = conf(c)->limits.max_header_bytes;
+    size_t len, n, pos = 0;
+    const char *p;
+    int r;
+
+    if (c->state == CS_REQ) {
+        if (!c->req_in_done)
+            pump_request_body(c);
+        return;
+    }
+    if (c->state == CS_TUNNEL) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail && !c->paused)
+            mrd_req_body(c->req, in, avail);
+        return;
+    }
+    if (c->state != CS_HEAD)
+        return;
+    /* RFC 9112 2.2: ignore empty lines before a request line */
+    while (c->last_len == 0 && (len = evbuffer_get_length(in)) > 0) {
+        p = (const char *)evbuffer_pullup(in, MRD_MIN(len, 2));
+        if (p[0] == '\r' && len >= 2 && p[1] == '\n')
+            evbuffer_drain(in, 2);
+        else if (p[0] == '\r' && len < 2)
+            return;
+        else
+            break;
+    }
+    len = evbuffer_get_length(in);
+    if (len == 0)
+        return;
+    if (!c->head_timer)
+        arm_timer(c, 1);
+    n = MRD_MIN(len, max);
+    p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    r = mrd_h1_parse_request(p, n, c->last_len, m, &pos);
+    if (r == 0) {
+        if (n >= max) {
+            client_error(c, 431, "request header fields too large");
+            return;
+        }
+        c->last_len = n;
+        return;
+    }
+    if (r < 0) {
+        client_error(c, r == MRD_H1_ERR_TOO_MANY_HEADERS ? 431 : 400, mrd_h1_strerror(r));
+        return;
+    }
+    c->last_len = 0;
+    start_request(c, m, (size_t)r);
+}
+
+/* ---- bufferevent and timer callbacks ---- */
+
+static void
+on_read(struct bufferevent *bev, void *arg)
+{
+    process(arg);
+}
+
+static void
+on_write(struct bufferevent *bev, void *arg)
+{
+    struct mrd_conn *c = arg;
+
+    if (c->state == CS_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            conn_free(c);
+        return;
+    }
+    if (c->req != NULL)
+        mrd_req_resume(c->req);
+}
+
+static void
+on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct mrd_conn *c = arg;
+
+    if ((what & BEV_EVENT_EOF) && c->state == CS_TUNNEL && c->req != NULL) {
+        /* the client finished sending; the upstream may still answer, but a
+         * WebSocket ends here: close both sides */
+    }
+    if ((what & BEV_EVENT_TIMEOUT) && c->state == CS_REQ && !c->resp_started && !c->req_in_done) {
+        client_error(c, 408, "request body timeout");
+        return;
+    }
+    conn_free(c);
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct mrd_conn *c = arg;
+
+    if (c->state != CS_HEAD)
+        return;
+    if (c->head_timer && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+        client_error(c, 408, "request header timeout");
+        return;
+    }
+    conn_free(c);
+}
+
+void
+mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int socklen, int tls)
+{
+    struct mrd_conn *c;
+    struct mrd_ip ip;
+    int one = 1;
+
+    if (atomic_load(&mrd_connections_active) >= w->gen->conf->limits.max_connections) {
+        evutil_closesocket(fd);
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c = mrd_xcalloc(1, sizeof(*c));
+    c->w = w;
+    c->gen = w->gen;
+    mrd_gen_acquire(c->gen);
+    c->tls = tls != 0;
+    if (mrd_ip_from_sockaddr(sa, &ip) == 0)
+        mrd_ip_format(&ip, c->client_ip, sizeof(c->client_ip));
+    else
+        strcpy(c->client_ip, "unknown");
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->timer = evtimer_new(w->base, on_timer, c);
+    c->defer = event_new(w->base, -1, 0, on_defer, c);
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW_WATER, 0);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->next = w->conns;
+    if (w->conns != NULL)
+        w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    atomic_fetch_add(&mrd_connections_active, 1);
+    arm_timer(c, 0);
+}
+
+void
+mrd_conn_shutdown_all(struct mrd_worker *w, int force)
+{
+    struct mrd_conn *c, *next;
+
+    for (c = w->conns; c != NULL; c = next) {
+        next = c->next;
+        if (force || (c->state == CS_HEAD && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0))
+            conn_free(c);
+    }
+}

@@ -1,0 +1,133 @@
+/*
+ * gen.c: building, sharing and freeing configuration generations, and the
+ * registry of per-upstream state that survives reloads (see gen.h).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "meridian/addr.h"
+#include "meridian/common.h"
+#include "meridian/gen.h"
+
+unsigned mrd_n_workers = 1;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mrd_upstream_state *registry;
+static atomic_uint_fast64_t next_gen_id = 1;
+
+static struct mrd_upstream_state *
+registry_lookup(const struct mrd_upstream_conf *uc)
+{
+    struct mrd_upstream_state *s;
+
+    pthread_mutex_lock(&registry_lock);
+    for (s = registry; s != NULL; s = s->next) {
+        if (s->addrlen == uc->addrlen && memcmp(&s->addr, &uc->addr, uc->addrlen) == 0) {
+            atomic_fetch_add(&s->refcnt, 1);
+            pthread_mutex_unlock(&registry_lock);
+            return s;
+        }
+    }
+    s = mrd_xcalloc(1, sizeof(*s));
+    atomic_init(&s->refcnt, 1);
+    atomic_init(&s->healthy, 1); /* SPEC 3.2: upstreams start healthy */
+    atomic_init(&s->active, 0);
+    atomic_init(&s->ewma_us, 0);
+    atomic_init(&s->connects, 0);
+    memcpy(&s->addr, &uc->addr, uc->addrlen);
+    s->addrlen = uc->addrlen;
+    mrd_sockaddr_format((const struct sockaddr *)&s->addr, s->name, sizeof(s->name));
+    s->idle = mrd_xcalloc(mrd_n_workers, sizeof(*s->idle));
+    s->next = registry;
+    registry = s;
+    pthread_mutex_unlock(&registry_lock);
+    return s;
+}
+
+void
+mrd_upstream_state_acquire(struct mrd_upstream_state *s)
+{
+    atomic_fetch_add(&s->refcnt, 1);
+}
+
+void
+mrd_upstream_state_release(struct mrd_upstream_state *s)
+{
+    struct mrd_upstream_state **pp;
+
+    if (atomic_fetch_sub(&s->refcnt, 1) != 1)
+        return;
+    pthread_mutex_lock(&registry_lock);
+    /* a lookup may have revived it between the decrement and the lock */
+    if (atomic_load(&s->refcnt) != 0) {
+        pthread_mutex_unlock(&registry_lock);
+        return;
+    }
+    for (pp = &registry; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    free(s->idle);
+    free(s);
+}
+
+struct mrd_gen *
+mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag)
+{
+    struct mrd_gen *g = mrd_xcalloc(1, sizeof(*g));
+
+    (void)diag;
+    atomic_init(&g->refcnt, 1);
+    g->id = atomic_fetch_add(&next_gen_id, 1);
+    g->loaded_at = time(NULL);
+    g->conf = conf;
+    g->n_regions = conf->n_regions;
+    g->regions = mrd_xcalloc(conf->n_regions, sizeof(*g->regions));
+    for (size_t i = 0; i < conf->n_regions; i++) {
+        struct mrd_region *r = &g->regions[i];
+        const struct mrd_region_conf *rc = &conf->regions[i];
+        r->conf = rc;
+        r->idx = i;
+        r->n_ups = rc->n_upstreams;
+        r->ups = mrd_xcalloc(rc->n_upstreams, sizeof(*r->ups));
+        r->weights = mrd_xcalloc(rc->n_upstreams, sizeof(*r->weights));
+        for (size_t j = 0; j < rc->n_upstreams; j++) {
+            r->ups[j] = registry_lookup(&rc->upstreams[j]);
+            r->weights[j] = rc->upstreams[j].weight;
+        }
+        r->bal = mrd_xcalloc(mrd_n_workers, sizeof(*r->bal));
+        for (unsigned w = 0; w < mrd_n_workers; w++)
+            mrd_balance_state_init(&r->bal[w], r->n_ups);
+    }
+    return g;
+}
+
+void
+mrd_gen_acquire(struct mrd_gen *g)
+{
+    atomic_fetch_add(&g->refcnt, 1);
+}
+
+void
+mrd_gen_release(struct mrd_gen *g)
+{
+    if (g == NULL || atomic_fetch_sub(&g->refcnt, 1) != 1)
+        return;
+    for (size_t i = 0; i < g->n_regions; i++) {
+        struct mrd_region *r = &g->regions[i];
+        for (size_t j = 0; j < r->n_ups; j++)
+            mrd_upstream_state_release(r->ups[j]);
+        for (unsigned w = 0; w < mrd_n_workers; w++)
+            mrd_balance_state_dispose(&r->bal[w]);
+        free(r->bal);
+        free(r->ups);
+        free(r->weights);
+    }
+    free(g->regions);
+    mrd_config_free(g->conf);
+    free(g);
+}

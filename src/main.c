@@ -1,0 +1,332 @@
+/*
+ * main.c: the command line (SPEC section 1), start-up, signals and shutdown.
+ * The main thread loads the configuration, binds every listener once per
+ * worker (SO_REUSEPORT), starts the workers, serves the admin API, and turns
+ * SIGHUP into a new configuration generation and SIGTERM/SIGINT into a
+ * graceful stop bounded by timeouts.shutdown.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <maxminddb.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/crypto.h>
+#include <yaml.h>
+
+#include "meridian/common.h"
+#include "meridian/config.h"
+#include "meridian/log.h"
+#include "meridian/server.h"
+
+static const char *conf_path = "conf/meridian.yaml";
+static const char *pid_path;
+static struct event_base *main_base;
+static struct mrd_worker *workers;
+static struct mrd_gen *current;
+static struct event *shutdown_timer;
+static int stopping;
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: meridian [-c FILE] [-t] [-d] [-p PIDFILE] [-V] [-h]\n"
+               "  -c FILE     configuration file (default: conf/meridian.yaml)\n"
+               "  -t          check the configuration and exit\n"
+               "  -d          run as a daemon\n"
+               "  -p PIDFILE  pid file (default: none in foreground, /run/meridian.pid with -d)\n"
+               "  -V          print version and library versions\n"
+               "  -h          this help\n");
+}
+
+static void
+print_versions(void)
+{
+    printf("meridian %s\n", MRD_VERSION);
+    printf("libevent %s\n", event_get_version());
+    printf("openssl %s\n", OpenSSL_version(OPENSSL_VERSION));
+    printf("nghttp2 %s\n", nghttp2_version(0)->version_str);
+    printf("libmaxminddb %s\n", MMDB_lib_version());
+    printf("libyaml %s\n", yaml_get_version_string());
+}
+
+static void
+print_diag(const struct mrd_diag *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        fprintf(stderr, "%s\n", d->msgs[i]);
+}
+
+static struct mrd_gen *
+load(struct mrd_diag *d)
+{
+    struct mrd_config *c;
+
+    if (mrd_config_load(conf_path, &c, d) != 0)
+        return NULL;
+    return mrd_gen_new(c, d);
+}
+
+static void
+on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    struct mrd_diag d;
+    struct mrd_gen *g;
+
+    mrd_diag_init(&d);
+    g = load(&d);
+    if (g == NULL) {
+        for (size_t i = 0; i < d.n; i++)
+            mrd_log(MRD_LOG_ERR, "reload failed: %s", d.msgs[i]);
+        mrd_diag_dispose(&d);
+        return;
+    }
+    mrd_diag_dispose(&d);
+    for (unsigned i = 0; i < mrd_n_workers; i++) {
+        mrd_gen_acquire(g);
+        mrd_worker_post(&workers[i], g, 0);
+    }
+    mrd_admin_set_gen(g);
+    mrd_gen_release(current);
+    current = g;
+    mrd_log(MRD_LOG_INFO, "configuration reloaded (generation %llu)", (unsigned long long)g->id);
+}
+
+static void
+on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    mrd_log(MRD_LOG_WARN, "shutdown timeout: closing remaining connections");
+    for (unsigned i = 0; i < mrd_n_workers; i++)
+        event_base_loopexit(workers[i].base, NULL);
+    event_base_loopexit(main_base, NULL);
+}
+
+static atomic_uint workers_done;
+
+/* a worker's loop has ended (posted from its thread) */
+static void
+on_worker_done(evutil_socket_t fd, short what, void *arg)
+{
+    if (atomic_load(&workers_done) == mrd_n_workers)
+        event_base_loopexit(main_base, NULL);
+}
+
+static void
+on_stop(evutil_socket_t sig, short what, void *arg)
+{
+    struct timeval tv;
+
+    if (stopping)
+        return;
+    stopping = 1;
+    mrd_log(MRD_LOG_INFO, "signal %d: stopping gracefully", (int)sig);
+    mrd_admin_stop();
+    for (unsigned i = 0; i < mrd_n_workers; i++)
+        mrd_worker_post(&workers[i], NULL, 1);
+    tv.tv_sec = (time_t)(current->conf->timeouts.shutdown_ms / 1000);
+    tv.tv_usec = (suseconds_t)(current->conf->timeouts.shutdown_ms % 1000) * 1000;
+    shutdown_timer = evtimer_new(main_base, on_shutdown_timeout, NULL);
+    evtimer_add(shutdown_timer, &tv);
+}
+
+static int
+write_pid_file(const char *path)
+{
+    char tmp[4096];
+    FILE *f;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    f = fopen(tmp, "w");
+    if (f == NULL)
+        return -1;
+    fprintf(f, "%ld\n", (long)getpid());
+    if (fclose(f) != 0 || rename(tmp, path) == -1) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+daemonize(void)
+{
+    pid_t pid = fork();
+    int fd;
+
+    if (pid == -1)
+        return -1;
+    if (pid > 0)
+        _exit(0);
+    if (setsid() == -1)
+        return -1;
+    pid = fork();
+    if (pid == -1)
+        return -1;
+    if (pid > 0)
+        _exit(0);
+    fd = open("/dev/null", O_RDWR);
+    if (fd != -1) {
+        dup2(fd, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        if (fd > STDERR_FILENO)
+            close(fd);
+    }
+    return 0;
+}
+
+static unsigned
+cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+    int opt, test_only = 0, daemon_mode = 0, rc = 0;
+    struct mrd_diag d;
+    struct mrd_config *conf;
+    struct event *ev_hup, *ev_term, *ev_int, *done_ev;
+
+    while ((opt = getopt(argc, argv, "c:tdp:Vh")) != -1) {
+        switch (opt) {
+        case 'c': conf_path = optarg; break;
+        case 't': test_only = 1; break;
+        case 'd': daemon_mode = 1; break;
+        case 'p': pid_path = optarg; break;
+        case 'V': print_versions(); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "meridian: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    mrd_diag_init(&d);
+    if (mrd_config_load(conf_path, &conf, &d) != 0) {
+        print_diag(&d);
+        mrd_diag_dispose(&d);
+        return 1;
+    }
+    mrd_diag_dispose(&d);
+    if (test_only) {
+        printf("%s: configuration is valid\n", conf_path);
+        mrd_config_free(conf);
+        return 0;
+    }
+    for (size_t i = 0; i < conf->n_listeners; i++) {
+        if (conf->listeners[i].tls) {
+            fprintf(stderr, "%s:%u:%u: TLS listeners need the TLS edge (issue 5), not in this build\n",
+                    conf->file, conf->listeners[i].pos.line, conf->listeners[i].pos.col);
+            mrd_config_free(conf);
+            return 1;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+    mrd_n_workers = conf->workers ? conf->workers : cpu_count();
+    mrd_diag_init(&d);
+    current = mrd_gen_new(conf, &d);
+    if (current == NULL) {
+        print_diag(&d);
+        mrd_diag_dispose(&d);
+        return 1;
+    }
+    mrd_diag_dispose(&d);
+
+    /* bind everything before detaching, so errors reach the terminal */
+    size_t nl = current->conf->n_listeners;
+    int *fds = mrd_xcalloc(nl * mrd_n_workers + 1, sizeof(int));
+    int *tls = mrd_xcalloc(nl + 1, sizeof(int));
+    for (size_t i = 0; i < nl; i++)
+        tls[i] = current->conf->listeners[i].tls;
+    for (unsigned w = 0; w < mrd_n_workers; w++) {
+        for (size_t i = 0; i < nl; i++) {
+            const struct mrd_listener_conf *l = &current->conf->listeners[i];
+            const char *err;
+            int fd = mrd_listen_socket((const struct sockaddr *)&l->addr, l->addrlen, &err);
+            if (fd == -1) {
+                fprintf(stderr, "meridian: cannot listen on %s: %s\n", l->address, err);
+                return 1;
+            }
+            fds[w * nl + i] = fd;
+        }
+    }
+    if (daemon_mode) {
+        if (pid_path == NULL)
+            pid_path = "/run/meridian.pid";
+        if (daemonize() == -1) {
+            fprintf(stderr, "meridian: cannot daemonize: %s\n", strerror(errno));
+            return 1;
+        }
+    }
+    if (pid_path != NULL && write_pid_file(pid_path) == -1) {
+        mrd_log(MRD_LOG_ERR, "cannot write pid file %s: %s", pid_path, strerror(errno));
+        return 1;
+    }
+
+    main_base = event_base_new();
+    done_ev = event_new(main_base, -1, 0, on_worker_done, NULL);
+    workers = mrd_xcalloc(mrd_n_workers, sizeof(*workers));
+    for (unsigned w = 0; w < mrd_n_workers; w++) {
+        if (mrd_worker_init(&workers[w], w, current, &fds[w * nl], tls, nl) == -1) {
+            mrd_log(MRD_LOG_ERR, "cannot start worker %u", w);
+            return 1;
+        }
+        workers[w].done_ev = done_ev;
+        workers[w].done_count = &workers_done;
+    }
+    free(fds);
+    free(tls);
+    if (mrd_admin_start(main_base, current) == -1)
+        return 1;
+    ev_hup = evsignal_new(main_base, SIGHUP, on_reload, NULL);
+    ev_term = evsignal_new(main_base, SIGTERM, on_stop, NULL);
+    ev_int = evsignal_new(main_base, SIGINT, on_stop, NULL);
+    evsignal_add(ev_hup, NULL);
+    evsignal_add(ev_term, NULL);
+    evsignal_add(ev_int, NULL);
+    for (unsigned w = 0; w < mrd_n_workers; w++) {
+        if (mrd_worker_start(&workers[w]) == -1) {
+            mrd_log(MRD_LOG_ERR, "cannot start worker thread %u", w);
+            return 1;
+        }
+    }
+    mrd_log(MRD_LOG_INFO, "meridian %s started: %u workers, %zu listeners, %zu regions", MRD_VERSION,
+            mrd_n_workers, nl, current->n_regions);
+    event_base_dispatch(main_base);
+
+    /* workers have exited (or were told to by the shutdown timer) */
+    for (unsigned w = 0; w < mrd_n_workers; w++)
+        event_base_loopexit(workers[w].base, NULL);
+    for (unsigned w = 0; w < mrd_n_workers; w++) {
+        pthread_join(workers[w].thread, NULL);
+        mrd_worker_dispose(&workers[w]);
+    }
+    free(workers);
+    event_free(ev_hup);
+    event_free(ev_term);
+    event_free(ev_int);
+    event_free(done_ev);
+    if (shutdown_timer != NULL)
+        event_free(shutdown_timer);
+    mrd_admin_stop();
+    mrd_gen_release(current);
+    event_base_free(main_base);
+    libevent_global_shutdown();
+    if (pid_path != NULL)
+        unlink(pid_path);
+    mrd_log(MRD_LOG_INFO, "stopped");
+    return rc;
+}

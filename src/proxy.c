@@ -1,0 +1,572 @@
+/*
+ * proxy.c: the request lifecycle on the upstream side, independent of the
+ * downstream protocol: route -> pick upstream -> lease or connect -> send
+ * head and body -> parse the response -> hand it downstream -> release the
+ * connection with its outcome, retrying on another upstream (then down the
+ * region's fallback chain) when a connection fails before any response byte.
+ *
+ * Until geo routing lands, every request goes to the first region listed.
+ * Bodies are streamed both ways with backpressure; nothing is buffered whole.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "meridian/common.h"
+#include "meridian/headers.h"
+#include "meridian/log.h"
+#include "meridian/server.h"
+
+#define HIGH_WATER (256 * 1024) /* pause the producer above this many queued bytes */
+#define LOW_WATER (64 * 1024)
+
+enum rstate {
+    RS_IDLE = 0,   /* not started */
+    RS_CONNECTING, /* waiting for connect() */
+    RS_WAIT_HEAD,  /* request sent (or sending), waiting for the response head */
+    RS_BODY,       /* streaming the response body */
+    RS_TUNNEL,     /* after 101: raw bytes both ways */
+    RS_DONE,       /* response complete or failed: upstream released */
+};
+
+struct mrd_req {
+    const struct mrd_req_ops *ops;
+    void *ctx;
+    struct mrd_worker *w;
+    struct mrd_gen *gen; /* one ref */
+    struct mrd_buf head; /* upstream request head, kept for retries */
+    unsigned is_head : 1, idempotent : 1, upgrade : 1, body_done : 1, body_sent : 1, head_sent : 1,
+        paused_body : 1, paused_resp : 1, got_byte : 1, reused : 1;
+    /* request body towards the upstream */
+    enum mrd_h1_body up_body;
+    struct evbuffer *pending; /* body received while no upstream is writable */
+    /* routing */
+    struct mrd_region *region;
+    struct mrd_upstream_state *ups; /* counted in ups->active while set */
+    unsigned char tried[MRD_BALANCE_MAX_TARGETS];
+    unsigned attempts;
+    /* upstream */
+    struct mrd_uconn *uc;
+    enum rstate rs;
+    size_t resp_last_len;
+    enum mrd_h1_body resp_body;
+    uint64_t resp_left;
+    int resp_close; /* upstream said Connection: close */
+    struct mrd_h1_chunk chunk;
+    uint64_t t_sent_us;
+};
+
+static void attempt(struct mrd_req *req);
+static void up_read(struct bufferevent *bev, void *arg);
+static void up_write(struct bufferevent *bev, void *arg);
+static void up_event(struct bufferevent *bev, short what, void *arg);
+
+static const struct mrd_timeouts_conf *
+timeouts(struct mrd_req *req)
+{
+    return &req->gen->conf->timeouts;
+}
+
+static struct timeval
+tv_ms(uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return tv;
+}
+
+/* ---- releasing the upstream side ---- */
+
+static void
+drop_upstream(struct mrd_req *req, int keep)
+{
+    if (req->uc != NULL) {
+        if (keep) {
+            req->uc->requests++;
+            mrd_pool_release(req->uc, timeouts(req)->idle_ms);
+        } else {
+            mrd_uconn_free(req->uc);
+        }
+        req->uc = NULL;
+    }
+    if (req->ups != NULL) {
+        atomic_fetch_sub(&req->ups->active, 1);
+        req->ups = NULL;
+    }
+}
+
+/* the response failed; nothing more will come from the upstream side */
+static void
+fail(struct mrd_req *req, int status, const char *detail)
+{
+    drop_upstream(req, 0);
+    req->rs = RS_DONE;
+    if (req->head_sent)
+        status = 0;
+    req->ops->on_error(req, status, detail, NULL);
+}
+
+static void
+finish(struct mrd_req *req)
+{
+    uint64_t now = mrd_now_us();
+    int keep = req->resp_body != MRD_H1_BODY_CLOSE && !req->resp_close && !req->upgrade && req->body_done &&
+               evbuffer_get_length(req->pending) == 0;
+
+    if (req->ups != NULL && req->t_sent_us != 0)
+        atomic_store(&req->ups->ewma_us, mrd_ewma_update(atomic_load(&req->ups->ewma_us),
+                                                         now - req->t_sent_us, 3));
+    drop_upstream(req, keep);
+    req->rs = RS_DONE;
+    req->ops->on_end(req);
+}
+
+/* Can this request go to another upstream after a failure? Only while no
+ * response byte came back, and when repeating it is safe: nothing was written
+ * to the failed connection, or the request is idempotent and its whole body is
+ * still with us (SPEC 3.5). */
+static int
+retryable(struct mrd_req *req, int wrote)
+{
+    if (req->got_byte || req->head_sent || req->upgrade)
+        return 0;
+    if (req->attempts > req->region->conf->retries)
+        return 0;
+    if (!wrote)
+        return 1;
+    return req->idempotent && !req->body_sent;
+}
+
+static void
+upstream_failed(struct mrd_req *req, int status, const char *detail, int wrote)
+{
+    drop_upstream(req, 0);
+    if (retryable(req, wrote)) {
+        mrd_log(MRD_LOG_DEBUG, "retrying after: %s", detail);
+        attempt(req);
+        return;
+    }
+    fail(req, status, detail);
+}
+
+/* ---- sending the request ---- */
+
+static void
+send_body_bytes(struct mrd_req *req, struct evbuffer *src, size_t n)
+{
+    struct evbuffer *out = bufferevent_get_output(req->uc->bev);
+
+    if (n == 0)
+        return;
+    if (req->up_body == MRD_H1_BODY_CHUNKED)
+        evbuffer_add_printf(out, "%zx\r\n", n);
+    evbuffer_remove_buffer(src, out, n);
+    if (req->up_body == MRD_H1_BODY_CHUNKED)
+        evbuffer_add(out, "\r\n", 2);
+    req->body_sent = 1;
+}
+
+static void
+check_body_backpressure(struct mrd_req *req)
+{
+    size_t queued = evbuffer_get_length(req->pending);
+
+    if (req->uc != NULL && req->rs != RS_CONNECTING)
+        queued += evbuffer_get_length(bufferevent_get_output(req->uc->bev));
+    if (!req->paused_body && queued > HIGH_WATER) {
+        req->paused_body = 1;
+        req->ops->pause_body(req, 1);
+    } else if (req->paused_body && queued <= LOW_WATER) {
+        req->paused_body = 0;
+        req->ops->pause_body(req, 0);
+    }
+}
+
+/* the upstream connection is writable: send the head and what body we hold */
+static void
+start_sending(struct mrd_req *req)
+{
+    struct bufferevent *bev = req->uc->bev;
+    struct timeval rt = tv_ms(timeouts(req)->upstream_response_ms), it = tv_ms(timeouts(req)->idle_ms);
+
+    req->rs = RS_WAIT_HEAD;
+    req->resp_last_len = 0;
+    bufferevent_setcb(bev, up_read, up_write, up_event, req);
+    bufferevent_setwatermark(bev, EV_WRITE, LOW_WATER, 0);
+    bufferevent_set_timeouts(bev, &rt, &it);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    evbuffer_add(bufferevent_get_output(bev), req->head.p, req->head.len);
+    req->t_sent_us = mrd_now_us();
+    send_body_bytes(req, req->pending, evbuffer_get_length(req->pending));
+    if (req->body_done && req->up_body == MRD_H1_BODY_CHUNKED)
+        evbuffer_add(bufferevent_get_output(bev), "0\r\n\r\n", 5);
+    check_body_backpressure(req);
+}
+
+static int
+pick_upstream(struct mrd_req *req)
+{
+    struct mrd_region *r = req->region;
+    struct mrd_balance_target t[MRD_BALANCE_MAX_TARGETS];
+    size_t n = MRD_MIN(r->n_ups, MRD_BALANCE_MAX_TARGETS);
+
+    for (size_t i = 0; i < n; i++) {
+        t[i].weight = r->weights[i];
+        t[i].healthy = atomic_load_explicit(&r->ups[i]->healthy, memory_order_relaxed);
+        t[i].active = atomic_load_explicit(&r->ups[i]->active, memory_order_relaxed);
+        t[i].ewma_us = atomic_load_explicit(&r->ups[i]->ewma_us, memory_order_relaxed);
+    }
+    return mrd_balance_pick(r->conf->balance, t, n, req->tried, &r->bal[req->w->id], mrd_worker_rand(req->w));
+}
+
+/* one attempt: pick an upstream of the current region (or walk the fallback
+ * chain when the region has none left), lease or connect */
+static void
+attempt(struct mrd_req *req)
+{
+    int i;
+
+    for (;;) {
+        i = pick_upstream(req);
+        if (i >= 0)
+            break;
+        if (req->region->conf->fallback_idx < 0 || req->attempts == 0) {
+            fail(req, req->attempts ? 502 : 503, req->attempts ? "upstream failed" : "no healthy upstream");
+            return;
+        }
+        /* every upstream of this region was tried: next region of the chain */
+        req->region = &req->gen->regions[req->region->conf->fallback_idx];
+        memset(req->tried, 0, sizeof(req->tried));
+    }
+    req->attempts++;
+    req->tried[i] = 1;
+    req->ups = req->region->ups[i];
+    atomic_fetch_add(&req->ups->active, 1);
+    req->uc = mrd_pool_lease(req->w, req->ups);
+    if (req->uc != NULL) {
+        req->reused = 1;
+        start_sending(req);
+        return;
+    }
+    req->reused = 0;
+    req->uc = mrd_uconn_connect(req->w, req->ups, timeouts(req)->connect_ms);
+    if (req->uc == NULL) {
+        upstream_failed(req, 502, "cannot create upstream socket", 0);
+        return;
+    }
+    req->rs = RS_CONNECTING;
+    bufferevent_setcb(req->uc->bev, NULL, NULL, up_event, req);
+    bufferevent_enable(req->uc->bev, EV_WRITE);
+}
+
+/* ---- receiving the response ---- */
+
+static int
+resp_backpressure(struct mrd_req *req)
+{
+    if (req->ops->out_pending(req) > HIGH_WATER) {
+        req->paused_resp = 1;
+        bufferevent_disable(req->uc->bev, EV_READ);
+        return 1;
+    }
+    return 0;
+}
+
+static int
+parse_head(struct mrd_req *req, struct evbuffer *in)
+{
+    struct mrd_h1_msg *msg = &req->w->msg;
+    size_t len = evbuffer_get_length(in);
+    size_t limit = req->gen->conf->limits.max_header_bytes * 2;
+    size_t n = MRD_MIN(len, limit);
+    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    int r = mrd_h1_parse_response(p, n, req->resp_last_len, req->is_head ? "HEAD" : "GET", req->is_head ? 4 : 3,
+                                  msg, NULL);
+
+    if (r == 0) {
+        if (n >= limit) {
+            fail(req, 502, "upstream response head too large");
+            return -1;
+        }
+        req->resp_last_len = n;
+        return 0;
+    }
+    if (r < 0) {
+        fail(req, 502, mrd_h1_strerror(r));
+        return -1;
+    }
+    req->resp_last_len = 0;
+    if (msg->status >= 100 && msg->status < 200 && msg->status != 101) {
+        /* interim response: the proxy answered 100-continue itself */
+        evbuffer_drain(in, (size_t)r);
+        return 1;
+    }
+    if (msg->status == 101 && !req->upgrade) {
+        fail(req, 502, "unexpected 101 from upstream");
+        return -1;
+    }
+    if (msg->status != 101)
+        req->upgrade = 0;
+    req->resp_body = msg->body;
+    req->resp_left = msg->content_length;
+    req->resp_close = (msg->flags & MRD_H1_F_CONN_CLOSE) != 0;
+    mrd_h1_chunk_init(&req->chunk);
+    req->rs = msg->status == 101 ? RS_TUNNEL : RS_BODY;
+    {
+        struct timeval it = tv_ms(timeouts(req)->idle_ms);
+        bufferevent_set_timeouts(req->uc->bev, &it, &it);
+    }
+    req->head_sent = 1;
+    req->ops->on_head(req, msg, msg->status);
+    evbuffer_drain(in, (size_t)r);
+    return 1;
+}
+
+/* move response body bytes downstream; returns 1 when the body is complete */
+static int
+pump_body(struct mrd_req *req, struct evbuffer *in)
+{
+    size_t avail;
+
+    while ((avail = evbuffer_get_length(in)) > 0 || req->resp_body == MRD_H1_BODY_NONE ||
+           (req->resp_body == MRD_H1_BODY_LENGTH && req->resp_left == 0)) {
+        switch (req->resp_body) {
+        case MRD_H1_BODY_NONE:
+            return 1;
+        case MRD_H1_BODY_LENGTH: {
+            size_t n = (size_t)MRD_MIN((uint64_t)avail, req->resp_left);
+            if (n)
+                req->ops->on_body(req, in, n);
+            req->resp_left -= n;
+            if (req->resp_left == 0)
+                return 1;
+            break;
+        }
+        case MRD_H1_BODY_CLOSE:
+            req->ops->on_body(req, in, avail);
+            break;
+        case MRD_H1_BODY_CHUNKED:
+            if (req->chunk.state == MRD_H1_CHUNK_DATA && req->chunk.remaining > 0) {
+                size_t n = (size_t)MRD_MIN((uint64_t)avail, req->chunk.remaining);
+                req->ops->on_body(req, in, n);
+                req->chunk.remaining -= n;
+            } else {
+                size_t n = MRD_MIN(avail, 4096);
+                const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+                int c = mrd_h1_chunk_parse(&req->chunk, p, n, req->gen->conf->limits.max_header_bytes);
+                if (c < 0) {
+                    fail(req, 502, "malformed chunked response");
+                    return -1;
+                }
+                evbuffer_drain(in, (size_t)c);
+                if (req->chunk.state == MRD_H1_CHUNK_DONE)
+                    return 1;
+                if (c == 0 && !(req->chunk.state == MRD_H1_CHUNK_DATA && req->chunk.remaining > 0))
+                    return 0; /* need more framing bytes */
+            }
+            break;
+        }
+        if (resp_backpressure(req))
+            return 0;
+    }
+    return 0;
+}
+
+static void
+up_read(struct bufferevent *bev, void *arg)
+{
+    struct mrd_req *req = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+
+    if (evbuffer_get_length(in) > 0)
+        req->got_byte = 1;
+    for (;;) {
+        switch (req->rs) {
+        case RS_WAIT_HEAD: {
+            if (evbuffer_get_length(in) == 0)
+                return;
+            int r = parse_head(req, in);
+            if (r <= 0)
+                return;
+            continue;
+        }
+        case RS_BODY: {
+            int r = pump_body(req, in);
+            if (r == 1)
+                finish(req);
+            return;
+        }
+        case RS_TUNNEL:
+            if (evbuffer_get_length(in) > 0)
+                req->ops->on_body(req, in, evbuffer_get_length(in));
+            resp_backpressure(req);
+            return;
+        default:
+            return;
+        }
+    }
+}
+
+static void
+up_write(struct bufferevent *bev, void *arg)
+{
+    struct mrd_req *req = arg;
+
+    /* output drained below LOW_WATER */
+    if (req->paused_body)
+        check_body_backpressure(req);
+}
+
+static void
+up_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct mrd_req *req = arg;
+
+    if (req->rs == RS_CONNECTING) {
+        if (what & BEV_EVENT_CONNECTED) {
+            start_sending(req);
+            return;
+        }
+        upstream_failed(req, (what & BEV_EVENT_TIMEOUT) ? 504 : 502,
+                        (what & BEV_EVENT_TIMEOUT) ? "upstream connect timeout" : "upstream connect failed", 0);
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (req->rs == RS_WAIT_HEAD && (what & BEV_EVENT_READING))
+            fail(req, 504, "upstream response timeout");
+        else
+            fail(req, 504, "upstream idle timeout");
+        return;
+    }
+    /* EOF or error */
+    if (req->rs == RS_WAIT_HEAD) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        if (req->got_byte || evbuffer_get_length(in) > 0) {
+            fail(req, 502, "upstream closed during response head");
+            return;
+        }
+        /* closed before any response byte: a stale keep-alive connection or a
+         * reset; safe to repeat under the rules of retryable() */
+        upstream_failed(req, 502, "upstream closed before responding", 1);
+        return;
+    }
+    if (req->rs == RS_BODY && req->resp_body == MRD_H1_BODY_CLOSE && (what & BEV_EVENT_EOF)) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        if (evbuffer_get_length(in) > 0)
+            req->ops->on_body(req, in, evbuffer_get_length(in));
+        finish(req);
+        return;
+    }
+    if (req->rs == RS_TUNNEL) {
+        finish(req);
+        return;
+    }
+    fail(req, 502, "upstream connection lost");
+}
+
+/* ---- public entry points ---- */
+
+struct mrd_req *
+mrd_req_new(struct mrd_worker *w, struct mrd_gen *gen, const struct mrd_req_ops *ops, void *ctx)
+{
+    struct mrd_req *req = mrd_xcalloc(1, sizeof(*req));
+
+    req->w = w;
+    req->gen = gen;
+    mrd_gen_acquire(gen);
+    req->ops = ops;
+    req->ctx = ctx;
+    req->pending = evbuffer_new();
+    return req;
+}
+
+void *
+mrd_req_ctx(struct mrd_req *req)
+{
+    return req->ctx;
+}
+
+const char *
+mrd_req_region(struct mrd_req *req)
+{
+    return req->region != NULL ? req->region->conf->name : NULL;
+}
+
+int
+mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char **detail, const char **extra)
+{
+    struct mrd_fwd_req f = {
+        .client_ip = info->client_ip,
+        .proto = info->proto,
+        .body = info->body,
+        .content_length = info->content_length,
+        .upgrade = info->upgrade,
+    };
+
+    *detail = NULL;
+    *extra = NULL;
+    if (req->gen->n_regions == 0) {
+        *detail = "no region";
+        *extra = "Retry-After: 1\r\n";
+        return 503;
+    }
+    req->is_head = mrd_strieq(info->method, info->method_len, "HEAD");
+    req->idempotent = mrd_h1_method_idempotent(info->method, info->method_len) != 0;
+    req->upgrade = info->upgrade != 0;
+    req->up_body = info->body;
+    req->body_done = info->body == MRD_H1_BODY_NONE;
+    mrd_build_request_head(&req->head, info->method, info->method_len, info->target, info->target_len,
+                           info->headers, info->n_headers, &f);
+    req->region = &req->gen->regions[0];
+    attempt(req);
+    return 0;
+}
+
+void
+mrd_req_body(struct mrd_req *req, struct evbuffer *src, size_t n)
+{
+    if (req->rs == RS_DONE) {
+        evbuffer_drain(src, n);
+        return;
+    }
+    if (req->rs == RS_TUNNEL) {
+        evbuffer_remove_buffer(src, bufferevent_get_output(req->uc->bev), n);
+        check_body_backpressure(req);
+        return;
+    }
+    if (req->uc == NULL || req->rs == RS_CONNECTING)
+        evbuffer_remove_buffer(src, req->pending, n);
+    else
+        send_body_bytes(req, src, n);
+    check_body_backpressure(req);
+}
+
+void
+mrd_req_body_end(struct mrd_req *req)
+{
+    req->body_done = 1;
+    if (req->uc != NULL && req->rs != RS_CONNECTING && req->rs != RS_DONE &&
+        req->up_body == MRD_H1_BODY_CHUNKED && req->rs != RS_TUNNEL)
+        evbuffer_add(bufferevent_get_output(req->uc->bev), "0\r\n\r\n", 5);
+}
+
+void
+mrd_req_resume(struct mrd_req *req)
+{
+    if (!req->paused_resp || req->uc == NULL)
+        return;
+    req->paused_resp = 0;
+    bufferevent_enable(req->uc->bev, EV_READ);
+    /* bytes may already wait in the input buffer */
+    up_read(req->uc->bev, req);
+}
+
+void
+mrd_req_free(struct mrd_req *req)
+{
+    if (req == NULL)
+        return;
+    drop_upstream(req, 0);
+    evbuffer_free(req->pending);
+    mrd_buf_dispose(&req->head);
+    mrd_gen_release(req->gen);
+    free(req);
+}

@@ -1,0 +1,207 @@
+/*
+ * worker.c: worker threads. Each owns one event_base, its own listening
+ * sockets for every listener (SO_REUSEPORT spreads accepts across workers),
+ * and everything created on it. The main thread talks to a worker only by
+ * posting to its `wake` event: a new configuration generation, or stop.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "meridian/common.h"
+#include "meridian/log.h"
+#include "meridian/server.h"
+
+struct listener_ctx {
+    struct mrd_worker *w;
+    int tls;
+};
+
+uint64_t
+mrd_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t
+mrd_worker_rand(struct mrd_worker *w)
+{
+    /* xorshift64*: cheap, per worker, good enough for load balancing */
+    uint64_t x = w->rnd_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rnd_state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static void
+on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int socklen, void *arg)
+{
+    struct listener_ctx *lc = arg;
+    mrd_conn_accept(lc->w, fd, sa, socklen, lc->tls);
+}
+
+static void
+on_accept_error(struct evconnlistener *l, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    /* EMFILE and friends: keep the listener, the condition is transient */
+    mrd_log(MRD_LOG_WARN, "accept: %s", evutil_socket_error_to_string(err));
+}
+
+/* a listening socket bound with SO_REUSEPORT; -1 and err on failure */
+int
+mrd_listen_socket(const struct sockaddr *sa, socklen_t len, const char **err)
+{
+    int one = 1;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd == -1) {
+        *err = strerror(errno);
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, sa, len) == -1 || listen(fd, 4096) == -1) {
+        *err = strerror(errno);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void
+on_stop_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct mrd_worker *w = arg;
+
+    mrd_conn_shutdown_all(w, 0);
+    if (w->n_conns == 0) {
+        mrd_pool_drain(w, w->gen);
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+static void
+on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct mrd_worker *w = arg;
+    struct mrd_gen *next;
+
+    pthread_mutex_lock(&w->_lock);
+    next = w->_next_gen;
+    w->_next_gen = NULL;
+    pthread_mutex_unlock(&w->_lock);
+    if (next != NULL) {
+        /* the posted reference becomes the worker's; connections keep theirs */
+        mrd_gen_release(w->gen);
+        w->gen = next;
+    }
+    if (atomic_load(&w->stopping) && w->listeners != NULL) {
+        static const struct timeval every = {0, 50000};
+        for (size_t i = 0; i < w->n_listeners; i++)
+            if (w->listeners[i] != NULL)
+                evconnlistener_free(w->listeners[i]);
+        free(w->listeners);
+        free(w->_lctx);
+        w->_lctx = NULL;
+        w->listeners = NULL;
+        w->n_listeners = 0;
+        w->_stop_ev = event_new(w->base, -1, EV_PERSIST, on_stop_check, w);
+        event_add(w->_stop_ev, &every);
+        on_stop_check(-1, 0, w);
+    }
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct mrd_worker *w = arg;
+
+    event_base_dispatch(w->base);
+    atomic_fetch_add(w->done_count, 1);
+    event_active(w->done_ev, EV_TIMEOUT, 0);
+    return NULL;
+}
+
+/* after the thread has ended: free what the worker owned */
+void
+mrd_worker_dispose(struct mrd_worker *w)
+{
+    for (size_t i = 0; i < w->n_listeners; i++)
+        if (w->listeners[i] != NULL)
+            evconnlistener_free(w->listeners[i]);
+    free(w->listeners);
+    free(w->_lctx);
+    mrd_conn_shutdown_all(w, 1);
+    mrd_pool_drain(w, w->gen);
+    if (w->_stop_ev != NULL)
+        event_free(w->_stop_ev);
+    event_free(w->wake);
+    if (w->_next_gen != NULL)
+        mrd_gen_release(w->_next_gen);
+    mrd_gen_release(w->gen);
+    mrd_buf_dispose(&w->scratch);
+    event_base_free(w->base);
+    pthread_mutex_destroy(&w->_lock);
+}
+
+int
+mrd_worker_init(struct mrd_worker *w, unsigned id, struct mrd_gen *g, const int *fds, const int *tls,
+                size_t n_fds)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->base = event_base_new();
+    if (w->base == NULL)
+        return -1;
+    pthread_mutex_init(&w->_lock, NULL);
+    w->gen = g;
+    mrd_gen_acquire(g);
+    w->rnd_state = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)id << 32) ^ mrd_now_us();
+    w->wake = event_new(w->base, -1, EV_PERSIST, on_wake, w);
+    event_add(w->wake, NULL);
+    w->listeners = mrd_xcalloc(n_fds ? n_fds : 1, sizeof(*w->listeners));
+    w->n_listeners = n_fds;
+    w->_lctx = mrd_xcalloc(n_fds ? n_fds : 1, sizeof(struct listener_ctx));
+    for (size_t i = 0; i < n_fds; i++) {
+        struct listener_ctx *lc = &((struct listener_ctx *)w->_lctx)[i];
+        lc->w = w;
+        lc->tls = tls[i];
+        w->listeners[i] = evconnlistener_new(w->base, on_accept, lc, LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
+        if (w->listeners[i] == NULL)
+            return -1;
+        evconnlistener_set_error_cb(w->listeners[i], on_accept_error);
+    }
+    return 0;
+}
+
+int
+mrd_worker_start(struct mrd_worker *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+void
+mrd_worker_post(struct mrd_worker *w, struct mrd_gen *g, int stop)
+{
+    pthread_mutex_lock(&w->_lock);
+    if (g != NULL) {
+        if (w->_next_gen != NULL)
+            mrd_gen_release(w->_next_gen);
+        w->_next_gen = g;
+    }
+    if (stop)
+        atomic_store(&w->stopping, 1);
+    pthread_mutex_unlock(&w->_lock);
+    event_active(w->wake, EV_READ, 0);
+}
