@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include "meridian/addr.h"
@@ -41,7 +42,7 @@ struct mrd_conn {
     size_t last_len;  /* head bytes already scanned */
     int head_timer;   /* timer armed for request_header (1) or idle (0) */
     unsigned tls : 1, keepalive : 1, close_after : 1, req_in_done : 1, resp_done : 1, resp_started : 1,
-        client_10 : 1, paused : 1, resp_chunked : 1, resp_none : 1, dead : 1;
+        client_10 : 1, paused : 1, resp_chunked : 1, resp_none : 1, dead : 1, lingering : 1;
     /* current request */
     struct mrd_req *req;
     enum mrd_h1_body in_body;
@@ -104,6 +105,30 @@ close_soon(struct mrd_conn *c)
         schedule(c);
 }
 
+/*
+ * The output is flushed: half-close and discard what the client still sends
+ * for a moment before closing. Closing with unread input makes the kernel
+ * send a RST, which can destroy the error response before the client reads
+ * it (nginx's lingering_close).
+ */
+static void
+linger(struct mrd_conn *c)
+{
+    static const struct timeval tv = {1, 0};
+
+    if (c->lingering) {
+        conn_free(c);
+        return;
+    }
+    c->lingering = 1;
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    bufferevent_enable(c->bev, EV_READ);
+    event_del(c->timer);
+    event_add(c->timer, &tv);
+}
+
 /* a response the proxy makes itself */
 static void
 send_error(struct mrd_conn *c, int status, const char *detail, int close, const char *extra)
@@ -153,8 +178,8 @@ on_defer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (c->state == CS_CLOSING) {
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-            conn_free(c);
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !c->lingering)
+            linger(c);
         return;
     }
     if (c->state == CS_REQ && c->resp_done && c->req_in_done)
@@ -518,7 +543,13 @@ process(struct mrd_conn *c)
 static void
 on_read(struct bufferevent *bev, void *arg)
 {
-    process(arg);
+    struct mrd_conn *c = arg;
+
+    if (c->lingering) {
+        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        return;
+    }
+    process(c);
 }
 
 static void
@@ -527,8 +558,8 @@ on_write(struct bufferevent *bev, void *arg)
     struct mrd_conn *c = arg;
 
     if (c->state == CS_CLOSING) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-            conn_free(c);
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !c->lingering)
+            linger(c);
         return;
     }
     if (c->req != NULL)
@@ -556,6 +587,10 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct mrd_conn *c = arg;
 
+    if (c->lingering) {
+        conn_free(c);
+        return;
+    }
     if (c->state != CS_HEAD)
         return;
     if (c->head_timer && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {

@@ -1,0 +1,881 @@
+/*
+ * test_config.c: the YAML configuration loader. A table of invalid inputs,
+ * each asserting the exact "t.yaml:LINE:COL:" and the gist of its single
+ * message; then defaults, normalisation, derived values, several errors
+ * reported at once, duration and rate parsing, and conf/example.yaml.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "meridian/config.h"
+
+/* 6 lines each. After BASE, "    key: v" on line 7 extends regions[0] and an
+ * unindented key is top level; after BASE_L, "    key: v" extends listeners[0]. */
+#define LISTEN "listeners:\n  - address: \"127.0.0.1:8080\"\n"
+#define REGION                                                                                                 \
+    "regions:\n  - name: a\n    location: {latitude: 1, longitude: 2}\n"                                       \
+    "    upstreams: [{address: \"10.0.0.1:80\"}]\n"
+#define BASE LISTEN REGION
+#define BASE_L REGION LISTEN
+/* LISTEN and the first two lines of a region (lines 1-4); add location/upstreams */
+#define REGION_HEAD LISTEN "regions:\n  - name: a\n"
+#define LOC "    location: {latitude: 1, longitude: 2}\n"
+#define UPS "    upstreams: [{address: \"10.0.0.1:80\"}]\n"
+
+static void
+dump(const struct mrd_diag *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        print_message("  diag: %s\n", d->msgs[i]);
+}
+
+static struct mrd_config *
+parse_ok(const char *yaml)
+{
+    struct mrd_diag d;
+    struct mrd_config *c = NULL;
+    int rc;
+
+    mrd_diag_init(&d);
+    rc = mrd_config_parse(yaml, strlen(yaml), "t.yaml", &c, &d);
+    if (rc != 0 || d.n != 0) {
+        dump(&d);
+        mrd_diag_dispose(&d);
+        mrd_config_free(c);
+        fail_msg("expected a valid configuration");
+    }
+    mrd_diag_dispose(&d);
+    assert_non_null(c);
+    return c;
+}
+
+/* ---- invalid configurations: exactly one diagnostic each ---- */
+
+struct bad_case {
+    const char *name;
+    const char *yaml;
+    const char *pos; /* "t.yaml:L:C:" */
+    const char *msg; /* substring of the message */
+};
+
+static const struct bad_case bad_cases[] = {
+    /* document level */
+    {"empty file", "", "t.yaml:1:1:", "empty configuration"},
+    {"only a comment", "# nothing\n", "t.yaml:1:1:", "empty configuration"},
+    {"only ---", "---\n", "t.yaml:1:1:", "empty configuration"},
+    {"root is a list", "- a\n", "t.yaml:1:1:", "must be a mapping"},
+    {"syntax error", "a: b: c\n", "t.yaml:1:5:", "YAML syntax error: mapping values are not allowed"},
+    {"unclosed quote", BASE "user: \"x\n", "t.yaml:8:1:", "YAML syntax error"},
+    {"tab indentation", "listeners:\n\t- x\n", "t.yaml:2:1:", "tabs are not allowed"},
+    {"alias", BASE "user: &u x\nextra: *u\n", "t.yaml:8:8:", "aliases (*u) are not supported"},
+    {"two documents", BASE "---\nworkers: 1\n", "t.yaml:7:1:", "only one YAML document"},
+    {"NUL in a value", BASE "user: \"a\\0b\"\n", "t.yaml:7:7:", "user: must not contain NUL"},
+    {"invalid UTF-8", BASE "user: \xff\n", "t.yaml:7:7:", "invalid leading UTF-8 octet"},
+    {"key is a sequence", BASE "[a]: 1\n", "t.yaml:7:1:", "keys must be plain names"},
+    {"duplicate top-level key", BASE "workers: 2\nworkers: 3\n", "t.yaml:8:1:", "duplicate key \"workers\" (first at line 7)"},
+    {"unknown top-level key", BASE "foo: 1\n", "t.yaml:7:1:", "unknown key \"foo\" at the top level"},
+    {"misspelt top-level key", BASE "timeout: {}\n", "t.yaml:7:1:", "did you mean \"timeouts\"?"},
+    {"missing listeners", REGION, "t.yaml:1:1:", "missing required top-level key \"listeners\""},
+    {"missing regions", LISTEN, "t.yaml:1:1:", "missing required top-level key \"regions\""},
+    {"missing listeners after comments", "# c\n\n" REGION, "t.yaml:1:1:", "missing required top-level key \"listeners\""},
+    {"tab after UTF-8", "user: \"\xc3\xa9\xc3\xa9\"\nlisteners:\n\t- x\n", "t.yaml:3:1:", "tabs are not allowed"},
+    {"empty listeners", REGION "listeners: []\n", "t.yaml:5:12:", "listeners: must have at least one entry"},
+    {"listeners not a list", REGION "listeners:\n", "t.yaml:5:11:", "expected a sequence, got an empty value"},
+    {"section not a map", BASE "timeouts: 5s\n", "t.yaml:7:11:", "timeouts: expected a mapping, got \"5s\""},
+
+    /* workers, user */
+    {"workers 0", BASE "workers: 0\n", "t.yaml:7:10:", "workers: must be an integer from 1 to 1024"},
+    {"workers 1025", BASE "workers: 1025\n", "t.yaml:7:10:", "from 1 to 1024"},
+    {"workers word", BASE "workers: many\n", "t.yaml:7:10:", "expected \"auto\" or an integer"},
+    {"workers fraction", BASE "workers: 2.5\n", "t.yaml:7:10:", "expected \"auto\" or an integer"},
+    {"user a map", BASE "user: {a: 1}\n", "t.yaml:7:7:", "user: expected a single value, got a mapping"},
+    {"user empty", BASE "user: ''\n", "t.yaml:7:7:", "user: must not be empty"},
+
+    /* listeners */
+    {"h2 without tls", BASE_L "    protocols: [h2]\n", "t.yaml:7:17:", "listeners[0].protocols[0]: h2 needs a tls block"},
+    {"h2c with tls", BASE_L "    tls: {certificates: [{cert: c, key: k}]}\n    protocols: [h2c]\n", "t.yaml:8:17:",
+     "h2c is plaintext"},
+    {"duplicate protocol", BASE_L "    protocols: [http1, http1]\n", "t.yaml:7:24:", "\"http1\" is listed twice"},
+    {"unknown protocol", BASE_L "    protocols: [spdy]\n", "t.yaml:7:17:", "expected one of http1, h2c, h2, got \"spdy\""},
+    {"no protocols", BASE_L "    protocols: []\n", "t.yaml:7:16:", "at least one protocol"},
+    {"protocols scalar", BASE_L "    protocols: http1\n", "t.yaml:7:16:", "expected a sequence"},
+    {"no certificates", BASE_L "    tls: {certificates: []}\n", "t.yaml:7:25:",
+     "listeners[0].tls.certificates: must have at least one entry"},
+    {"certificate without key", BASE_L "    tls: {certificates: [{cert: c}]}\n", "t.yaml:7:26:",
+     "listeners[0].tls.certificates[0]: missing required key \"key\""},
+    {"tls min_version", BASE_L "    tls: {certificates: [{cert: c, key: k}], min_version: \"1.1\"}\n", "t.yaml:7:59:",
+     "expected \"1.2\" or \"1.3\""},
+    {"empty tls", BASE_L "    tls: {}\n", "t.yaml:7:10:", "missing required key \"certificates\""},
+    {"unknown listener key", BASE_L "    bogus: 1\n", "t.yaml:7:5:", "unknown key \"bogus\" in listeners[0]"},
+    {"duplicate listener", BASE_L "  - address: \"127.0.0.1:8080\"\n", "t.yaml:7:14:",
+     "listeners[1].address: \"127.0.0.1:8080\" is already used by listeners[0]"},
+    {"listener host name", BASE_L "  - address: \"localhost:80\"\n", "t.yaml:7:14:", "invalid address \"localhost:80\""},
+    {"listener port 0", BASE_L "  - address: \"[::1]:0\"\n", "t.yaml:7:14:", "1 to 65535"},
+    {"listener v6 without brackets", BASE_L "  - address: \"::1:80\"\n", "t.yaml:7:14:", "brackets"},
+    {"listener without address", BASE_L "  - protocols: [http1]\n", "t.yaml:7:5:",
+     "listeners[1]: missing required key \"address\""},
+
+    /* admin */
+    {"admin without address", BASE "admin: {token: x}\n", "t.yaml:7:8:", "admin: missing required key \"address\""},
+    {"admin on a listener address", BASE "admin: {address: \"127.0.0.1:8080\"}\n", "t.yaml:2:14:",
+     "is also the admin address"},
+    {"admin token with space", BASE "admin: {address: \"127.0.0.1:9901\", token: \"a b\"}\n", "t.yaml:7:43:",
+     "admin.token: must be printable ASCII"},
+    {"admin address without port", BASE "admin: {address: 127.0.0.1}\n", "t.yaml:7:18:", "admin.address: invalid"},
+
+    /* timeouts */
+    {"timeout 0", BASE "timeouts:\n  connect: 0s\n", "t.yaml:8:12:", "timeouts.connect: must be greater than 0"},
+    {"timeout without unit", BASE "timeouts:\n  idle: 5\n", "t.yaml:8:9:", "timeouts.idle: expected a duration"},
+    {"timeout fraction", BASE "timeouts:\n  shutdown: 1.5s\n", "t.yaml:8:13:", "expected a duration"},
+    {"timeout unknown unit", BASE "timeouts:\n  request_header: 2d\n", "t.yaml:8:19:", "expected a duration"},
+    {"timeout negative", BASE "timeouts:\n  upstream_response: -1s\n", "t.yaml:8:22:", "expected a duration"},
+    {"timeout with space", BASE "timeouts:\n  connect: 2 s\n", "t.yaml:8:12:", "expected a duration"},
+    {"timeout too long", BASE "timeouts:\n  connect: 9000h\n", "t.yaml:8:12:", "at most 8760h"},
+    {"timeout misspelt", BASE "timeouts:\n  connct: 2s\n", "t.yaml:8:3:",
+     "unknown key \"connct\" in timeouts (did you mean \"connect\"?)"},
+
+    /* limits */
+    {"max_header_bytes low", BASE "limits:\n  max_header_bytes: 1023\n", "t.yaml:8:21:", "from 1024 to 1048576"},
+    {"max_header_bytes high", BASE "limits:\n  max_header_bytes: 1048577\n", "t.yaml:8:21:", "from 1024 to 1048576"},
+    {"max_body_bytes negative", BASE "limits:\n  max_body_bytes: -1\n", "t.yaml:8:19:", "must be an integer >= 0"},
+    {"max_connections 0", BASE "limits:\n  max_connections: 0\n", "t.yaml:8:20:", "from 1 to 10000000"},
+    {"max_connections high", BASE "limits:\n  max_connections: 10000001\n", "t.yaml:8:20:", "from 1 to 10000000"},
+    {"integer overflow", BASE "limits:\n  max_connections: 99999999999999999999\n", "t.yaml:8:20:", "from 1 to 10000000"},
+    {"integer exponent", BASE "limits:\n  max_connections: 1e3\n", "t.yaml:8:20:", "expected an integer"},
+    {"integer fraction", BASE "limits:\n  max_connections: 1.5\n", "t.yaml:8:20:", "expected an integer"},
+
+    /* geo */
+    {"network host bits", BASE "geo:\n  networks:\n    - cidr: 10.1.2.3/16\n", "t.yaml:9:13:",
+     "geo.networks[0].cidr: invalid CIDR \"10.1.2.3/16\": host bits"},
+    {"network without cidr", BASE "geo:\n  networks:\n    - country: DE\n", "t.yaml:9:7:",
+     "geo.networks[0]: missing required key \"cidr\""},
+    {"country three letters", BASE "geo:\n  networks:\n    - cidr: 10.0.0.0/8\n      country: DEU\n", "t.yaml:10:16:",
+     "two-letter ISO 3166 country code"},
+    {"country digit", BASE "geo:\n  networks:\n    - cidr: 10.0.0.0/8\n      country: D1\n", "t.yaml:10:16:",
+     "two-letter"},
+    {"continent unknown", BASE "geo:\n  networks:\n    - cidr: 10.0.0.0/8\n      continent: XX\n", "t.yaml:10:18:",
+     "unknown continent \"XX\""},
+    {"latitude without longitude", BASE "geo:\n  networks:\n    - cidr: 10.0.0.0/8\n      latitude: 5\n", "t.yaml:9:7:",
+     "latitude and longitude must be given together"},
+    {"network latitude 90.5", BASE "geo:\n  networks:\n    - cidr: 10.0.0.0/8\n      latitude: 90.5\n      longitude: 0\n",
+     "t.yaml:10:17:", "latitude: must be a number from -90 to 90"},
+    {"network longitude -180.1", BASE "geo:\n  networks:\n    - cidr: 10.0.0.0/8\n      latitude: 0\n      longitude: -180.1\n",
+     "t.yaml:11:18:", "from -180 to 180"},
+    {"network unknown key", BASE "geo:\n  networks:\n    - cidr: 10.0.0.0/8\n      city: x\n", "t.yaml:10:7:",
+     "unknown key \"city\" in geo.networks[0]"},
+    {"default location half", BASE "geo:\n  default_location: {latitude: 1}\n", "t.yaml:8:21:",
+     "geo.default_location: missing required key \"longitude\""},
+    {"empty database", BASE "geo:\n  database: ''\n", "t.yaml:8:13:", "geo.database: must not be empty"},
+
+    /* client_ip */
+    {"trusted proxy prefix", BASE "client_ip:\n  trusted_proxies: [10.0.0.0/8, 1.2.3.4/33]\n", "t.yaml:8:33:",
+     "client_ip.trusted_proxies[1]: invalid CIDR \"1.2.3.4/33\""},
+    {"trusted proxies scalar", BASE "client_ip:\n  trusted_proxies: 10.0.0.0/8\n", "t.yaml:8:20:", "expected a sequence"},
+    {"header with space", BASE "client_ip:\n  header: \"X Forwarded\"\n", "t.yaml:8:11:", "not a valid HTTP header name"},
+    {"header with colon", BASE "client_ip:\n  header: \"X-Client:\"\n", "t.yaml:8:11:", "not a valid HTTP header name"},
+
+    /* scoring */
+    {"negative weight", BASE "scoring:\n  weights: {geography: -1}\n", "t.yaml:8:24:",
+     "scoring.weights.geography: must be a number >= 0"},
+    {"weights sum 0", BASE "scoring:\n  weights: {geography: 0, cost: 0}\n", "t.yaml:8:12:", "must not all be 0"},
+    {"weights empty map", BASE "scoring:\n  weights: {}\n", "t.yaml:8:12:", "must not all be 0"},
+    {"weights unknown factor", BASE "scoring:\n  weights: {speed: 1}\n", "t.yaml:8:13:",
+     "unknown key \"speed\" in scoring.weights"},
+    {"weight not a number", BASE "scoring:\n  weights: {geography: x}\n", "t.yaml:8:24:", "expected a number"},
+    {"weight infinite", BASE "scoring:\n  weights: {geography: 1e999}\n", "t.yaml:8:24:", "must be a number >= 0"},
+    {"latency_ceiling 0", BASE "scoring:\n  latency_ceiling: 0ms\n", "t.yaml:8:20:", "must be greater than 0"},
+
+    /* regions (BASE + "    key: value" extends regions[0]) */
+    {"retries 11", BASE "    retries: 11\n", "t.yaml:7:14:", "regions[0].retries: must be an integer from 0 to 10"},
+    {"retries -1", BASE "    retries: -1\n", "t.yaml:7:14:", "from 0 to 10"},
+    {"cost 0", BASE "    cost: 0\n", "t.yaml:7:11:", "regions[0].cost: must be a number > 0"},
+    {"cost negative", BASE "    cost: -1.5\n", "t.yaml:7:11:", "must be a number > 0"},
+    {"cost text", BASE "    cost: cheap\n", "t.yaml:7:11:", "expected a number, got \"cheap\""},
+    {"cost nan", BASE "    cost: nan\n", "t.yaml:7:11:", "expected a number"},
+    {"cost hex", BASE "    cost: 0x10\n", "t.yaml:7:11:", "expected a number"},
+    {"burst without rps", BASE "    capacity_burst: 5\n", "t.yaml:7:21:", "regions[0].capacity_burst: needs capacity_rps"},
+    {"capacity_rps 0", BASE "    capacity_rps: 0\n", "t.yaml:7:19:", "must be an integer from 1"},
+    {"capacity_burst 0", BASE "    capacity_rps: 10\n    capacity_burst: 0\n", "t.yaml:8:21:", "must be an integer from 1"},
+    {"unknown balance", BASE "    balance: random\n", "t.yaml:7:14:",
+     "expected one of least_connections, round_robin, p2c_ewma, got \"random\""},
+    {"unknown fallback", BASE "    fallback: zz\n", "t.yaml:7:15:", "regions[0].fallback: unknown region \"zz\""},
+    {"self fallback", BASE "    fallback: a\n", "t.yaml:7:15:", "fallback cycle: a -> a"},
+    {"health path", BASE "    health_check: {path: healthz}\n", "t.yaml:7:26:",
+     "regions[0].health_check.path: must start with \"/\""},
+    {"health path space", BASE "    health_check: {path: \"/a b\"}\n", "t.yaml:7:26:", "spaces"},
+    {"health interval 0", BASE "    health_check: {interval: 0s}\n", "t.yaml:7:30:", "must be greater than 0"},
+    {"health timeout bare", BASE "    health_check: {timeout: 1}\n", "t.yaml:7:29:", "expected a duration"},
+    {"health rise 0", BASE "    health_check: {rise: 0}\n", "t.yaml:7:26:", "health_check.rise: must be an integer from 1"},
+    {"health fall 0", BASE "    health_check: {fall: 0}\n", "t.yaml:7:26:", "health_check.fall: must be an integer from 1"},
+    {"expect_status 99", BASE "    health_check: {expect_status: 99}\n", "t.yaml:7:35:", "from 100 to 599"},
+    {"expect_status 600", BASE "    health_check: {expect_status: 600}\n", "t.yaml:7:35:", "from 100 to 599"},
+    {"unknown region key", BASE "    bogus: 1\n", "t.yaml:7:5:", "unknown key \"bogus\" in regions[0]"},
+    {"duplicate region key", BASE "    location: {latitude: 0, longitude: 0}\n", "t.yaml:7:5:",
+     "duplicate key \"location\" in regions[0] (first at line 5)"},
+    {"region name chars", LISTEN "regions:\n  - name: \"a b\"\n" LOC UPS, "t.yaml:4:11:",
+     "regions[0].name: \"a b\": region names are"},
+    {"region name empty", LISTEN "regions:\n  - name: \"\"\n" LOC UPS, "t.yaml:4:11:", "must not be empty"},
+    {"duplicate region name", BASE "  - name: a\n" LOC "    upstreams: [{address: \"10.0.0.2:80\"}]\n", "t.yaml:7:11:",
+     "regions[1].name: duplicate region name \"a\" (first at line 4)"},
+    {"region without location", REGION_HEAD UPS, "t.yaml:4:5:", "regions[0]: missing required key \"location\""},
+    {"region without upstreams", REGION_HEAD LOC, "t.yaml:4:5:", "regions[0]: missing required key \"upstreams\""},
+    {"region without name", LISTEN "regions:\n  - location: {latitude: 1, longitude: 2}\n" UPS, "t.yaml:4:5:",
+     "missing required key \"name\""},
+    {"empty upstreams", REGION_HEAD LOC "    upstreams: []\n", "t.yaml:6:16:",
+     "regions[0].upstreams: must have at least one entry"},
+    {"latitude 91", REGION_HEAD "    location: {latitude: 91, longitude: 2}\n" UPS, "t.yaml:5:26:",
+     "regions[0].location.latitude: must be a number from -90 to 90"},
+    {"latitude -90.01", REGION_HEAD "    location: {latitude: -90.01, longitude: 2}\n" UPS, "t.yaml:5:26:",
+     "from -90 to 90"},
+    {"longitude 181", REGION_HEAD "    location: {latitude: 1, longitude: 181}\n" UPS, "t.yaml:5:40:",
+     "regions[0].location.longitude: must be a number from -180 to 180"},
+    {"location half", REGION_HEAD "    location: {latitude: 1}\n" UPS, "t.yaml:5:15:",
+     "regions[0].location: missing required key \"longitude\""},
+    {"location scalar", REGION_HEAD "    location: here\n" UPS, "t.yaml:5:15:", "expected a mapping"},
+    {"duplicate upstream", REGION_HEAD LOC "    upstreams:\n      - address: \"10.0.0.1:80\"\n      - address: \"10.0.0.1:80\"\n",
+     "t.yaml:8:18:", "regions[0].upstreams[1].address: \"10.0.0.1:80\" is already upstreams[0]"},
+    {"upstream weight 0", REGION_HEAD LOC "    upstreams: [{address: \"10.0.0.1:80\", weight: 0}]\n", "t.yaml:6:50:",
+     "regions[0].upstreams[0].weight: must be an integer from 1 to 1000"},
+    {"upstream weight 1001", REGION_HEAD LOC "    upstreams: [{address: \"10.0.0.1:80\", weight: 1001}]\n",
+     "t.yaml:6:50:", "from 1 to 1000"},
+    {"upstream without address", REGION_HEAD LOC "    upstreams: [{weight: 1}]\n", "t.yaml:6:17:",
+     "regions[0].upstreams[0]: missing required key \"address\""},
+    {"upstream host name", REGION_HEAD LOC "    upstreams: [{address: \"backend:80\"}]\n", "t.yaml:6:27:",
+     "invalid address \"backend:80\""},
+
+    /* policies */
+    {"residency unknown region",
+     BASE "policies:\n  residency:\n    - name: r\n      match: {continents: [EU]}\n      regions: [a, nope]\n",
+     "t.yaml:11:20:", "policies.residency[0].regions[1]: unknown region \"nope\""},
+    {"residency no regions",
+     BASE "policies:\n  residency:\n    - name: r\n      match: {continents: [EU]}\n      regions: []\n", "t.yaml:11:16:",
+     "must name at least one region"},
+    {"residency without regions", BASE "policies:\n  residency:\n    - name: r\n      match: {countries: [DE]}\n",
+     "t.yaml:9:7:", "policies.residency[0]: missing required key \"regions\""},
+    {"residency empty match", BASE "policies:\n  residency:\n    - name: r\n      match: {}\n      regions: [a]\n",
+     "t.yaml:10:14:", "policies.residency[0].match: needs a non-empty continents or countries list"},
+    {"residency empty lists",
+     BASE "policies:\n  residency:\n    - name: r\n      match: {continents: [], countries: []}\n      regions: [a]\n",
+     "t.yaml:10:14:", "needs a non-empty"},
+    {"residency bad continent",
+     BASE "policies:\n  residency:\n    - name: r\n      match: {continents: [XX]}\n      regions: [a]\n",
+     "t.yaml:10:28:", "policies.residency[0].match.continents[0]: unknown continent"},
+    {"residency match unknown key",
+     BASE "policies:\n  residency:\n    - name: r\n      match: {cities: [x]}\n      regions: [a]\n", "t.yaml:10:15:",
+     "unknown key \"cities\" in policies.residency[0].match"},
+    {"geo_block status 99", BASE "policies:\n  geo_block: {status: 99}\n", "t.yaml:8:23:",
+     "policies.geo_block.status: must be an integer from 100 to 599"},
+    {"geo_block bad country", BASE "policies:\n  geo_block: {countries: [K]}\n", "t.yaml:8:27:",
+     "policies.geo_block.countries[0]: expected a two-letter"},
+    {"rate per hour", BASE "policies:\n  client_rate_limit: {rate: 10/h}\n", "t.yaml:8:29:", "expected a rate"},
+    {"rate 0", BASE "policies:\n  client_rate_limit: {rate: 0/s}\n", "t.yaml:8:29:", "expected a rate"},
+    {"rate fraction", BASE "policies:\n  client_rate_limit: {rate: 1.5/s}\n", "t.yaml:8:29:", "expected a rate"},
+    {"rate bare number", BASE "policies:\n  client_rate_limit: {rate: 100}\n", "t.yaml:8:29:", "expected a rate"},
+    {"rate burst 0", BASE "policies:\n  client_rate_limit: {rate: 10/s, burst: 0}\n", "t.yaml:8:42:",
+     "policies.client_rate_limit.burst: must be an integer from 1"},
+    {"rate missing", BASE "policies:\n  client_rate_limit: {burst: 5}\n", "t.yaml:8:22:",
+     "policies.client_rate_limit: missing required key \"rate\""},
+
+    /* response_headers, access_log */
+    {"bool yes", BASE "response_headers: {region: yes}\n", "t.yaml:7:28:",
+     "response_headers.region: expected true or false, got \"yes\""},
+    {"bool 1", BASE "response_headers: {region: 1}\n", "t.yaml:7:28:", "expected true or false"},
+    {"log format", BASE "access_log: {format: xml}\n", "t.yaml:7:22:", "access_log.format: expected one of json, text"},
+    {"log path empty", BASE "access_log: {path: ''}\n", "t.yaml:7:20:", "access_log.path: must not be empty"},
+};
+
+static void
+test_bad_cases(void **state)
+{
+    int failed = 0;
+
+    for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        const struct bad_case *bc = &bad_cases[i];
+        struct mrd_diag d;
+        struct mrd_config *c = (struct mrd_config *)1;
+        int rc;
+
+        mrd_diag_init(&d);
+        rc = mrd_config_parse(bc->yaml, strlen(bc->yaml), "t.yaml", &c, &d);
+        if (rc != -1 || c != NULL || d.n != 1 || strncmp(d.msgs[0], bc->pos, strlen(bc->pos)) != 0 ||
+            strstr(d.msgs[0], bc->msg) == NULL) {
+            print_message("case \"%s\": want one diagnostic %s ... %s; rc=%d, got %zu:\n", bc->name, bc->pos, bc->msg,
+                          rc, d.n);
+            dump(&d);
+            failed++;
+        }
+        mrd_config_free(c);
+        mrd_diag_dispose(&d);
+    }
+    assert_int_equal(failed, 0);
+}
+
+/* ---- several problems, one pass ---- */
+
+static void
+test_multiple_errors(void **state)
+{
+    /* the duplicate region name is found by a cross-check after the walk,
+     * but messages still come out in file order */
+    static const char yaml[] = BASE_L
+        "    protocols: [h2]\n"           /* 7 */
+        "workers: 0\n"                    /* 8 */
+        "foo: 1\n"                        /* 9 */
+        "timeouts: {idle: 0s}\n"          /* 10 */
+        "extra_regions:\n";               /* 11 */
+    static const char *const want[][2] = {
+        {"t.yaml:7:17:", "h2 needs a tls block"},
+        {"t.yaml:8:10:", "workers"},
+        {"t.yaml:9:1:", "unknown key \"foo\""},
+        {"t.yaml:10:18:", "timeouts.idle"},
+        {"t.yaml:11:1:", "unknown key \"extra_regions\""},
+    };
+    static const char yaml2[] = LISTEN
+        "regions:\n"
+        "  - name: a\n"                   /* 4 */
+        "    location: {latitude: 100, longitude: 2}\n"  /* 5 */
+        UPS                                /* 6 */
+        "  - name: a\n"                   /* 7 */
+        LOC UPS
+        "    retries: 20\n";              /* 10 */
+    static const char *const want2[][2] = {
+        {"t.yaml:5:26:", "latitude"},
+        {"t.yaml:7:11:", "duplicate region name"},
+        {"t.yaml:10:14:", "retries"},
+    };
+    struct mrd_diag d;
+    struct mrd_config *c;
+
+    mrd_diag_init(&d);
+    assert_int_equal(mrd_config_parse(yaml, strlen(yaml), "t.yaml", &c, &d), -1);
+    assert_null(c);
+    dump(&d);
+    assert_int_equal(d.n, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < d.n; i++) {
+        assert_true(strncmp(d.msgs[i], want[i][0], strlen(want[i][0])) == 0);
+        assert_non_null(strstr(d.msgs[i], want[i][1]));
+    }
+    mrd_diag_dispose(&d);
+
+    assert_int_equal(mrd_config_parse(yaml2, strlen(yaml2), "t.yaml", &c, &d), -1);
+    dump(&d);
+    assert_int_equal(d.n, sizeof(want2) / sizeof(want2[0]));
+    for (size_t i = 0; i < d.n; i++) {
+        assert_true(strncmp(d.msgs[i], want2[i][0], strlen(want2[i][0])) == 0);
+        assert_non_null(strstr(d.msgs[i], want2[i][1]));
+    }
+    mrd_diag_dispose(&d);
+}
+
+/* diagnostics accumulate across calls: parse appends, never resets */
+static void
+test_diag_appends(void **state)
+{
+    struct mrd_diag d;
+    struct mrd_config *c;
+
+    mrd_diag_init(&d);
+    mrd_diag_add(&d, "x.yaml", 3, 4, "first %d", 1);
+    assert_string_equal(d.msgs[0], "x.yaml:3:4: first 1");
+    assert_int_equal(mrd_config_parse("", 0, "t.yaml", &c, &d), -1);
+    assert_int_equal(d.n, 2);
+    assert_string_equal(d.msgs[0], "x.yaml:3:4: first 1");
+    assert_true(strncmp(d.msgs[1], "t.yaml:1:1:", 11) == 0);
+    mrd_diag_dispose(&d);
+    assert_int_equal(d.n, 0);
+}
+
+static void
+test_fallback_cycles(void **state)
+{
+    static const char yaml[] = LISTEN
+        "regions:\n"
+        "  - {name: a, fallback: b, location: {latitude: 0, longitude: 0}, upstreams: [{address: \"10.0.0.1:80\"}]}\n"
+        "  - {name: b, fallback: c, location: {latitude: 0, longitude: 0}, upstreams: [{address: \"10.0.0.1:80\"}]}\n"
+        "  - {name: c, fallback: a, location: {latitude: 0, longitude: 0}, upstreams: [{address: \"10.0.0.1:80\"}]}\n"
+        /* d leads into the cycle but is not on it: reported once, not twice */
+        "  - {name: d, fallback: b, location: {latitude: 0, longitude: 0}, upstreams: [{address: \"10.0.0.1:80\"}]}\n"
+        "  - {name: e, fallback: f, location: {latitude: 0, longitude: 0}, upstreams: [{address: \"10.0.0.1:80\"}]}\n"
+        "  - {name: f, fallback: e, location: {latitude: 0, longitude: 0}, upstreams: [{address: \"10.0.0.1:80\"}]}\n";
+    struct mrd_diag d;
+    struct mrd_config *c;
+
+    mrd_diag_init(&d);
+    assert_int_equal(mrd_config_parse(yaml, strlen(yaml), "t.yaml", &c, &d), -1);
+    dump(&d);
+    assert_int_equal(d.n, 2);
+    assert_string_equal(d.msgs[0], "t.yaml:4:25: regions[0].fallback: fallback cycle: a -> b -> c -> a");
+    assert_string_equal(d.msgs[1], "t.yaml:8:25: regions[4].fallback: fallback cycle: e -> f -> e");
+    mrd_diag_dispose(&d);
+}
+
+/* ---- valid configurations ---- */
+
+static void
+test_defaults(void **state)
+{
+    struct mrd_config *c = parse_ok(BASE);
+    const struct mrd_region_conf *r;
+
+    assert_string_equal(c->file, "t.yaml");
+    assert_int_equal(c->workers, 0);
+    assert_null(c->user);
+    assert_int_equal(c->n_listeners, 1);
+    assert_string_equal(c->listeners[0].address, "127.0.0.1:8080");
+    assert_int_equal(c->listeners[0].addr.ss_family, AF_INET);
+    assert_int_equal(c->listeners[0].tls, 0);
+    assert_int_equal(c->listeners[0].protocols, MRD_PROTO_HTTP1);
+    assert_int_equal(c->listeners[0].n_alpn, 1);
+    assert_int_equal(c->listeners[0].alpn[0], MRD_PROTO_HTTP1);
+    assert_int_equal(c->listeners[0].tls_min_version, 13);
+    assert_int_equal(c->listeners[0].pos.line, 2);
+    assert_int_equal(c->listeners[0].pos.col, 14);
+    assert_int_equal(c->admin.enabled, 0);
+    assert_null(c->admin.address);
+    assert_null(c->admin.token);
+    assert_int_equal(c->timeouts.connect_ms, 2000);
+    assert_int_equal(c->timeouts.request_header_ms, 10000);
+    assert_int_equal(c->timeouts.upstream_response_ms, 30000);
+    assert_int_equal(c->timeouts.idle_ms, 60000);
+    assert_int_equal(c->timeouts.shutdown_ms, 30000);
+    assert_int_equal(c->limits.max_header_bytes, 16384);
+    assert_int_equal(c->limits.max_body_bytes, 10485760);
+    assert_int_equal(c->limits.max_connections, 100000);
+    assert_null(c->geo.database);
+    assert_int_equal(c->geo.n_networks, 0);
+    assert_int_equal(c->geo.has_default_location, 0);
+    assert_int_equal(c->client_ip.n_trusted_proxies, 0);
+    assert_string_equal(c->client_ip.header, "X-Forwarded-For");
+    assert_true(fabs(c->scoring.w_geography - 0.4) < 1e-9);
+    assert_true(fabs(c->scoring.w_health - 0.3) < 1e-9);
+    assert_true(fabs(c->scoring.w_latency - 0.2) < 1e-9);
+    assert_true(fabs(c->scoring.w_cost - 0.1) < 1e-9);
+    assert_int_equal(c->scoring.latency_ceiling_ms, 500);
+    assert_int_equal(c->n_regions, 1);
+    r = &c->regions[0];
+    assert_string_equal(r->name, "a");
+    assert_int_equal(r->pos.line, 4);
+    assert_int_equal(r->pos.col, 11);
+    assert_true(r->latitude == 1.0 && r->longitude == 2.0);
+    assert_true(r->cost == 1.0);
+    assert_int_equal(r->capacity_rps, 0);
+    assert_int_equal(r->capacity_burst, 0);
+    assert_null(r->fallback);
+    assert_int_equal(r->fallback_idx, -1);
+    assert_int_equal(r->balance, MRD_BALANCE_LEAST_CONN);
+    assert_int_equal(r->retries, 2);
+    assert_int_equal(r->health.enabled, 0);
+    assert_string_equal(r->health.path, "/healthz");
+    assert_int_equal(r->health.interval_ms, 5000);
+    assert_int_equal(r->health.timeout_ms, 2000);
+    assert_int_equal(r->health.rise, 2);
+    assert_int_equal(r->health.fall, 3);
+    assert_int_equal(r->health.expect_status, 200);
+    assert_int_equal(r->n_upstreams, 1);
+    assert_string_equal(r->upstreams[0].address, "10.0.0.1:80");
+    assert_int_equal(r->upstreams[0].weight, 1);
+    assert_int_equal(r->upstreams[0].pos.line, 6);
+    assert_int_equal(r->upstreams[0].pos.col, 27);
+    assert_int_equal(c->policies.n_residency, 0);
+    assert_int_equal(c->policies.n_block_countries, 0);
+    assert_int_equal(c->policies.block_status, 403);
+    assert_int_equal(c->policies.client_rate_enabled, 0);
+    assert_int_equal(c->response_header_region, 1);
+    assert_null(c->access_log.path);
+    assert_int_equal(c->access_log.json, 1);
+    mrd_config_free(c);
+}
+
+static void
+test_weights_normalised(void **state)
+{
+    static const struct {
+        const char *weights;
+        double g, h, l, c;
+    } cases[] = {
+        {"{geography: 2, cost: 2}", 0.5, 0, 0, 0.5},
+        {"{health: 1}", 0, 1, 0, 0},
+        {"{geography: 0.4, health: 0.3, latency: 0.2, cost: 0.1}", 0.4, 0.3, 0.2, 0.1},
+        {"{geography: 1, health: 1, latency: 1, cost: 1}", 0.25, 0.25, 0.25, 0.25},
+        {"{geography: 3, latency: 1, cost: 0}", 0.75, 0, 0.25, 0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[512];
+        struct mrd_config *c;
+
+        snprintf(yaml, sizeof(yaml), BASE "scoring:\n  weights: %s\n  latency_ceiling: 1s\n", cases[i].weights);
+        c = parse_ok(yaml);
+        assert_true(fabs(c->scoring.w_geography - cases[i].g) < 1e-9);
+        assert_true(fabs(c->scoring.w_health - cases[i].h) < 1e-9);
+        assert_true(fabs(c->scoring.w_latency - cases[i].l) < 1e-9);
+        assert_true(fabs(c->scoring.w_cost - cases[i].c) < 1e-9);
+        assert_int_equal(c->scoring.latency_ceiling_ms, 1000);
+        mrd_config_free(c);
+    }
+}
+
+static void
+test_listener_protocols(void **state)
+{
+    static const char yaml[] = REGION
+        "listeners:\n"
+        "  - address: \"[::]:443\"\n"
+        "    tls:\n"
+        "      certificates:\n"
+        "        - {cert: a.crt, key: a.key}\n"
+        "        - {cert: b.crt, key: b.key}\n"
+        "      min_version: \"1.2\"\n"
+        "  - address: \"0.0.0.0:80\"\n"
+        "    protocols: [h2c, http1]\n"
+        "  - address: \"0.0.0.0:8443\"\n"
+        "    tls: {certificates: [{cert: a.crt, key: a.key}]}\n"
+        "    protocols: [http1, h2]\n"
+        "  - address: \"[::1]:80\"\n";
+    struct mrd_config *c = parse_ok(yaml);
+    const struct mrd_listener_conf *l = c->listeners;
+
+    assert_int_equal(c->n_listeners, 4);
+    /* tls without protocols: h2 preferred, then http1 */
+    assert_int_equal(l[0].tls, 1);
+    assert_int_equal(l[0].addr.ss_family, AF_INET6);
+    assert_int_equal(l[0].tls_min_version, 12);
+    assert_int_equal(l[0].n_certs, 2);
+    assert_string_equal(l[0].certs[1].cert, "b.crt");
+    assert_string_equal(l[0].certs[1].key, "b.key");
+    assert_int_equal(l[0].certs[1].pos.line, 10);
+    assert_int_equal(l[0].certs[1].pos.col, 11);
+    assert_int_equal(l[0].n_alpn, 2);
+    assert_int_equal(l[0].alpn[0], MRD_PROTO_H2);
+    assert_int_equal(l[0].alpn[1], MRD_PROTO_HTTP1);
+    assert_int_equal(l[0].protocols, MRD_PROTO_H2 | MRD_PROTO_HTTP1);
+    /* order as written */
+    assert_int_equal(l[1].tls, 0);
+    assert_int_equal(l[1].n_alpn, 2);
+    assert_int_equal(l[1].alpn[0], MRD_PROTO_H2C);
+    assert_int_equal(l[1].alpn[1], MRD_PROTO_HTTP1);
+    assert_int_equal(l[2].tls_min_version, 13);
+    assert_int_equal(l[2].alpn[0], MRD_PROTO_HTTP1);
+    assert_int_equal(l[2].alpn[1], MRD_PROTO_H2);
+    assert_int_equal(l[3].n_alpn, 1);
+    assert_int_equal(l[3].protocols, MRD_PROTO_HTTP1);
+    mrd_config_free(c);
+}
+
+static void
+test_derived_values(void **state)
+{
+    static const char yaml[] = LISTEN
+        "workers: 8\n"
+        "user: nobody\n"
+        "admin: {address: \"[::1]:9901\"}\n"
+        "regions:\n"
+        "  - name: us.east_1-b\n"
+        "    location: {latitude: -90, longitude: 180}\n"
+        "    capacity_rps: 10000\n"
+        "    fallback: eu\n"
+        "    balance: p2c_ewma\n"
+        "    retries: 0\n"
+        "    cost: 2\n"
+        "    health_check: {path: /ping, interval: 250ms, timeout: 1m, rise: 1, fall: 1, expect_status: 204}\n"
+        "    upstreams: [{address: \"10.0.0.1:80\", weight: 1000}, {address: \"10.0.0.2:80\"}]\n"
+        "  - name: eu\n"
+        "    location: {latitude: 50.5, longitude: -0.25}\n"
+        "    capacity_rps: 5\n"
+        "    balance: round_robin\n"
+        "    upstreams: [{address: \"10.0.0.1:80\"}]\n"   /* same address as in another region: fine */
+        "  - name: ap\n"
+        "    location: {latitude: 0, longitude: 0}\n"
+        "    capacity_rps: 100\n"
+        "    capacity_burst: 7\n"
+        "    fallback: eu\n"
+        "    upstreams: [{address: \"10.0.0.3:80\"}]\n"
+        "geo:\n"
+        "  database: /x.mmdb\n"
+        "  networks:\n"
+        "    - {cidr: 10.1.0.0/16, country: de, continent: eu, latitude: 50, longitude: 8}\n"
+        "    - {cidr: \"2001:db8::/32\", country: Us}\n"
+        "  default_location: {latitude: 1.5, longitude: 2.5}\n"
+        "client_ip:\n"
+        "  trusted_proxies: [127.0.0.1, \"::1\", 10.0.0.0/8]\n"
+        "  header: CF-Connecting-IP\n"
+        "timeouts: {connect: 1h, idle: 5m}\n"
+        "limits: {max_header_bytes: 1024, max_body_bytes: 0, max_connections: 1}\n"
+        "policies:\n"
+        "  residency:\n"
+        "    - name: gdpr\n"
+        "      match: {continents: [eu], countries: [de, FR]}\n"
+        "      regions: [eu, ap]\n"
+        "  geo_block: {countries: [kp, IR], status: 451}\n"
+        "  client_rate_limit: {rate: 1000/min}\n"
+        "response_headers: {region: false}\n"
+        "access_log: {path: /var/log/m.log, format: text}\n";
+    struct mrd_config *c = parse_ok(yaml);
+    const struct mrd_region_conf *r = c->regions;
+    const struct mrd_policies_conf *p = &c->policies;
+
+    assert_int_equal(c->workers, 8);
+    assert_string_equal(c->user, "nobody");
+    assert_int_equal(c->admin.enabled, 1);
+    assert_int_equal(c->admin.addr.ss_family, AF_INET6);
+    assert_null(c->admin.token);
+
+    assert_string_equal(r[0].name, "us.east_1-b");
+    assert_true(r[0].latitude == -90 && r[0].longitude == 180);
+    assert_int_equal(r[0].capacity_rps, 10000);
+    assert_int_equal(r[0].capacity_burst, 1000); /* rps / 10 */
+    assert_string_equal(r[0].fallback, "eu");
+    assert_int_equal(r[0].fallback_idx, 1);
+    assert_int_equal(r[0].balance, MRD_BALANCE_P2C_EWMA);
+    assert_int_equal(r[0].retries, 0);
+    assert_true(r[0].cost == 2.0);
+    assert_int_equal(r[0].health.enabled, 1);
+    assert_string_equal(r[0].health.path, "/ping");
+    assert_int_equal(r[0].health.interval_ms, 250);
+    assert_int_equal(r[0].health.timeout_ms, 60000);
+    assert_int_equal(r[0].health.rise, 1);
+    assert_int_equal(r[0].health.fall, 1);
+    assert_int_equal(r[0].health.expect_status, 204);
+    assert_int_equal(r[0].upstreams[0].weight, 1000);
+    assert_int_equal(r[0].upstreams[1].weight, 1);
+    assert_true(r[1].latitude == 50.5 && r[1].longitude == -0.25);
+    assert_int_equal(r[1].capacity_burst, 1); /* max(1, 5 / 10) */
+    assert_int_equal(r[1].fallback_idx, -1);
+    assert_int_equal(r[1].balance, MRD_BALANCE_ROUND_ROBIN);
+    assert_int_equal(r[1].health.enabled, 0);
+    assert_int_equal(r[2].capacity_burst, 7);
+    assert_int_equal(r[2].fallback_idx, 1);
+
+    assert_string_equal(c->geo.database, "/x.mmdb");
+    assert_int_equal(c->geo.database_pos.line, 28);
+    assert_int_equal(c->geo.database_pos.col, 13);
+    assert_int_equal(c->geo.n_networks, 2);
+    assert_string_equal(c->geo.networks[0].country, "DE");
+    assert_string_equal(c->geo.networks[0].continent, "EU");
+    assert_int_equal(c->geo.networks[0].has_location, 1);
+    assert_true(c->geo.networks[0].latitude == 50 && c->geo.networks[0].longitude == 8);
+    assert_int_equal(c->geo.networks[0].cidr.prefix, 16);
+    assert_string_equal(c->geo.networks[1].country, "US");
+    assert_string_equal(c->geo.networks[1].continent, "");
+    assert_int_equal(c->geo.networks[1].has_location, 0);
+    assert_int_equal(c->geo.networks[1].cidr.ip.family, AF_INET6);
+    assert_int_equal(c->geo.has_default_location, 1);
+    assert_true(c->geo.default_latitude == 1.5 && c->geo.default_longitude == 2.5);
+
+    assert_int_equal(c->client_ip.n_trusted_proxies, 3);
+    assert_int_equal(c->client_ip.trusted_proxies[0].prefix, 32);
+    assert_int_equal(c->client_ip.trusted_proxies[1].prefix, 128);
+    assert_int_equal(c->client_ip.trusted_proxies[2].prefix, 8);
+    assert_string_equal(c->client_ip.header, "CF-Connecting-IP");
+
+    assert_int_equal(c->timeouts.connect_ms, 3600000);
+    assert_int_equal(c->timeouts.idle_ms, 300000);
+    assert_int_equal(c->timeouts.shutdown_ms, 30000);
+    assert_int_equal(c->limits.max_header_bytes, 1024);
+    assert_int_equal(c->limits.max_body_bytes, 0);
+    assert_int_equal(c->limits.max_connections, 1);
+
+    assert_int_equal(p->n_residency, 1);
+    assert_string_equal(p->residency[0].name, "gdpr");
+    assert_int_equal(p->residency[0].n_continents, 1);
+    assert_string_equal(p->residency[0].continents[0], "EU");
+    assert_int_equal(p->residency[0].n_countries, 2);
+    assert_string_equal(p->residency[0].countries[0], "DE");
+    assert_string_equal(p->residency[0].countries[1], "FR");
+    assert_int_equal(p->residency[0].n_regions, 2);
+    assert_int_equal(p->residency[0].region_idx[0], 1);
+    assert_int_equal(p->residency[0].region_idx[1], 2);
+    assert_int_equal(p->n_block_countries, 2);
+    assert_string_equal(p->block_countries[0], "KP");
+    assert_string_equal(p->block_countries[1], "IR");
+    assert_int_equal(p->block_status, 451);
+    assert_int_equal(p->client_rate_enabled, 1);
+    assert_int_equal(p->client_rate_milli_per_s, 16667);
+    assert_int_equal(p->client_burst, 17); /* one second of rate, rounded up */
+
+    assert_int_equal(c->response_header_region, 0);
+    assert_string_equal(c->access_log.path, "/var/log/m.log");
+    assert_int_equal(c->access_log.json, 0);
+    mrd_config_free(c);
+}
+
+static void
+test_small_values(void **state)
+{
+    static const struct {
+        const char *extra;
+        const char *log_path; /* NULL = off */
+        uint64_t burst;
+    } cases[] = {
+        {"access_log: {path: off}\npolicies: {client_rate_limit: {rate: 10/s}}\n", NULL, 10},
+        {"access_log: {path: \"-\"}\npolicies: {client_rate_limit: {rate: 1/min}}\n", "-", 1},
+        {"access_log: {format: json}\npolicies: {client_rate_limit: {rate: 1500/min, burst: 3}}\n", NULL, 3},
+        {"workers: auto\npolicies: {client_rate_limit: {rate: 2500/s}}\n", NULL, 2500},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[512];
+        struct mrd_config *c;
+
+        snprintf(yaml, sizeof(yaml), BASE "%s", cases[i].extra);
+        c = parse_ok(yaml);
+        if (cases[i].log_path == NULL)
+            assert_null(c->access_log.path);
+        else
+            assert_string_equal(c->access_log.path, cases[i].log_path);
+        assert_int_equal(c->access_log.json, 1);
+        assert_int_equal(c->policies.client_burst, cases[i].burst);
+        assert_int_equal(c->workers, 0);
+        mrd_config_free(c);
+    }
+}
+
+static void
+test_example_file(void **state)
+{
+    struct mrd_diag d;
+    struct mrd_config *c;
+    int rc;
+
+    mrd_diag_init(&d);
+    rc = mrd_config_load("conf/example.yaml", &c, &d);
+    dump(&d);
+    assert_int_equal(rc, 0);
+    assert_int_equal(d.n, 0);
+    assert_string_equal(c->file, "conf/example.yaml");
+    assert_int_equal(c->n_listeners, 2);
+    assert_int_equal(c->listeners[1].tls, 1);
+    assert_int_equal(c->listeners[1].alpn[0], MRD_PROTO_H2);
+    assert_int_equal(c->admin.enabled, 1);
+    assert_string_equal(c->admin.token, "s3cret");
+    assert_int_equal(c->n_regions, 3);
+    assert_int_equal(c->regions[0].fallback_idx, 1);
+    assert_int_equal(c->regions[2].capacity_burst, 500);
+    assert_int_equal(c->policies.n_residency, 1);
+    assert_int_equal(c->policies.residency[0].region_idx[0], 2);
+    assert_int_equal(c->policies.client_burst, 100);
+    assert_string_equal(c->access_log.path, "-");
+    mrd_config_free(c);
+    mrd_diag_dispose(&d);
+}
+
+static void
+test_load_missing_file(void **state)
+{
+    struct mrd_diag d;
+    struct mrd_config *c = (struct mrd_config *)1;
+
+    mrd_diag_init(&d);
+    assert_int_equal(mrd_config_load("/nonexistent/meridian.yaml", &c, &d), -1);
+    assert_null(c);
+    assert_int_equal(d.n, 1);
+    assert_string_equal(d.msgs[0], "/nonexistent/meridian.yaml:1:1: cannot read: No such file or directory");
+    mrd_diag_dispose(&d);
+}
+
+static void
+test_deep_nesting(void **state)
+{
+    char yaml[400];
+    size_t o = 0;
+    struct mrd_diag d;
+    struct mrd_config *c;
+
+    o += (size_t)snprintf(yaml, sizeof(yaml), "a: ");
+    for (int i = 0; i < 100; i++)
+        yaml[o++] = '[';
+    for (int i = 0; i < 100; i++)
+        yaml[o++] = ']';
+    yaml[o++] = '\n';
+    mrd_diag_init(&d);
+    assert_int_equal(mrd_config_parse(yaml, o, "t.yaml", &c, &d), -1);
+    assert_int_equal(d.n, 1);
+    assert_non_null(strstr(d.msgs[0], "t.yaml:1:67: YAML nested deeper than 64 levels"));
+    mrd_diag_dispose(&d);
+}
+
+/* ---- durations and rates ---- */
+
+static void
+test_parse_duration(void **state)
+{
+    static const struct {
+        const char *in;
+        int rc;
+        uint64_t ms;
+    } cases[] = {
+        {"250ms", 0, 250},  {"2s", 0, 2000},   {"5m", 0, 300000}, {"1h", 0, 3600000}, {"0s", 0, 0},
+        {"0ms", 0, 0},      {"007s", 0, 7000}, {"1000ms", 0, 1000},
+        {"18446744073709551615ms", 0, UINT64_MAX},
+        {"18446744073709551616ms", -1, 0}, /* overflow */
+        {"5124095576030432h", -1, 0},      /* overflow in the unit */
+        {"", -1, 0},        {"5", -1, 0},      {"s", -1, 0},      {"-1s", -1, 0},     {"+1s", -1, 0},
+        {"1.5s", -1, 0},    {"1 s", -1, 0},    {" 1s", -1, 0},    {"1s ", -1, 0},     {"1S", -1, 0},
+        {"1sec", -1, 0},    {"1d", -1, 0},     {"1mss", -1, 0},   {"1hm", -1, 0},     {"1us", -1, 0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t ms = 12345;
+        int rc = mrd_parse_duration_ms(cases[i].in, &ms);
+
+        if (rc != cases[i].rc || (rc == 0 && ms != cases[i].ms))
+            fail_msg("duration \"%s\": rc %d ms %llu", cases[i].in, rc, (unsigned long long)ms);
+    }
+}
+
+static void
+test_parse_rate(void **state)
+{
+    static const struct {
+        const char *in;
+        int rc;
+        uint64_t milli;
+    } cases[] = {
+        {"1/s", 0, 1000},       {"100/s", 0, 100000}, {"1000/min", 0, 16667}, {"60/min", 0, 1000},
+        {"1/min", 0, 17},       {"90/min", 0, 1500},  {"18446744073709551/s", 0, 18446744073709551000ull},
+        {"18446744073709552/s", -1, 0}, /* * 1000 overflows */
+        {"0/s", -1, 0},         {"0/min", -1, 0},     {"", -1, 0},            {"/s", -1, 0},
+        {"10", -1, 0},          {"10/", -1, 0},       {"10/h", -1, 0},        {"10/sec", -1, 0},
+        {"10/m", -1, 0},        {"-1/s", -1, 0},      {"1.5/s", -1, 0},       {"10 /s", -1, 0},
+        {"10/s ", -1, 0},       {"10/S", -1, 0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t milli = 12345;
+        int rc = mrd_parse_rate_milli(cases[i].in, &milli);
+
+        if (rc != cases[i].rc || (rc == 0 && milli != cases[i].milli))
+            fail_msg("rate \"%s\": rc %d milli %llu", cases[i].in, rc, (unsigned long long)milli);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_cases),
+        cmocka_unit_test(test_multiple_errors),
+        cmocka_unit_test(test_diag_appends),
+        cmocka_unit_test(test_fallback_cycles),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_weights_normalised),
+        cmocka_unit_test(test_listener_protocols),
+        cmocka_unit_test(test_derived_values),
+        cmocka_unit_test(test_small_values),
+        cmocka_unit_test(test_example_file),
+        cmocka_unit_test(test_load_missing_file),
+        cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_parse_rate),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
