@@ -1,0 +1,199 @@
+/*
+ * fuzz_h1_response.c: libFuzzer target for mrd_h1_parse_response. The request
+ * method (GET, HEAD, CONNECT, POST or none) is chosen from the input size. It
+ * parses whole and resumed at two data-derived split points, checks the answers
+ * agree and every pointer lies inside the head, then runs the chunked decoder
+ * over the rest when the head says so.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "meridian/http1.h"
+
+#define REQUIRE(c)                                                                                             \
+    do {                                                                                                       \
+        if (!(c)) {                                                                                            \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #c);                        \
+            abort();                                                                                           \
+        }                                                                                                      \
+    } while (0)
+
+static struct mrd_h1_msg m0, m1;
+
+static void
+check_msg(const struct mrd_h1_msg *m, const char *buf, int head)
+{
+    const char *end = buf + head;
+
+    REQUIRE(m->method == NULL && m->target == NULL);
+    REQUIRE(m->status >= 100 && m->status <= 999);
+    REQUIRE(m->reason != NULL && m->reason >= buf && m->reason + m->reason_len <= end);
+    REQUIRE(m->version_minor == 0 || m->version_minor == 1);
+    REQUIRE(m->num_headers <= MRD_H1_MAX_HEADERS);
+    REQUIRE(m->body == MRD_H1_BODY_NONE || m->body == MRD_H1_BODY_LENGTH || m->body == MRD_H1_BODY_CHUNKED ||
+            m->body == MRD_H1_BODY_CLOSE);
+    REQUIRE((m->flags & MRD_H1_F_HAS_HOST) == 0 && (m->flags & MRD_H1_F_EXPECT_CONTINUE) == 0);
+    for (size_t i = 0; i < m->num_headers; i++) {
+        const struct mrd_h1_header *h = &m->headers[i];
+        REQUIRE(h->name >= buf && h->name + h->name_len <= end && h->name_len > 0);
+        REQUIRE(h->value >= buf && h->value + h->value_len <= end);
+    }
+    REQUIRE(head >= 4 && memcmp(end - 4, "\r\n\r\n", 4) == 0);
+}
+
+static void
+check_same(const struct mrd_h1_msg *a, const char *abuf, const struct mrd_h1_msg *b, const char *bbuf)
+{
+    REQUIRE(a->status == b->status);
+    REQUIRE(a->reason - abuf == b->reason - bbuf && a->reason_len == b->reason_len);
+    REQUIRE(a->version_minor == b->version_minor && a->body == b->body && a->flags == b->flags);
+    REQUIRE(a->content_length == b->content_length && a->num_headers == b->num_headers);
+    for (size_t i = 0; i < a->num_headers; i++) {
+        REQUIRE(a->headers[i].name - abuf == b->headers[i].name - bbuf);
+        REQUIRE(a->headers[i].name_len == b->headers[i].name_len);
+        REQUIRE(a->headers[i].value - abuf == b->headers[i].value - bbuf);
+        REQUIRE(a->headers[i].value_len == b->headers[i].value_len);
+    }
+}
+
+/* ---- chunked body: whole vs. split, data counted and hashed ---- */
+
+struct chunk_run {
+    struct mrd_h1_chunk c;
+    long result; /* bytes consumed when DONE, 0 while going, or the error */
+    uint64_t data_len, data_hash;
+    size_t total;
+};
+
+static void
+chunk_feed(struct chunk_run *cr, const char *in, size_t n)
+{
+    char *piece = malloc(n ? n : 1);
+    size_t pos = 0;
+
+    REQUIRE(piece != NULL);
+    memcpy(piece, in, n);
+    while (cr->result == 0) {
+        if (cr->c.state == MRD_H1_CHUNK_DATA && cr->c.remaining > 0) {
+            if (pos == n)
+                break;
+            size_t m = n - pos < cr->c.remaining ? n - pos : (size_t)cr->c.remaining;
+            for (size_t i = 0; i < m; i++)
+                cr->data_hash = (cr->data_hash ^ (unsigned char)piece[pos + i]) * UINT64_C(1099511628211);
+            cr->data_len += m;
+            cr->c.remaining -= m;
+            pos += m;
+            continue;
+        }
+        int r = mrd_h1_chunk_parse(&cr->c, piece + pos, n - pos, 256);
+        if (r < 0) {
+            REQUIRE(r == MRD_H1_ERR_CHUNK);
+            cr->result = r;
+            break;
+        }
+        REQUIRE((size_t)r <= n - pos);
+        pos += (size_t)r;
+        if (cr->c.state == MRD_H1_CHUNK_DONE) {
+            cr->result = (long)(cr->total + pos);
+            break;
+        }
+        if (cr->c.state == MRD_H1_CHUNK_DATA && cr->c.remaining > 0)
+            continue;
+        REQUIRE(pos == n);
+        break;
+    }
+    cr->total += n;
+    free(piece);
+}
+
+static void
+fuzz_chunked(const char *body, size_t n, size_t split)
+{
+    struct chunk_run a = {0}, b = {0};
+
+    mrd_h1_chunk_init(&a.c);
+    mrd_h1_chunk_init(&b.c);
+    chunk_feed(&a, body, n);
+    chunk_feed(&b, body, split);
+    if (b.result == 0)
+        chunk_feed(&b, body + split, n - split);
+    REQUIRE(a.result == b.result);
+    REQUIRE(a.data_len == b.data_len && a.data_hash == b.data_hash);
+    REQUIRE(a.result <= (long)n);
+}
+
+/* ---- entry point ---- */
+
+static char *
+dup_exact(const uint8_t *in, size_t n)
+{
+    char *p = malloc(n ? n : 1);
+    REQUIRE(p != NULL);
+    memcpy(p, in, n);
+    return p;
+}
+
+static const char *const methods[] = {"GET", "HEAD", "CONNECT", "POST", NULL};
+
+/* RFC 9112 6.3 as an independent restatement */
+static void
+check_body_rule(const struct mrd_h1_msg *m, const char *method)
+{
+    int none = (method && strcmp(method, "HEAD") == 0) || m->status < 200 || m->status == 204 ||
+               m->status == 304 || (method && strcmp(method, "CONNECT") == 0 && m->status < 300);
+    if (none)
+        REQUIRE(m->body == MRD_H1_BODY_NONE);
+    else
+        REQUIRE(m->body != MRD_H1_BODY_NONE);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *buf = (const char *)data;
+    const char *method = methods[size % 5];
+    size_t mlen = method ? strlen(method) : 0;
+    size_t e0 = 0, e1 = 0;
+
+    int r0 = mrd_h1_parse_response(buf, size, 0, method, mlen, &m0, &e0);
+    if (r0 > 0) {
+        REQUIRE((size_t)r0 <= size);
+        check_msg(&m0, buf, r0);
+        check_body_rule(&m0, method);
+    } else if (r0 < 0) {
+        REQUIRE(r0 >= MRD_H1_ERR_REQUEST_LINE && r0 != MRD_H1_ERR_CHUNK);
+        REQUIRE(e0 < size);
+    }
+
+    /* two data-derived split points k1 <= k2 <= size */
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < size && i < 64; i++)
+        h = (h ^ data[i]) * 16777619u;
+    size_t k1 = size ? h % (size + 1) : 0;
+    size_t k2 = k1 + (size > k1 ? (h >> 16) % (size - k1 + 1) : 0);
+    size_t ks[3] = {k1, k2, size}, last = 0;
+    int r = 0;
+    for (int i = 0; i < 3 && r == 0; i++) {
+        char *pre = dup_exact(data, ks[i]);
+        r = mrd_h1_parse_response(pre, ks[i], last, method, mlen, &m1, &e1);
+        if (r != 0)
+            REQUIRE(r == r0);
+        if (r > 0) {
+            check_msg(&m1, pre, r);
+            check_same(&m0, buf, &m1, pre);
+        }
+        if (r < 0)
+            REQUIRE(e1 == e0);
+        free(pre);
+        last = ks[i];
+    }
+    REQUIRE(r == r0);
+
+    if (r0 > 0 && m0.body == MRD_H1_BODY_CHUNKED) {
+        size_t n = size - (size_t)r0;
+        fuzz_chunked(buf + r0, n, n ? h % (n + 1) : 0);
+    }
+    return 0;
+}
