@@ -182,7 +182,8 @@ on_defer(evutil_socket_t fd, short what, void *arg)
             linger(c);
         return;
     }
-    if (c->state == CS_REQ && c->resp_done && c->req_in_done)
+    /* done, or answered while the client still sends a body we will not read */
+    if (c->state == CS_REQ && c->resp_done && (c->req_in_done || c->close_after))
         request_done(c);
     else if ((c->state == CS_REQ || c->state == CS_TUNNEL) && !c->paused)
         process(c);
@@ -468,6 +469,8 @@ start_request(struct mrd_conn *c, const struct mrd_h1_msg *m, size_t head_len)
         }
         return;
     }
+    if (c->resp_done)
+        return; /* failed at once (r_on_error ran): nothing more to read */
     if ((m->flags & MRD_H1_F_EXPECT_CONTINUE) && !c->client_10 && !c->req_in_done)
         bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     {

@@ -120,9 +120,9 @@ finish(struct mrd_req *req)
 }
 
 /* Can this request go to another upstream after a failure? Only while no
- * response byte came back, and when repeating it is safe: nothing was written
- * to the failed connection, or the request is idempotent and its whole body is
- * still with us (SPEC 3.5). */
+ * response byte came back, within the region's retries, and when repeating it
+ * is safe: nothing was written to the failed connection, or its body was not
+ * yet sent (SPEC 3.5). */
 static int
 retryable(struct mrd_req *req, int wrote)
 {
@@ -130,9 +130,9 @@ retryable(struct mrd_req *req, int wrote)
         return 0;
     if (req->attempts > req->region->conf->retries)
         return 0;
-    if (!wrote)
-        return 1;
-    return req->idempotent && !req->body_sent;
+    /* the body is not kept once forwarded, so "idempotent" cannot bring it
+     * back: a request is repeatable while no body byte has left us */
+    return !wrote || !req->body_sent;
 }
 
 static void
@@ -191,7 +191,9 @@ start_sending(struct mrd_req *req)
     req->resp_last_len = 0;
     bufferevent_setcb(bev, up_read, up_write, up_event, req);
     bufferevent_setwatermark(bev, EV_WRITE, LOW_WATER, 0);
-    bufferevent_set_timeouts(bev, &rt, &it);
+    /* timeouts.upstream_response counts once the request is complete; while
+     * the body streams, only inactivity (timeouts.idle) applies */
+    bufferevent_set_timeouts(bev, req->body_done ? &rt : NULL, &it);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     evbuffer_add(bufferevent_get_output(bev), req->head.p, req->head.len);
     req->t_sent_us = mrd_now_us();
@@ -543,9 +545,12 @@ void
 mrd_req_body_end(struct mrd_req *req)
 {
     req->body_done = 1;
-    if (req->uc != NULL && req->rs != RS_CONNECTING && req->rs != RS_DONE &&
-        req->up_body == MRD_H1_BODY_CHUNKED && req->rs != RS_TUNNEL)
+    if (req->uc == NULL || req->rs != RS_WAIT_HEAD)
+        return;
+    if (req->up_body == MRD_H1_BODY_CHUNKED)
         evbuffer_add(bufferevent_get_output(req->uc->bev), "0\r\n\r\n", 5);
+    struct timeval rt = tv_ms(timeouts(req)->upstream_response_ms), it = tv_ms(timeouts(req)->idle_ms);
+    bufferevent_set_timeouts(req->uc->bev, &rt, &it);
 }
 
 void
