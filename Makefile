@@ -17,7 +17,7 @@ CORE_LIBS = $(shell pkg-config --libs yaml-0.1 libmaxminddb 2>/dev/null) -lm
 
 BUILD    ?= build
 # pure modules: no libevent, OpenSSL, nghttp2, clock or logging (STYLE 2.1)
-CORE_SRCS := src/common.c src/addr.c src/config.c src/http1.c src/balance.c src/headers.c
+CORE_SRCS := src/common.c src/addr.c src/config.c src/config_schema.c src/http1.c src/balance.c src/headers.c
 IO_SRCS   := $(filter-out $(CORE_SRCS),$(wildcard src/*.c))
 CORE_OBJS  = $(CORE_SRCS:src/%.c=$(BUILD)/%.o)
 IO_OBJS    = $(IO_SRCS:src/%.c=$(BUILD)/%.o)
