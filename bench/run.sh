@@ -1,0 +1,455 @@
+#!/usr/bin/env bash
+# bench/run.sh: compare meridian with HAProxy and nginx on one machine, each
+# proxying to the same fast backend (build/mrd-backend), configured alike.
+# Method and how to read the output: bench/README.md. Run from the repo root
+# (`make bench` does). Settings come from the environment:
+#   ROUNDS=5 DURATION=10 REQS=100000 CONNS=50 IDLE_CONNS=10000
+#   TARGETS="direct meridian haproxy nginx"
+#   MERIDIAN_BIN=./meridian BACKEND_BIN=./build/mrd-backend KEEP_WORK=0
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10}
+REQS=${REQS:-100000}
+CONNS=${CONNS:-50}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+TARGETS=${TARGETS:-"direct meridian haproxy nginx"}
+MERIDIAN_BIN=${MERIDIAN_BIN:-./meridian}
+BACKEND_BIN=${BACKEND_BIN:-./build/mrd-backend}
+HAPROXY_BIN=${HAPROXY_BIN:-haproxy}
+NGINX_BIN=${NGINX_BIN:-nginx}
+KEEP_WORK=${KEEP_WORK:-0}
+PY=/usr/bin/python3
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STAMP=$(date +%Y%m%d-%H%M%S)
+RESULTS=$BENCH_DIR/results/$STAMP
+WORK=$(mktemp -d /tmp/meridian-bench.XXXXXX)
+PIDS=()          # every process this script started; killed on exit
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "bench: $*"; exit 1; }
+
+cleanup() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ $KEEP_WORK == 1 ]] || (( rc != 0 && rc != 130 && rc != 143 )); then
+        log "bench: work files (configs, logs) kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- preflight ------------------------------------------------------------------
+
+for t in wrk h2load curl taskset; do
+    command -v "$t" >/dev/null || die "$t not found (make deps-bench installs the tools)"
+done
+[[ -x $BACKEND_BIN ]] || die "backend $BACKEND_BIN missing (make build/mrd-backend)"
+BACKEND_BIN=$(realpath "$BACKEND_BIN")
+
+if (( $(nproc) >= 2 )); then
+    PIN_LOAD=(taskset -c 0)
+    PIN_SERVER=(taskset -c 1)
+else
+    log "bench: only one CPU: running without CPU pinning, results are noisy"
+    PIN_LOAD=()
+    PIN_SERVER=()
+fi
+
+# file descriptors: 65536 if allowed, else the hard limit. HAProxy needs two
+# per connection (maxsock = 2 * maxconn), so that bounds the idle-connection test.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+NOFILE=$(ulimit -n)
+MAXCONN=$(( (NOFILE - 200) / 2 ))
+if (( IDLE_CONNS > MAXCONN - 100 )); then
+    log "bench: open-file limit is $NOFILE: IDLE_CONNS lowered from $IDLE_CONNS to $(( MAXCONN - 100 ))"
+    IDLE_CONNS=$(( MAXCONN - 100 ))
+fi
+
+# n free loopback TCP ports (bound to port 0 by the kernel, then released)
+free_ports() {
+    "$PY" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# waits until 127.0.0.1:$1 accepts connections and pid $2 still runs
+wait_port() {
+    local port=$1 pid=$2 i
+    for (( i = 0; i < 100; i++ )); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+render() {    # render TEMPLATE OUT PROXY_PORT
+    sed -e "s|@PROXY_PORT@|$3|g" -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" -e "s|@MAXCONN@|$MAXCONN|g" \
+        -e "s|@NOFILE@|$NOFILE|g" -e "s|@WORK@|$WORK|g" "$1" > "$2"
+}
+
+# ns of CPU used by all threads of the given processes (schedstat field 1)
+cpu_ns() {
+    local pid total=0 f v
+    for pid in "$@"; do
+        for f in /proc/"$pid"/task/*/schedstat; do
+            read -r v _ < "$f" 2>/dev/null || continue
+            total=$(( total + v ))
+        done
+    done
+    echo "$total"
+}
+
+backend_conns() {
+    curl -s --max-time 5 "http://127.0.0.1:$BACKEND_PORT/stats" |
+        "$PY" -c 'import json, sys; print(json.load(sys.stdin)["connections"])'
+}
+
+# --- processes ------------------------------------------------------------------
+
+declare -A PORT=() TPIDS=()
+
+start_backend() {
+    local out=$WORK/backend.out
+    "${PIN_SERVER[@]}" "$BACKEND_BIN" -q -n bench -l 127.0.0.1:0 > "$out" 2> "$WORK/backend.err" &
+    PIDS+=($!)
+    BACKEND_PID=$!
+    local i
+    for (( i = 0; i < 100; i++ )); do
+        grep -q '^listening ' "$out" 2>/dev/null && break
+        kill -0 "$BACKEND_PID" 2>/dev/null || die "backend failed to start: $(cat "$WORK/backend.err")"
+        sleep 0.05
+    done
+    BACKEND_PORT=$(awk '/^listening /{ n = split($3, a, ":"); print a[n]; exit }' "$out")
+    [[ -n $BACKEND_PORT ]] || die "backend did not report its port"
+}
+
+# start_proxy TARGET PORT TAG: starts a fresh proxy; sets STARTED_PIDS (the
+# processes whose CPU and memory count) or returns 1 with a message.
+start_proxy() {
+    local target=$1 port=$2 tag=$3 pid
+    STARTED_PIDS=""
+    case $target in
+    meridian)
+        if [[ ! -x $MERIDIAN_BIN ]]; then
+            log "bench: skipping meridian: $MERIDIAN_BIN not found (build it with make)"
+            return 1
+        fi
+        render "$BENCH_DIR/meridian.yaml.in" "$WORK/meridian-$tag.yaml" "$port"
+        "${PIN_SERVER[@]}" "$MERIDIAN_BIN" -c "$WORK/meridian-$tag.yaml" \
+            > "$WORK/meridian-$tag.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        STARTED_PIDS=$pid
+        ;;
+    haproxy)
+        render "$BENCH_DIR/haproxy.cfg.in" "$WORK/haproxy-$tag.cfg" "$port"
+        "${PIN_SERVER[@]}" "$HAPROXY_BIN" -db -f "$WORK/haproxy-$tag.cfg" > "$WORK/haproxy-$tag.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        STARTED_PIDS=$pid
+        ;;
+    nginx)
+        mkdir -p "$WORK/nginx-$tag"
+        local saved=$WORK
+        WORK=$WORK/nginx-$tag render "$BENCH_DIR/nginx.conf.in" "$saved/nginx-$tag/nginx.conf" "$port"
+        "${PIN_SERVER[@]}" "$NGINX_BIN" -e "$WORK/nginx-$tag/stderr.log" -p "$WORK/nginx-$tag" \
+            -c "$WORK/nginx-$tag/nginx.conf" > "$WORK/nginx-$tag.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        STARTED_PIDS=$pid
+        ;;
+    *)
+        die "unknown target $target"
+        ;;
+    esac
+    if ! wait_port "$port" "$pid"; then
+        log "bench: skipping $target: it did not start listening on 127.0.0.1:$port; its output:"
+        sed 's/^/    /' "$WORK/$target-$tag.log" >&2 || true
+        stop_pids "$pid"
+        return 1
+    fi
+    if [[ $target == nginx ]]; then    # count the worker too (the master only supervises)
+        local w
+        for w in $(pgrep -P "$pid" || true); do
+            PIDS+=("$w")
+            STARTED_PIDS="$STARTED_PIDS $w"
+        done
+    fi
+    local hdr
+    hdr=$(curl -s -o /dev/null -D - --max-time 5 "http://127.0.0.1:$port/" | tr -d '\r' |
+        awk -F': ' 'tolower($1) == "x-backend" { print $2 }')
+    if [[ $hdr != bench ]]; then
+        log "bench: skipping $target: a request through it did not reach the backend"
+        stop_pids $STARTED_PIDS
+        return 1
+    fi
+    return 0
+}
+
+# stop_pids PID...: TERM, wait up to 5 s, then KILL; forgets the pids
+stop_pids() {
+    local pid i
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "$@"; do
+        for (( i = 0; i < 100; i++ )); do
+            kill -0 "$pid" 2>/dev/null || break
+            # a child of ours stays a zombie until waited for
+            [[ $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
+            sleep 0.05
+        done
+        if (( i == 100 )); then kill -KILL "$pid" 2>/dev/null || true; fi
+        wait "$pid" 2>/dev/null || true
+    done
+    forget_pids "$@"
+}
+
+# forget_pids PID...: drop exited processes from the cleanup list
+forget_pids() {
+    local pid keep=()
+    for pid in "${PIDS[@]}"; do
+        [[ " $* " == *" $pid "* ]] || keep+=("$pid")
+    done
+    PIDS=("${keep[@]}")
+}
+
+# --- measurements ---------------------------------------------------------------
+
+# run_load OUT CMD...: runs a load generator in the background and waits for
+# it, so that INT/TERM reach the trap at once and the generator is killed too
+run_load() {
+    local out=$1 pid
+    shift
+    "$@" > "$out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || true
+    forget_pids "$pid"
+}
+
+# wrk output -> "rps p50_ms p99_ms errors"
+parse_wrk() {
+    "$PY" -c '
+import re, sys
+t = sys.stdin.read()
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+    f = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
+    return float(m.group(1)) * f
+rps = re.search(r"Requests/sec:\s+([\d.]+)", t)
+p50 = re.search(r"^\s+50%\s+(\S+)", t, re.M)
+p99 = re.search(r"^\s+99%\s+(\S+)", t, re.M)
+err = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", t))
+err += sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses: (\d+)", t))
+if not (rps and p50 and p99):
+    print("nan nan nan nan"); sys.exit()
+print(rps.group(1), "%.3f" % ms(p50.group(1)), "%.3f" % ms(p99.group(1)), err)'
+}
+
+# h2load output -> "rps succeeded"
+parse_h2load() {
+    "$PY" -c '
+import re, sys
+t = sys.stdin.read()
+rps = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", t)
+ok = re.search(r"(\d+) succeeded", t)
+print(rps.group(1) if rps else "nan", ok.group(1) if ok else 0)'
+}
+
+run_target() {   # run_target ROUND TARGET
+    local round=$1 t=$2 url="http://127.0.0.1:${PORT[$2]}/" pids=${TPIDS[$2]}
+    local c0 c1 p0 p1 b0 b1
+    run_load "$WORK/wrk.out" "${PIN_LOAD[@]}" wrk -t1 -c "$CONNS" -d "${DURATION}s" --latency "$url"
+    read -r w_rps w_p50 w_p99 w_err <<< "$(parse_wrk < "$WORK/wrk.out")"
+    cat "$WORK/wrk.out" >> "$RESULTS/wrk-$t.log"
+
+    c0=$(backend_conns)
+    p0=$(cpu_ns $pids); b0=$(cpu_ns "$BACKEND_PID")
+    run_load "$WORK/h2load.out" "${PIN_LOAD[@]}" h2load --h1 -n "$REQS" -c "$CONNS" "$url"
+    p1=$(cpu_ns $pids); b1=$(cpu_ns "$BACKEND_PID")
+    c1=$(backend_conns)
+    read -r h_rps h_ok <<< "$(parse_h2load < "$WORK/h2load.out")"
+    cat "$WORK/h2load.out" >> "$RESULTS/h2load-$t.log"
+    if [[ $t == direct ]]; then p0=$b0; p1=$b1; fi
+    # the /stats request after the run opened one connection of its own
+    local newc=$(( c1 - c0 - 1 ))
+    echo "$round,$t,$w_rps,$w_p50,$w_p99,$w_err,$h_rps,$h_ok,$REQS,$(( p1 - p0 )),$(( b1 - b0 )),$newc" \
+        >> "$RESULTS/runs.csv"
+    printf '  round %d %-9s wrk %9s req/s p50 %7s ms p99 %7s ms err %s | h2load %9s req/s ok %s/%s proxy %6.3f s backend %6.3f s, %d new backend conns\n' \
+        "$round" "$t" "$w_rps" "$w_p50" "$w_p99" "$w_err" "$h_rps" "$h_ok" "$REQS" \
+        "$(awk "BEGIN { print ($p1 - $p0) / 1e9 }")" "$(awk "BEGIN { print ($b1 - $b0) / 1e9 }")" "$newc" >&2
+}
+
+memory_target() {   # memory_target ROUND TARGET: fresh process, IDLE_CONNS idle connections
+    local round=$1 t=$2 port out pid_args=() p
+    port=$(free_ports 1)
+    if ! start_proxy "$t" "$port" "mem$round"; then
+        return 0
+    fi
+    for p in $STARTED_PIDS; do pid_args+=(--pid "$p"); done
+    if out=$("${PIN_LOAD[@]}" "$PY" "$BENCH_DIR/idle_conns.py" --port "$port" --count "$IDLE_CONNS" \
+            "${pid_args[@]}" 2> "$WORK/idle-$t-$round.err"); then
+        :
+    else
+        log "bench: $t: idle connection test had problems: $(cat "$WORK/idle-$t-$round.err")"
+    fi
+    stop_pids $STARTED_PIDS
+    if [[ -z $out ]]; then return 0; fi
+    # rss_before_kb=N rss_after_kb=N conns=N bytes_per_conn=N
+    local kv before="" after="" conns="" bpc=""
+    for kv in $out; do
+        case ${kv%%=*} in
+        rss_before_kb) before=${kv#*=} ;;
+        rss_after_kb) after=${kv#*=} ;;
+        conns) conns=${kv#*=} ;;
+        bytes_per_conn) bpc=${kv#*=} ;;
+        esac
+    done
+    echo "$round,$t,$before,$after,$conns,$bpc" >> "$RESULTS/memory.csv"
+    printf '  round %d %-9s RSS %7s -> %7s KB over %s idle connections: %s bytes/conn\n' \
+        "$round" "$t" "$before" "$after" "$conns" "$bpc" >&2
+}
+
+# --- main -----------------------------------------------------------------------
+
+mkdir -p "$RESULTS"
+echo "round,target,wrk_rps,wrk_p50_ms,wrk_p99_ms,wrk_errors,h2load_rps,h2load_ok,h2load_reqs,proxy_cpu_ns,backend_cpu_ns,new_backend_conns" \
+    > "$RESULTS/runs.csv"
+echo "round,target,rss_before_kb,rss_after_kb,idle_conns,bytes_per_conn" > "$RESULTS/memory.csv"
+
+start_backend
+log "bench: backend pid $BACKEND_PID on 127.0.0.1:$BACKEND_PORT; load on CPU 0, servers on CPU 1"
+log "bench: ROUNDS=$ROUNDS DURATION=${DURATION}s REQS=$REQS CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS nofile=$NOFILE"
+
+ACTIVE=()
+read -r -a ports <<< "$(free_ports 4)"
+i=0
+for t in $TARGETS; do
+    if [[ $t == direct ]]; then
+        PORT[direct]=$BACKEND_PORT
+        TPIDS[direct]=$BACKEND_PID
+        ACTIVE+=(direct)
+        continue
+    fi
+    PORT[$t]=${ports[$i]}
+    i=$(( i + 1 ))
+    if start_proxy "$t" "${PORT[$t]}" main; then
+        TPIDS[$t]=$STARTED_PIDS
+        ACTIVE+=("$t")
+        log "bench: $t pid(s) ${TPIDS[$t]} on 127.0.0.1:${PORT[$t]}"
+    fi
+done
+(( ${#ACTIVE[@]} > 0 )) || die "no target started"
+
+log "bench: warm-up (1 s per target, not recorded)"
+for t in "${ACTIVE[@]}"; do
+    run_load /dev/null "${PIN_LOAD[@]}" wrk -t1 -c "$CONNS" -d 1s "http://127.0.0.1:${PORT[$t]}/"
+done
+
+for (( r = 1; r <= ROUNDS; r++ )); do
+    log "bench: throughput round $r/$ROUNDS"
+    for t in "${ACTIVE[@]}"; do
+        run_target "$r" "$t"
+    done
+done
+
+# the long-running proxies are no longer needed; the memory test starts fresh ones
+for t in "${ACTIVE[@]}"; do
+    [[ $t == direct ]] || stop_pids ${TPIDS[$t]}
+done
+for (( r = 1; r <= ROUNDS; r++ )); do
+    log "bench: idle-connection memory round $r/$ROUNDS ($IDLE_CONNS connections)"
+    for t in "${ACTIVE[@]}"; do
+        [[ $t == direct ]] || memory_target "$r" "$t"
+    done
+done
+
+# --- report ---------------------------------------------------------------------
+
+"$PY" - "$RESULTS" "${ACTIVE[*]}" <<'EOF' | tee "$RESULTS/summary.txt"
+import csv, math, statistics, sys
+res, targets = sys.argv[1], sys.argv[2].split()
+
+def rows(name):
+    with open(f"{res}/{name}") as f:
+        return list(csv.DictReader(f))
+
+def med(vals):
+    vals = [v for v in vals if not math.isnan(v)]
+    return statistics.median(vals) if vals else float("nan")
+
+runs, mem = rows("runs.csv"), rows("memory.csv")
+m = {t: {} for t in targets}
+for t in targets:
+    rr = [r for r in runs if r["target"] == t]
+    f = lambda k: [float(r[k]) for r in rr]
+    per100k = lambda ns, n: ns / 1e9 * 100000 / n if n else float("nan")
+    m[t]["rps"] = med(f("wrk_rps"))
+    m[t]["p50"] = med(f("wrk_p50_ms"))
+    m[t]["p99"] = med(f("wrk_p99_ms"))
+    m[t]["errors"] = sum(int(float(x)) for x in f("wrk_errors")) if rr else 0
+    m[t]["h2rps"] = med(f("h2load_rps"))
+    m[t]["failed"] = sum(int(r["h2load_reqs"]) - int(r["h2load_ok"]) for r in rr)
+    m[t]["cpu"] = med([per100k(float(r["proxy_cpu_ns"]), int(r["h2load_reqs"])) for r in rr])
+    m[t]["bcpu"] = med([per100k(float(r["backend_cpu_ns"]), int(r["h2load_reqs"])) for r in rr])
+    m[t]["norm"] = med([float(r["proxy_cpu_ns"]) / float(r["backend_cpu_ns"])
+                        if float(r["backend_cpu_ns"]) > 0 else float("nan") for r in rr])
+    m[t]["newc"] = med([int(r["new_backend_conns"]) * 100000 / int(r["h2load_reqs"]) for r in rr])
+    mm = [float(r["bytes_per_conn"]) for r in mem if r["target"] == t]
+    m[t]["mem"] = med(mm) if mm else float("nan")
+
+def fmt(v, spec):
+    return "-" if isinstance(v, float) and math.isnan(v) else format(v, spec)
+
+def table(title, cols):
+    print(f"\n{title}")
+    print(f"  {'target':<10}" + "".join(f"{h:>{w}}" for h, _, _, w in cols))
+    for t in targets:
+        print(f"  {t:<10}" + "".join(f"{fmt(m[t][k], spec):>{w}}" for _, k, spec, w in cols))
+
+print(f"meridian bench, medians over {max([int(r['round']) for r in runs] or [0])} rounds "
+      f"(raw data: {res})")
+table("Throughput and latency (wrk, fixed duration)",
+      [("req/s", "rps", ".0f", 12), ("p50 ms", "p50", ".3f", 10), ("p99 ms", "p99", ".3f", 10),
+       ("errors", "errors", "d", 8)])
+table("CPU for a fixed request count (h2load --h1); direct: the backend serving alone",
+      [("req/s", "h2rps", ".0f", 12), ("proxy CPU s/100k", "cpu", ".3f", 18),
+       ("backend CPU s/100k", "bcpu", ".3f", 20), ("norm", "norm", ".3f", 8),
+       ("failed", "failed", "d", 8)])
+table("Upstream keep-alive: new backend connections per 100k requests (h2load run)",
+      [("new conns/100k", "newc", ".1f", 16)])
+table("Memory per idle keep-alive connection (fresh process each round)",
+      [("bytes/conn", "mem", ".0f", 12)])
+
+if "meridian" in targets:
+    others = [t for t in ("haproxy", "nginx") if t in targets]
+    if others:
+        print("\nmeridian relative to the others (< 1 means meridian uses less)")
+        for o in others:
+            ratio = lambda k: m["meridian"][k] / m[o][k] if m[o][k] else float("nan")
+            print(f"  vs {o:<8} norm {fmt(ratio('norm'), '.2f')}   CPU/100k {fmt(ratio('cpu'), '.2f')}"
+                  f"   memory/conn {fmt(ratio('mem'), '.2f')}   req/s {fmt(ratio('rps'), '.2f')} (> 1 faster)")
+else:
+    print("\n(meridian was not measured: no ratios)")
+EOF
+log "bench: results in $RESULTS"
