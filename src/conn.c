@@ -21,7 +21,6 @@
 #include "meridian/log.h"
 #include "meridian/server.h"
 
-#define OUT_LOW_WATER (64 * 1024)
 
 enum cstate {
     CS_HEAD = 0, /* waiting for / reading a request head */
@@ -33,15 +32,14 @@ enum cstate {
 struct mrd_conn {
     struct mrd_worker *w;
     struct mrd_gen *gen; /* one ref, taken at accept */
-    struct bufferevent *bev;
-    struct event *timer; /* request_header / idle timeouts between requests */
-    struct event *defer; /* post-processing outside of callbacks */
-    struct mrd_conn *next, *prev;
+    struct mrd_stream *s;
+    struct mrd_conn *next, *prev;   /* worker's list of connections */
+    struct mrd_conn *dnext, *dprev; /* worker's deferred list */
+    uint64_t head_deadline_us;      /* request_header limit for the head being read */
     char client_ip[MRD_IP_STRLEN];
     enum cstate state;
     size_t last_len;  /* head bytes already scanned */
-    int head_timer;   /* timer armed for request_header (1) or idle (0) */
-    unsigned tls : 1, keepalive : 1, close_after : 1, req_in_done : 1, resp_done : 1, resp_started : 1,
+    unsigned deferred : 1, tls : 1, keepalive : 1, close_after : 1, req_in_done : 1, resp_done : 1, resp_started : 1,
         client_10 : 1, paused : 1, resp_chunked : 1, resp_none : 1, dead : 1, lingering : 1;
     /* current request */
     struct mrd_req *req;
@@ -54,19 +52,11 @@ struct mrd_conn {
 atomic_uint mrd_connections_active;
 
 static void process(struct mrd_conn *c);
-static void on_read(struct bufferevent *bev, void *arg);
 
 static const struct mrd_config *
 conf(struct mrd_conn *c)
 {
     return c->gen->conf;
-}
-
-static struct timeval
-tv_ms(uint64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    return tv;
 }
 
 static void
@@ -81,18 +71,33 @@ conn_free(struct mrd_conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     c->w->n_conns--;
+    if (c->deferred) {
+        if (c->dprev != NULL)
+            c->dprev->dnext = c->dnext;
+        else
+            c->w->deferred = c->dnext;
+        if (c->dnext != NULL)
+            c->dnext->dprev = c->dprev;
+    }
     atomic_fetch_sub(&mrd_connections_active, 1);
-    event_free(c->timer);
-    event_free(c->defer);
-    bufferevent_free(c->bev);
+    mrd_stream_free(c->s);
     mrd_gen_release(c->gen);
     free(c);
 }
 
+/* run on_defer(c) after the current callbacks, outside of them */
 static void
 schedule(struct mrd_conn *c)
 {
-    event_active(c->defer, EV_TIMEOUT, 0);
+    if (c->deferred)
+        return;
+    c->deferred = 1;
+    c->dprev = NULL;
+    c->dnext = c->w->deferred;
+    if (c->dnext != NULL)
+        c->dnext->dprev = c;
+    c->w->deferred = c;
+    event_active(&c->w->defer_ev, EV_TIMEOUT, 0);
 }
 
 /* close once the output is flushed */
@@ -100,8 +105,8 @@ static void
 close_soon(struct mrd_conn *c)
 {
     c->state = CS_CLOSING;
-    bufferevent_disable(c->bev, EV_READ);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+    mrd_stream_read(c->s, 0);
+    if (evbuffer_get_length(c->s->out) == 0)
         schedule(c);
 }
 
@@ -114,19 +119,16 @@ close_soon(struct mrd_conn *c)
 static void
 linger(struct mrd_conn *c)
 {
-    static const struct timeval tv = {1, 0};
-
     if (c->lingering) {
         conn_free(c);
         return;
     }
     c->lingering = 1;
-    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-    evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
-    bufferevent_set_timeouts(c->bev, NULL, NULL);
-    bufferevent_enable(c->bev, EV_READ);
-    event_del(c->timer);
-    event_add(c->timer, &tv);
+    mrd_stream_shutdown_write(c->s);
+    evbuffer_drain(c->s->in, evbuffer_get_length(c->s->in));
+    c->s->rhigh = 0;
+    mrd_stream_set_timeouts(c->s, 1000, 0);
+    mrd_stream_read(c->s, 1);
 }
 
 /* a response the proxy makes itself */
@@ -137,16 +139,30 @@ send_error(struct mrd_conn *c, int status, const char *detail, int close, const 
 
     b->len = 0;
     mrd_build_error_response(b, status, detail, close, extra);
-    bufferevent_write(c->bev, b->p, b->len);
+    mrd_stream_write(c->s, b->p, b->len);
 }
 
-static void
-arm_timer(struct mrd_conn *c, int header)
+static uint32_t
+ms32(uint64_t ms)
 {
-    struct timeval tv = tv_ms(header ? conf(c)->timeouts.request_header_ms : conf(c)->timeouts.idle_ms);
+    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
 
-    c->head_timer = header;
-    event_add(c->timer, &tv);
+/* waiting for a head: idle timeout while nothing came, then request_header
+ * from its first byte (absolute, so trickling bytes do not extend it) */
+static void
+arm_head_timeout(struct mrd_conn *c)
+{
+    if (evbuffer_get_length(c->s->in) == 0) {
+        c->head_deadline_us = 0;
+        mrd_stream_set_timeouts(c->s, ms32(conf(c)->timeouts.idle_ms), ms32(conf(c)->timeouts.idle_ms));
+        return;
+    }
+    uint64_t now = mrd_now_us();
+    if (c->head_deadline_us == 0)
+        c->head_deadline_us = now + conf(c)->timeouts.request_header_ms * 1000;
+    uint64_t left = c->head_deadline_us > now ? (c->head_deadline_us - now + 999) / 1000 : 1;
+    mrd_stream_set_timeouts(c->s, ms32(left), ms32(conf(c)->timeouts.idle_ms));
 }
 
 static void
@@ -160,25 +176,23 @@ request_done(struct mrd_conn *c)
     }
     c->state = CS_HEAD;
     c->last_len = 0;
-    bufferevent_set_timeouts(c->bev, NULL, NULL);
-    bufferevent_enable(c->bev, EV_READ);
-    arm_timer(c, evbuffer_get_length(bufferevent_get_input(c->bev)) > 0);
+    c->head_deadline_us = 0;
+    mrd_stream_read(c->s, 1);
+    arm_head_timeout(c);
     /* a pipelined request may already be buffered */
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+    if (evbuffer_get_length(c->s->in) > 0)
         process(c);
 }
 
 static void
-on_defer(evutil_socket_t fd, short what, void *arg)
+on_defer(struct mrd_conn *c)
 {
-    struct mrd_conn *c = arg;
-
     if (c->dead) {
         conn_free(c);
         return;
     }
     if (c->state == CS_CLOSING) {
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !c->lingering)
+        if (evbuffer_get_length(c->s->out) == 0 && !c->lingering)
             linger(c);
         return;
     }
@@ -239,14 +253,14 @@ r_on_head(struct mrd_req *req, const struct mrd_h1_msg *resp, int status)
     f.keep_alive = c->client_10 && !f.conn_close;
     b->len = 0;
     mrd_build_response_head(b, resp->headers, resp->num_headers, &f);
-    bufferevent_write(c->bev, b->p, b->len);
+    mrd_stream_write(c->s, b->p, b->len);
 }
 
 static void
 r_on_body(struct mrd_req *req, struct evbuffer *src, size_t n)
 {
     struct mrd_conn *c = mrd_req_ctx(req);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->s->out;
 
     if (c->resp_chunked) {
         evbuffer_add_printf(out, "%zx\r\n", n);
@@ -265,7 +279,7 @@ r_on_end(struct mrd_req *req)
     struct mrd_conn *c = mrd_req_ctx(req);
 
     if (c->resp_chunked)
-        bufferevent_write(c->bev, "0\r\n\r\n", 5);
+        mrd_stream_write(c->s, "0\r\n\r\n", 5);
     c->resp_done = 1;
     if (c->state == CS_TUNNEL) {
         c->close_after = 1;
@@ -285,7 +299,7 @@ r_on_error(struct mrd_req *req, int status, const char *detail, const char *extr
          * message, never a truncated one that looks complete */
         mrd_log(MRD_LOG_INFO, "%s: response aborted: %s", c->client_ip, detail);
         c->dead = 1;
-        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+        mrd_stream_read(c->s, 0);
         schedule(c);
         return;
     }
@@ -304,13 +318,9 @@ r_pause_body(struct mrd_req *req, int pause)
     struct mrd_conn *c = mrd_req_ctx(req);
 
     c->paused = pause != 0;
-    if (pause)
-        bufferevent_disable(c->bev, EV_READ);
-    else {
-        bufferevent_enable(c->bev, EV_READ);
-        if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-            schedule(c); /* not from inside the proxy's callback */
-    }
+    mrd_stream_read(c->s, !pause);
+    if (!pause && evbuffer_get_length(c->s->in) > 0)
+        schedule(c); /* not from inside the proxy's callback */
 }
 
 static size_t
@@ -318,7 +328,7 @@ r_out_pending(struct mrd_req *req)
 {
     struct mrd_conn *c = mrd_req_ctx(req);
 
-    return evbuffer_get_length(bufferevent_get_output(c->bev));
+    return evbuffer_get_length(c->s->out);
 }
 
 static const struct mrd_req_ops h1_ops = {
@@ -353,9 +363,10 @@ client_error(struct mrd_conn *c, int status, const char *detail)
 static void
 pump_request_body(struct mrd_conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = c->s->in;
     uint64_t max_body = conf(c)->limits.max_body_bytes;
 
+    mrd_stream_set_timeouts(c->s, ms32(conf(c)->timeouts.idle_ms), ms32(conf(c)->timeouts.idle_ms));
     while (!c->req_in_done && !c->paused && c->req != NULL) {
         size_t avail = evbuffer_get_length(in);
         if (c->in_body == MRD_H1_BODY_LENGTH) {
@@ -398,6 +409,8 @@ pump_request_body(struct mrd_conn *c)
             }
         }
     }
+    /* once the body is in, the read timeout is ignored (see on_event): only
+     * timeouts.upstream_response bounds the wait for the response */
     if (c->req_in_done && c->resp_done)
         schedule(c);
 }
@@ -418,12 +431,11 @@ is_websocket_upgrade(const struct mrd_h1_msg *m)
 static void
 start_request(struct mrd_conn *c, const struct mrd_h1_msg *m, size_t head_len)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = c->s->in;
     struct mrd_req_info info;
     const char *detail, *extra;
     int status;
 
-    event_del(c->timer);
     c->client_10 = m->version_minor == 0;
     c->keepalive = !(m->flags & MRD_H1_F_CONN_CLOSE);
     c->close_after = 0;
@@ -472,22 +484,15 @@ start_request(struct mrd_conn *c, const struct mrd_h1_msg *m, size_t head_len)
     if (c->resp_done)
         return; /* failed at once (r_on_error ran): nothing more to read */
     if ((m->flags & MRD_H1_F_EXPECT_CONTINUE) && !c->client_10 && !c->req_in_done)
-        bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    {
-        struct timeval it = tv_ms(conf(c)->timeouts.idle_ms);
-        bufferevent_set_timeouts(c->bev, &it, &it);
-    }
-    if (c->req_in_done)
-        bufferevent_disable(c->bev, EV_READ); /* pipelined requests wait */
-    else
-        pump_request_body(c);
+        mrd_stream_write(c->s, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    pump_request_body(c);
 }
 
 /* parse a head from the input, or keep waiting */
 static void
 process(struct mrd_conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = c->s->in;
     struct mrd_h1_msg *m = &c->w->msg;
     size_t max = conf(c)->limits.max_header_bytes;
     size_t len, n, pos = 0;
@@ -518,10 +523,9 @@ process(struct mrd_conn *c)
             break;
     }
     len = evbuffer_get_length(in);
+    arm_head_timeout(c);
     if (len == 0)
         return;
-    if (!c->head_timer)
-        arm_timer(c, 1);
     n = MRD_MIN(len, max);
     p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
     r = mrd_h1_parse_request(p, n, c->last_len, m, &pos);
@@ -541,27 +545,27 @@ process(struct mrd_conn *c)
     start_request(c, m, (size_t)r);
 }
 
-/* ---- bufferevent and timer callbacks ---- */
+/* ---- stream callbacks ---- */
 
 static void
-on_read(struct bufferevent *bev, void *arg)
+on_read(struct mrd_stream *st, void *arg)
 {
     struct mrd_conn *c = arg;
 
     if (c->lingering) {
-        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        evbuffer_drain(st->in, evbuffer_get_length(st->in));
         return;
     }
     process(c);
 }
 
 static void
-on_write(struct bufferevent *bev, void *arg)
+on_write(struct mrd_stream *st, void *arg)
 {
     struct mrd_conn *c = arg;
 
     if (c->state == CS_CLOSING) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && !c->lingering)
+        if (!c->lingering)
             linger(c);
         return;
     }
@@ -570,37 +574,46 @@ on_write(struct bufferevent *bev, void *arg)
 }
 
 static void
-on_event(struct bufferevent *bev, short what, void *arg)
+on_event(struct mrd_stream *st, short what, void *arg)
 {
     struct mrd_conn *c = arg;
 
-    if ((what & BEV_EVENT_EOF) && c->state == CS_TUNNEL && c->req != NULL) {
-        /* the client finished sending; the upstream may still answer, but a
-         * WebSocket ends here: close both sides */
-    }
-    if ((what & BEV_EVENT_TIMEOUT) && c->state == CS_REQ && !c->resp_started && !c->req_in_done) {
-        client_error(c, 408, "request body timeout");
-        return;
+    if (what & MRD_STREAM_TIMEOUT) {
+        if (c->lingering || (what & MRD_STREAM_WRITING)) {
+            conn_free(c);
+            return;
+        }
+        if (c->state == CS_HEAD) {
+            if (evbuffer_get_length(st->in) > 0)
+                client_error(c, 408, "request header timeout");
+            else
+                conn_free(c); /* keep-alive idle */
+            return;
+        }
+        if (c->state == CS_REQ && !c->resp_started && !c->req_in_done) {
+            client_error(c, 408, "request body timeout");
+            return;
+        }
+        if (c->state == CS_REQ && c->req_in_done)
+            return; /* waiting for the upstream: its own timeout applies */
     }
     conn_free(c);
 }
 
-static void
-on_timer(evutil_socket_t fd, short what, void *arg)
+/* the worker's deferred event: post-processing of every scheduled connection */
+void
+mrd_conn_run_deferred(struct mrd_worker *w)
 {
-    struct mrd_conn *c = arg;
+    struct mrd_conn *c;
 
-    if (c->lingering) {
-        conn_free(c);
-        return;
+    while ((c = w->deferred) != NULL) {
+        w->deferred = c->dnext;
+        if (w->deferred != NULL)
+            w->deferred->dprev = NULL;
+        c->dnext = c->dprev = NULL;
+        c->deferred = 0;
+        on_defer(c);
     }
-    if (c->state != CS_HEAD)
-        return;
-    if (c->head_timer && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
-        client_error(c, 408, "request header timeout");
-        return;
-    }
-    conn_free(c);
 }
 
 void
@@ -615,6 +628,7 @@ mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr 
         return;
     }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    evutil_make_socket_nonblocking(fd);
     c = mrd_xcalloc(1, sizeof(*c));
     c->w = w;
     c->gen = w->gen;
@@ -624,19 +638,17 @@ mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr 
         mrd_ip_format(&ip, c->client_ip, sizeof(c->client_ip));
     else
         strcpy(c->client_ip, "unknown");
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    c->timer = evtimer_new(w->base, on_timer, c);
-    c->defer = event_new(w->base, -1, 0, on_defer, c);
-    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-    bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW_WATER, 0);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->s = mrd_stream_new(&w->sloop, fd);
+    c->s->rhigh = w->gen->conf->limits.max_header_bytes + 65536;
+    mrd_stream_setcb(c->s, on_read, on_write, on_event, c);
     c->next = w->conns;
     if (w->conns != NULL)
         w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
     atomic_fetch_add(&mrd_connections_active, 1);
-    arm_timer(c, 0);
+    arm_head_timeout(c);
+    mrd_stream_read(c->s, 1);
 }
 
 void
@@ -646,7 +658,7 @@ mrd_conn_shutdown_all(struct mrd_worker *w, int force)
 
     for (c = w->conns; c != NULL; c = next) {
         next = c->next;
-        if (force || (c->state == CS_HEAD && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0))
+        if (force || (c->state == CS_HEAD && evbuffer_get_length(c->s->in) == 0))
             conn_free(c);
     }
 }

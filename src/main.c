@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,8 +105,7 @@ on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
 {
     mrd_log(MRD_LOG_WARN, "shutdown timeout: closing remaining connections");
     for (unsigned i = 0; i < mrd_n_workers; i++)
-        event_base_loopexit(workers[i].base, NULL);
-    event_base_loopexit(main_base, NULL);
+        mrd_worker_post(&workers[i], NULL, 2);
 }
 
 static atomic_uint workers_done;
@@ -234,6 +234,9 @@ main(int argc, char **argv)
         }
     }
     signal(SIGPIPE, SIG_IGN);
+    /* buffers come and go with every request: keep freed memory in the
+     * process instead of returning it to the kernel (madvise) each time */
+    mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
     evthread_use_pthreads();
     mrd_n_workers = conf->workers ? conf->workers : cpu_count();
     mrd_diag_init(&d);
@@ -309,7 +312,7 @@ main(int argc, char **argv)
 
     /* workers have exited (or were told to by the shutdown timer) */
     for (unsigned w = 0; w < mrd_n_workers; w++)
-        event_base_loopexit(workers[w].base, NULL);
+        mrd_worker_post(&workers[w], NULL, 2);
     for (unsigned w = 0; w < mrd_n_workers; w++) {
         pthread_join(workers[w].thread, NULL);
         mrd_worker_dispose(&workers[w]);

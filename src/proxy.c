@@ -56,9 +56,9 @@ struct mrd_req {
 };
 
 static void attempt(struct mrd_req *req);
-static void up_read(struct bufferevent *bev, void *arg);
-static void up_write(struct bufferevent *bev, void *arg);
-static void up_event(struct bufferevent *bev, short what, void *arg);
+static void up_read(struct mrd_stream *st, void *arg);
+static void up_write(struct mrd_stream *st, void *arg);
+static void up_event(struct mrd_stream *st, short what, void *arg);
 
 static const struct mrd_timeouts_conf *
 timeouts(struct mrd_req *req)
@@ -66,11 +66,10 @@ timeouts(struct mrd_req *req)
     return &req->gen->conf->timeouts;
 }
 
-static struct timeval
-tv_ms(uint64_t ms)
+static uint32_t
+ms32(uint64_t ms)
 {
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    return tv;
+    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
 }
 
 /* ---- releasing the upstream side ---- */
@@ -152,7 +151,7 @@ upstream_failed(struct mrd_req *req, int status, const char *detail, int wrote)
 static void
 send_body_bytes(struct mrd_req *req, struct evbuffer *src, size_t n)
 {
-    struct evbuffer *out = bufferevent_get_output(req->uc->bev);
+    struct evbuffer *out = req->uc->s->out;
 
     if (n == 0)
         return;
@@ -170,7 +169,7 @@ check_body_backpressure(struct mrd_req *req)
     size_t queued = evbuffer_get_length(req->pending);
 
     if (req->uc != NULL && req->rs != RS_CONNECTING)
-        queued += evbuffer_get_length(bufferevent_get_output(req->uc->bev));
+        queued += evbuffer_get_length(req->uc->s->out);
     if (!req->paused_body && queued > HIGH_WATER) {
         req->paused_body = 1;
         req->ops->pause_body(req, 1);
@@ -184,22 +183,22 @@ check_body_backpressure(struct mrd_req *req)
 static void
 start_sending(struct mrd_req *req)
 {
-    struct bufferevent *bev = req->uc->bev;
-    struct timeval rt = tv_ms(timeouts(req)->upstream_response_ms), it = tv_ms(timeouts(req)->idle_ms);
+    struct mrd_stream *st = req->uc->s;
 
     req->rs = RS_WAIT_HEAD;
     req->resp_last_len = 0;
-    bufferevent_setcb(bev, up_read, up_write, up_event, req);
-    bufferevent_setwatermark(bev, EV_WRITE, LOW_WATER, 0);
+    mrd_stream_setcb(st, up_read, up_write, up_event, req);
+    st->wlow = LOW_WATER;
     /* timeouts.upstream_response counts once the request is complete; while
      * the body streams, only inactivity (timeouts.idle) applies */
-    bufferevent_set_timeouts(bev, req->body_done ? &rt : NULL, &it);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
-    evbuffer_add(bufferevent_get_output(bev), req->head.p, req->head.len);
+    mrd_stream_set_timeouts(st, req->body_done ? ms32(timeouts(req)->upstream_response_ms) : 0,
+                            ms32(timeouts(req)->idle_ms));
+    mrd_stream_read(st, 1);
+    mrd_stream_write(st, req->head.p, req->head.len);
     req->t_sent_us = mrd_now_us();
     send_body_bytes(req, req->pending, evbuffer_get_length(req->pending));
     if (req->body_done && req->up_body == MRD_H1_BODY_CHUNKED)
-        evbuffer_add(bufferevent_get_output(bev), "0\r\n\r\n", 5);
+        mrd_stream_write(st, "0\r\n\r\n", 5);
     check_body_backpressure(req);
 }
 
@@ -255,8 +254,7 @@ attempt(struct mrd_req *req)
         return;
     }
     req->rs = RS_CONNECTING;
-    bufferevent_setcb(req->uc->bev, NULL, NULL, up_event, req);
-    bufferevent_enable(req->uc->bev, EV_WRITE);
+    mrd_stream_setcb(req->uc->s, up_read, up_write, up_event, req);
 }
 
 /* ---- receiving the response ---- */
@@ -266,7 +264,7 @@ resp_backpressure(struct mrd_req *req)
 {
     if (req->ops->out_pending(req) > HIGH_WATER) {
         req->paused_resp = 1;
-        bufferevent_disable(req->uc->bev, EV_READ);
+        mrd_stream_read(req->uc->s, 0);
         return 1;
     }
     return 0;
@@ -312,10 +310,7 @@ parse_head(struct mrd_req *req, struct evbuffer *in)
     req->resp_close = (msg->flags & MRD_H1_F_CONN_CLOSE) != 0;
     mrd_h1_chunk_init(&req->chunk);
     req->rs = msg->status == 101 ? RS_TUNNEL : RS_BODY;
-    {
-        struct timeval it = tv_ms(timeouts(req)->idle_ms);
-        bufferevent_set_timeouts(req->uc->bev, &it, &it);
-    }
+    mrd_stream_set_timeouts(req->uc->s, ms32(timeouts(req)->idle_ms), ms32(timeouts(req)->idle_ms));
     req->head_sent = 1;
     req->ops->on_head(req, msg, msg->status);
     evbuffer_drain(in, (size_t)r);
@@ -373,10 +368,10 @@ pump_body(struct mrd_req *req, struct evbuffer *in)
 }
 
 static void
-up_read(struct bufferevent *bev, void *arg)
+up_read(struct mrd_stream *st, void *arg)
 {
     struct mrd_req *req = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *in = st->in;
 
     if (evbuffer_get_length(in) > 0)
         req->got_byte = 1;
@@ -408,7 +403,7 @@ up_read(struct bufferevent *bev, void *arg)
 }
 
 static void
-up_write(struct bufferevent *bev, void *arg)
+up_write(struct mrd_stream *st, void *arg)
 {
     struct mrd_req *req = arg;
 
@@ -418,21 +413,21 @@ up_write(struct bufferevent *bev, void *arg)
 }
 
 static void
-up_event(struct bufferevent *bev, short what, void *arg)
+up_event(struct mrd_stream *st, short what, void *arg)
 {
     struct mrd_req *req = arg;
 
     if (req->rs == RS_CONNECTING) {
-        if (what & BEV_EVENT_CONNECTED) {
+        if (what & MRD_STREAM_CONNECTED) {
             start_sending(req);
             return;
         }
-        upstream_failed(req, (what & BEV_EVENT_TIMEOUT) ? 504 : 502,
-                        (what & BEV_EVENT_TIMEOUT) ? "upstream connect timeout" : "upstream connect failed", 0);
+        upstream_failed(req, (what & MRD_STREAM_TIMEOUT) ? 504 : 502,
+                        (what & MRD_STREAM_TIMEOUT) ? "upstream connect timeout" : "upstream connect failed", 0);
         return;
     }
-    if (what & BEV_EVENT_TIMEOUT) {
-        if (req->rs == RS_WAIT_HEAD && (what & BEV_EVENT_READING))
+    if (what & MRD_STREAM_TIMEOUT) {
+        if (req->rs == RS_WAIT_HEAD && (what & MRD_STREAM_READING))
             fail(req, 504, "upstream response timeout");
         else
             fail(req, 504, "upstream idle timeout");
@@ -440,8 +435,7 @@ up_event(struct bufferevent *bev, short what, void *arg)
     }
     /* EOF or error */
     if (req->rs == RS_WAIT_HEAD) {
-        struct evbuffer *in = bufferevent_get_input(bev);
-        if (req->got_byte || evbuffer_get_length(in) > 0) {
+        if (req->got_byte || evbuffer_get_length(st->in) > 0) {
             fail(req, 502, "upstream closed during response head");
             return;
         }
@@ -450,10 +444,9 @@ up_event(struct bufferevent *bev, short what, void *arg)
         upstream_failed(req, 502, "upstream closed before responding", 1);
         return;
     }
-    if (req->rs == RS_BODY && req->resp_body == MRD_H1_BODY_CLOSE && (what & BEV_EVENT_EOF)) {
-        struct evbuffer *in = bufferevent_get_input(bev);
-        if (evbuffer_get_length(in) > 0)
-            req->ops->on_body(req, in, evbuffer_get_length(in));
+    if (req->rs == RS_BODY && req->resp_body == MRD_H1_BODY_CLOSE && (what & MRD_STREAM_EOF)) {
+        if (evbuffer_get_length(st->in) > 0)
+            req->ops->on_body(req, st->in, evbuffer_get_length(st->in));
         finish(req);
         return;
     }
@@ -530,7 +523,7 @@ mrd_req_body(struct mrd_req *req, struct evbuffer *src, size_t n)
         return;
     }
     if (req->rs == RS_TUNNEL) {
-        evbuffer_remove_buffer(src, bufferevent_get_output(req->uc->bev), n);
+        evbuffer_remove_buffer(src, req->uc->s->out, n);
         check_body_backpressure(req);
         return;
     }
@@ -548,9 +541,8 @@ mrd_req_body_end(struct mrd_req *req)
     if (req->uc == NULL || req->rs != RS_WAIT_HEAD)
         return;
     if (req->up_body == MRD_H1_BODY_CHUNKED)
-        evbuffer_add(bufferevent_get_output(req->uc->bev), "0\r\n\r\n", 5);
-    struct timeval rt = tv_ms(timeouts(req)->upstream_response_ms), it = tv_ms(timeouts(req)->idle_ms);
-    bufferevent_set_timeouts(req->uc->bev, &rt, &it);
+        mrd_stream_write(req->uc->s, "0\r\n\r\n", 5);
+    mrd_stream_set_timeouts(req->uc->s, ms32(timeouts(req)->upstream_response_ms), ms32(timeouts(req)->idle_ms));
 }
 
 void
@@ -559,9 +551,9 @@ mrd_req_resume(struct mrd_req *req)
     if (!req->paused_resp || req->uc == NULL)
         return;
     req->paused_resp = 0;
-    bufferevent_enable(req->uc->bev, EV_READ);
+    mrd_stream_read(req->uc->s, 1);
     /* bytes may already wait in the input buffer */
-    up_read(req->uc->bev, req);
+    up_read(req->uc->s, req);
 }
 
 void

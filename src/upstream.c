@@ -38,21 +38,20 @@ void
 mrd_uconn_free(struct mrd_uconn *uc)
 {
     idle_unlink(uc);
-    if (uc->bev != NULL)
-        bufferevent_free(uc->bev);
+    mrd_stream_free(uc->s);
     mrd_upstream_state_release(uc->st);
     free(uc);
 }
 
 static void
-on_idle_read(struct bufferevent *bev, void *arg)
+on_idle_read(struct mrd_stream *s, void *arg)
 {
     /* an idle HTTP/1 connection must stay silent: anything here is garbage */
     mrd_uconn_free(arg);
 }
 
 static void
-on_idle_event(struct bufferevent *bev, short what, void *arg)
+on_idle_event(struct mrd_stream *s, short what, void *arg)
 {
     mrd_uconn_free(arg);
 }
@@ -66,8 +65,6 @@ mrd_pool_lease(struct mrd_worker *w, struct mrd_upstream_state *st)
     if (uc == NULL)
         return NULL;
     idle_unlink(uc);
-    bufferevent_setcb(uc->bev, NULL, NULL, NULL, NULL);
-    bufferevent_set_timeouts(uc->bev, NULL, NULL);
     return uc;
 }
 
@@ -75,7 +72,6 @@ void
 mrd_pool_release(struct mrd_uconn *uc, uint64_t idle_ms)
 {
     struct mrd_idle_list *l = &uc->st->idle[uc->w->id];
-    struct timeval tv = {(time_t)(idle_ms / 1000), (suseconds_t)(idle_ms % 1000) * 1000};
 
     if (l->count >= POOL_MAX_IDLE_PER_UPSTREAM || atomic_load(&uc->w->stopping)) {
         mrd_uconn_free(uc);
@@ -88,16 +84,15 @@ mrd_pool_release(struct mrd_uconn *uc, uint64_t idle_ms)
         l->head->prev = uc;
     l->head = uc;
     l->count++;
-    bufferevent_setcb(uc->bev, on_idle_read, NULL, on_idle_event, uc);
-    bufferevent_set_timeouts(uc->bev, &tv, NULL);
-    bufferevent_enable(uc->bev, EV_READ);
+    mrd_stream_setcb(uc->s, on_idle_read, NULL, on_idle_event, uc);
+    mrd_stream_set_timeouts(uc->s, idle_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)idle_ms, 0);
+    mrd_stream_read(uc->s, 1);
 }
 
 struct mrd_uconn *
 mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t timeout_ms)
 {
     struct mrd_uconn *uc;
-    struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
     evutil_socket_t fd;
     int one = 1;
 
@@ -109,16 +104,10 @@ mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t 
     uc->w = w;
     uc->st = st;
     mrd_upstream_state_acquire(st);
-    uc->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (uc->bev == NULL) {
-        evutil_closesocket(fd);
-        mrd_upstream_state_release(st);
-        free(uc);
-        return NULL;
-    }
-    /* libevent waits for connect() on the write event: its timeout bounds it */
-    bufferevent_set_timeouts(uc->bev, NULL, &tv);
-    if (bufferevent_socket_connect(uc->bev, (struct sockaddr *)&st->addr, (int)st->addrlen) == -1) {
+    uc->s = mrd_stream_new(&w->sloop, fd);
+    /* connect() completes on the write event: its timeout bounds it */
+    mrd_stream_set_timeouts(uc->s, 0, timeout_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)timeout_ms);
+    if (mrd_stream_connect(uc->s, (struct sockaddr *)&st->addr, st->addrlen) == -1) {
         mrd_uconn_free(uc);
         return NULL;
     }

@@ -5,6 +5,7 @@
  * posting to its `wake` event: a new configuration generation, or stop.
  */
 #include <errno.h>
+#include <sys/eventfd.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,15 +93,30 @@ on_stop_check(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+on_defer(evutil_socket_t fd, short what, void *arg)
+{
+    mrd_conn_run_deferred(arg);
+}
+
+static void
 on_wake(evutil_socket_t fd, short what, void *arg)
 {
     struct mrd_worker *w = arg;
     struct mrd_gen *next;
+    uint64_t v;
+    int force;
 
+    if (read(w->wake_fd, &v, sizeof(v)) == -1 && errno != EAGAIN)
+        mrd_log(MRD_LOG_WARN, "worker %u: wake: %s", w->id, strerror(errno));
     pthread_mutex_lock(&w->_lock);
     next = w->_next_gen;
     w->_next_gen = NULL;
+    force = w->_force_stop;
     pthread_mutex_unlock(&w->_lock);
+    if (force) {
+        event_base_loopexit(w->base, NULL);
+        return;
+    }
     if (next != NULL) {
         /* the posted reference becomes the worker's; connections keep theirs */
         mrd_gen_release(w->gen);
@@ -146,7 +162,10 @@ mrd_worker_dispose(struct mrd_worker *w)
     mrd_pool_drain(w, w->gen);
     if (w->_stop_ev != NULL)
         event_free(w->_stop_ev);
-    event_free(w->wake);
+    event_del(&w->wake);
+    event_del(&w->defer_ev);
+    mrd_stream_loop_dispose(&w->sloop);
+    close(w->wake_fd);
     if (w->_next_gen != NULL)
         mrd_gen_release(w->_next_gen);
     mrd_gen_release(w->gen);
@@ -159,17 +178,29 @@ int
 mrd_worker_init(struct mrd_worker *w, unsigned id, struct mrd_gen *g, const int *fds, const int *tls,
                 size_t n_fds)
 {
+    struct event_config *cfg;
+
     memset(w, 0, sizeof(*w));
     w->id = id;
-    w->base = event_base_new();
+    /* only this thread touches the base (main posts through an eventfd), so
+     * no locks; the changelist folds add/del pairs into one epoll_ctl */
+    cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    w->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
     if (w->base == NULL)
+        return -1;
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->wake_fd == -1)
         return -1;
     pthread_mutex_init(&w->_lock, NULL);
     w->gen = g;
     mrd_gen_acquire(g);
     w->rnd_state = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)id << 32) ^ mrd_now_us();
-    w->wake = event_new(w->base, -1, EV_PERSIST, on_wake, w);
-    event_add(w->wake, NULL);
+    mrd_stream_loop_init(&w->sloop, w->base);
+    event_assign(&w->defer_ev, w->base, -1, 0, on_defer, w);
+    event_assign(&w->wake, w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
+    event_add(&w->wake, NULL);
     w->listeners = mrd_xcalloc(n_fds ? n_fds : 1, sizeof(*w->listeners));
     w->n_listeners = n_fds;
     w->_lctx = mrd_xcalloc(n_fds ? n_fds : 1, sizeof(struct listener_ctx));
@@ -194,6 +225,8 @@ mrd_worker_start(struct mrd_worker *w)
 void
 mrd_worker_post(struct mrd_worker *w, struct mrd_gen *g, int stop)
 {
+    uint64_t one = 1;
+
     pthread_mutex_lock(&w->_lock);
     if (g != NULL) {
         if (w->_next_gen != NULL)
@@ -202,6 +235,9 @@ mrd_worker_post(struct mrd_worker *w, struct mrd_gen *g, int stop)
     }
     if (stop)
         atomic_store(&w->stopping, 1);
+    if (stop > 1)
+        w->_force_stop = 1;
     pthread_mutex_unlock(&w->_lock);
-    event_active(w->wake, EV_READ, 0);
+    if (write(w->wake_fd, &one, sizeof(one)) == -1)
+        mrd_log(MRD_LOG_WARN, "worker %u: cannot wake: %s", w->id, strerror(errno));
 }

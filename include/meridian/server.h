@@ -16,13 +16,14 @@
 #include <stdint.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <event2/listener.h>
 
 #include "meridian/buf.h"
 #include "meridian/gen.h"
 #include "meridian/http1.h"
+#include "meridian/stream.h"
 
 struct mrd_worker {
     unsigned id;
@@ -31,9 +32,14 @@ struct mrd_worker {
     struct mrd_gen *gen; /* current generation (one ref) */
     struct evconnlistener **listeners;
     size_t n_listeners;
-    struct event *wake; /* main -> worker messages (shutdown, new generation) */
+    struct mrd_stream_loop sloop; /* output flushing for this worker's streams */
+    struct mrd_conn *deferred;    /* connections to post-process (conn.c) */
+    struct event defer_ev;
+    int wake_fd;        /* eventfd: main -> worker messages (shutdown, new generation) */
+    struct event wake;
     atomic_int stopping;
     struct mrd_gen *_next_gen; /* posted by main, protected by _lock */
+    int _force_stop;           /* protected by _lock */
     pthread_mutex_t _lock;
     struct mrd_buf scratch;    /* reusable head builder */
     struct mrd_h1_msg msg;     /* reusable parse result (heads are parsed synchronously) */
@@ -51,7 +57,8 @@ int mrd_listen_socket(const struct sockaddr *sa, socklen_t len, const char **err
 int mrd_worker_init(struct mrd_worker *w, unsigned id, struct mrd_gen *g, const int *fds, const int *tls,
                     size_t n_fds);
 int mrd_worker_start(struct mrd_worker *w);
-/* from the main thread: hand over a generation reference and/or ask to stop */
+/* from the main thread: hand over a generation reference and/or ask to
+ * stop (1: gracefully, 2: now) */
 void mrd_worker_post(struct mrd_worker *w, struct mrd_gen *g, int stop);
 void mrd_worker_dispose(struct mrd_worker *w);
 
@@ -111,7 +118,7 @@ const char *mrd_req_region(struct mrd_req *req);
 /* ---- upstream connections (upstream.c) ---- */
 
 struct mrd_uconn {
-    struct bufferevent *bev;
+    struct mrd_stream *s;
     struct mrd_upstream_state *st; /* one ref */
     struct mrd_worker *w;
     struct mrd_uconn *next, *prev; /* idle list */
@@ -134,6 +141,7 @@ void mrd_pool_drain(struct mrd_worker *w, struct mrd_gen *g);
 struct mrd_conn;
 void mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int socklen,
                      int tls);
+void mrd_conn_run_deferred(struct mrd_worker *w);
 /* graceful shutdown: close idle connections now, the others after their
  * request; force closes them all (shutdown timeout) */
 void mrd_conn_shutdown_all(struct mrd_worker *w, int force);

@@ -1,0 +1,79 @@
+/*
+ * stream.h: a non-blocking socket with input and output evbuffers, in the
+ * spirit of libevent's bufferevent but built for a proxy's hot path:
+ *  - reads go straight into the input buffer (no FIONREAD ioctl per read);
+ *  - the read event stays registered, so there is no epoll_ctl per request;
+ *  - output is written directly at the end of the current batch of callbacks
+ *    (one writev for everything queued), and a write event is registered only
+ *    when the socket is full.
+ * Everything runs on one worker's event base; a stream is never shared.
+ * Owned by: whoever created it (mrd_conn, mrd_uconn); freed with
+ * mrd_stream_free, which is safe inside the stream's own callbacks as long
+ * as the caller returns right after.
+ */
+#ifndef MERIDIAN_STREAM_H
+#define MERIDIAN_STREAM_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#define MRD_STREAM_EOF 0x01
+#define MRD_STREAM_ERROR 0x02
+#define MRD_STREAM_TIMEOUT 0x04
+#define MRD_STREAM_CONNECTED 0x08
+#define MRD_STREAM_READING 0x10
+#define MRD_STREAM_WRITING 0x20
+
+struct mrd_stream;
+struct mrd_stream_loop;
+
+typedef void (*mrd_stream_cb)(struct mrd_stream *s, void *arg);
+typedef void (*mrd_stream_event_cb)(struct mrd_stream *s, short what, void *arg);
+
+struct mrd_stream {
+    evutil_socket_t fd;
+    struct mrd_stream_loop *loop;
+    struct evbuffer *in, *out;
+    mrd_stream_cb readcb;      /* bytes arrived in `in` */
+    mrd_stream_cb writecb;     /* `out` drained to <= wlow after a write */
+    mrd_stream_event_cb eventcb;
+    void *arg;
+    size_t wlow;   /* write low watermark */
+    size_t rhigh;  /* stop reading when `in` holds this much (0 = no limit) */
+    uint32_t rd_timeout_ms, wr_timeout_ms; /* 0 = none */
+    unsigned reading : 1, rd_added : 1, wr_added : 1, connecting : 1, dirty : 1, closed : 1, rblocked : 1;
+    struct mrd_stream *dnext, *dprev; /* dirty list */
+    struct event rev, wev;
+};
+
+/* one per worker: the list of streams with output to flush */
+struct mrd_stream_loop {
+    struct event_base *base;
+    struct event flush_ev;
+    struct mrd_stream *dirty;
+};
+
+void mrd_stream_loop_init(struct mrd_stream_loop *l, struct event_base *base);
+void mrd_stream_loop_dispose(struct mrd_stream_loop *l);
+
+/* wrap a connected (or about to connect) non-blocking socket; the stream owns fd */
+struct mrd_stream *mrd_stream_new(struct mrd_stream_loop *l, evutil_socket_t fd);
+void mrd_stream_free(struct mrd_stream *s);
+void mrd_stream_setcb(struct mrd_stream *s, mrd_stream_cb readcb, mrd_stream_cb writecb,
+                      mrd_stream_event_cb eventcb, void *arg);
+/* start a non-blocking connect; the event callback gets CONNECTED or ERROR/TIMEOUT */
+int mrd_stream_connect(struct mrd_stream *s, const struct sockaddr *sa, socklen_t len);
+/* reading on (1) or off (0); on by default after setcb */
+void mrd_stream_read(struct mrd_stream *s, int on);
+/* inactivity timeouts in ms (0 = none): reading while enabled, writing while output is pending */
+void mrd_stream_set_timeouts(struct mrd_stream *s, uint32_t rd_ms, uint32_t wr_ms);
+/* queue bytes (evbuffer_add on s->out does the same: output is watched) */
+void mrd_stream_write(struct mrd_stream *s, const void *p, size_t n);
+/* half-close the write side once the output is flushed (now if it is empty) */
+void mrd_stream_shutdown_write(struct mrd_stream *s);
+
+#endif
