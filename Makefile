@@ -17,7 +17,7 @@ CORE_LIBS = $(shell pkg-config --libs yaml-0.1 libmaxminddb 2>/dev/null) -lm
 
 BUILD    ?= build
 # pure modules: no libevent, OpenSSL, nghttp2, clock or logging (STYLE 2.1)
-CORE_SRCS := src/common.c src/addr.c src/config.c src/config_schema.c src/http1.c src/balance.c src/headers.c
+CORE_SRCS := src/common.c src/addr.c src/config.c src/config_schema.c src/http1.c src/balance.c src/headers.c src/geo.c src/clientip.c src/ratelimit.c src/score.c
 IO_SRCS   := $(filter-out $(CORE_SRCS),$(wildcard src/*.c))
 CORE_OBJS  = $(CORE_SRCS:src/%.c=$(BUILD)/%.o)
 IO_OBJS    = $(IO_SRCS:src/%.c=$(BUILD)/%.o)
@@ -58,7 +58,7 @@ $(BACKEND): tests/upstream/backend.c | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(LIBS)
 # unit tests link the pure core only: if this breaks, I/O crept into a pure module
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmrdcore.a $(wildcard tests/unit/*.h) | $(BUILD)
-	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libmrdcore.a $(CORE_LIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libmrdcore.a $(CORE_LIBS) $(shell pkg-config --libs cmocka) -lpthread
 
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
