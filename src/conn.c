@@ -260,17 +260,11 @@ static void
 r_on_body(struct mrd_req *req, struct evbuffer *src, size_t n)
 {
     struct mrd_conn *c = mrd_req_ctx(req);
-    struct evbuffer *out = c->s->out;
 
-    if (c->resp_chunked) {
-        evbuffer_add_printf(out, "%zx\r\n", n);
-        evbuffer_remove_buffer(src, out, n);
-        evbuffer_add(out, "\r\n", 2);
-    } else if (c->resp_none) {
+    if (c->resp_none)
         evbuffer_drain(src, n);
-    } else {
-        evbuffer_remove_buffer(src, out, n);
-    }
+    else
+        mrd_stream_move(c->s, src, n, c->resp_chunked);
 }
 
 static void
@@ -415,6 +409,14 @@ pump_request_body(struct mrd_conn *c)
         schedule(c);
 }
 
+/* a head that is well-formed but not acceptable: drop it, answer, close */
+static void
+reject_head(struct mrd_conn *c, size_t head_len, int status, const char *detail)
+{
+    evbuffer_drain(c->s->in, head_len);
+    client_error(c, status, detail);
+}
+
 static int
 is_websocket_upgrade(const struct mrd_h1_msg *m)
 {
@@ -429,7 +431,7 @@ is_websocket_upgrade(const struct mrd_h1_msg *m)
 }
 
 static void
-start_request(struct mrd_conn *c, const struct mrd_h1_msg *m, size_t head_len)
+start_request(struct mrd_conn *c, struct mrd_h1_msg *m, size_t head_len)
 {
     struct evbuffer *in = c->s->in;
     struct mrd_req_info info;
@@ -445,13 +447,43 @@ start_request(struct mrd_conn *c, const struct mrd_h1_msg *m, size_t head_len)
     c->in_total = 0;
     mrd_h1_chunk_init(&c->in_chunk);
     if (mrd_strieq(m->method, m->method_len, "CONNECT")) {
-        evbuffer_drain(in, head_len);
-        client_error(c, 405, "CONNECT is not supported");
+        reject_head(c, head_len, 405, "CONNECT is not supported");
         return;
     }
+    {
+        const char *auth, *path;
+        size_t auth_len, path_len;
+        enum mrd_h1_target_form form = mrd_h1_target_form(m->method, m->method_len, m->target, m->target_len,
+                                                          &auth, &auth_len, &path, &path_len);
+        const struct mrd_h1_header *host = mrd_h1_find(m, "host");
+
+        if (form == MRD_H1_TARGET_INVALID) {
+            reject_head(c, head_len, 400, "invalid request target");
+            return;
+        }
+        if (host != NULL && !mrd_h1_host_valid(host->value, host->value_len)) {
+            reject_head(c, head_len, 400, "invalid Host");
+            return;
+        }
+        if (form == MRD_H1_TARGET_ABSOLUTE) {
+            /* RFC 9112 3.2.2: the target's authority replaces Host, and the
+             * upstream gets the origin form */
+            struct mrd_buf *b = &c->w->scratch;
+            b->len = 0;
+            if (path_len == 0 || path[0] != '/')
+                mrd_buf_lit(b, "/");
+            mrd_buf_add(b, path, path_len);
+            m->target = b->p;
+            m->target_len = b->len;
+            for (size_t i = 0; i < m->num_headers; i++)
+                if (mrd_strieq(m->headers[i].name, m->headers[i].name_len, "host")) {
+                    m->headers[i].value = auth;
+                    m->headers[i].value_len = auth_len;
+                }
+        }
+    }
     if (m->body == MRD_H1_BODY_LENGTH && m->content_length > conf(c)->limits.max_body_bytes) {
-        evbuffer_drain(in, head_len);
-        client_error(c, 413, "request body too large");
+        reject_head(c, head_len, 413, "request body too large");
         return;
     }
     info = (struct mrd_req_info){

@@ -803,3 +803,88 @@ mrd_h1_method_idempotent(const char *m, size_t len)
         return 0;
     }
 }
+
+/* ---- request-target and Host (RFC 9112 3.2, RFC 3986) ---- */
+
+static int
+is_host_char(unsigned char ch)
+{
+    /* unreserved / pct-encoded (checked loosely) / sub-delims */
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           strchr("-._~%!$&'()*+,;=", ch) != NULL;
+}
+
+int
+mrd_h1_host_valid(const char *v, size_t len)
+{
+    size_t i = 0;
+
+    if (len == 0)
+        return 1;
+    if (v[0] == '[') {
+        /* IP-literal: hex digits, ':' and '.' (an IPv4 tail), then ']' */
+        for (i = 1; i < len && v[i] != ']'; i++)
+            if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f') || (v[i] >= 'A' && v[i] <= 'F') ||
+                  v[i] == ':' || v[i] == '.'))
+                return 0;
+        if (i >= len || i == 1)
+            return 0;
+        i++;
+    } else {
+        for (; i < len && v[i] != ':'; i++)
+            if (v[i] == 0 || !is_host_char((unsigned char)v[i]))
+                return 0;
+        if (i == 0)
+            return 0;
+    }
+    if (i == len)
+        return 1;
+    if (v[i] != ':')
+        return 0;
+    for (i++; i < len; i++)
+        if (v[i] < '0' || v[i] > '9')
+            return 0;
+    return 1;
+}
+
+enum mrd_h1_target_form
+mrd_h1_target_form(const char *m, size_t mlen, const char *t, size_t tlen, const char **authority,
+                   size_t *authority_len, const char **path, size_t *path_len)
+{
+    size_t i, a;
+
+    if (tlen == 0)
+        return MRD_H1_TARGET_INVALID;
+    if (mrd_strieq(m, mlen, "CONNECT"))
+        return mrd_h1_host_valid(t, tlen) && memchr(t, ':', tlen) != NULL ? MRD_H1_TARGET_AUTHORITY
+                                                                          : MRD_H1_TARGET_INVALID;
+    if (t[0] == '/')
+        return MRD_H1_TARGET_ORIGIN;
+    if (tlen == 1 && t[0] == '*')
+        return mrd_strieq(m, mlen, "OPTIONS") ? MRD_H1_TARGET_ASTERISK : MRD_H1_TARGET_INVALID;
+    /* absolute-form: scheme "://" authority path-abempty [ "?" query ] */
+    for (i = 0; i < tlen && t[i] != ':'; i++) {
+        unsigned char ch = (unsigned char)t[i];
+        int alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+        if (!(alpha || (i > 0 && ((ch >= '0' && ch <= '9') || ch == '+' || ch == '-' || ch == '.'))))
+            return MRD_H1_TARGET_INVALID;
+    }
+    if (i == 0 || i + 3 > tlen || t[i + 1] != '/' || t[i + 2] != '/')
+        return MRD_H1_TARGET_INVALID;
+    a = i + 3;
+    for (i = a; i < tlen && t[i] != '/' && t[i] != '?' && t[i] != '#'; i++)
+        ;
+    if (i == a || t[a] == '@' || memchr(t + a, '@', i - a) != NULL || !mrd_h1_host_valid(t + a, i - a))
+        return MRD_H1_TARGET_INVALID; /* no userinfo: RFC 9110 4.2.4 */
+    if (i < tlen && t[i] == '#')
+        return MRD_H1_TARGET_INVALID;
+    if (authority != NULL) {
+        *authority = t + a;
+        *authority_len = i - a;
+    }
+    if (path != NULL) {
+        *path = t + i;
+        *path_len = tlen - i;
+    }
+    return MRD_H1_TARGET_ABSOLUTE;
+}

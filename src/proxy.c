@@ -151,15 +151,9 @@ upstream_failed(struct mrd_req *req, int status, const char *detail, int wrote)
 static void
 send_body_bytes(struct mrd_req *req, struct evbuffer *src, size_t n)
 {
-    struct evbuffer *out = req->uc->s->out;
-
     if (n == 0)
         return;
-    if (req->up_body == MRD_H1_BODY_CHUNKED)
-        evbuffer_add_printf(out, "%zx\r\n", n);
-    evbuffer_remove_buffer(src, out, n);
-    if (req->up_body == MRD_H1_BODY_CHUNKED)
-        evbuffer_add(out, "\r\n", 2);
+    mrd_stream_move(req->uc->s, src, n, req->up_body == MRD_H1_BODY_CHUNKED);
     req->body_sent = 1;
 }
 
@@ -523,7 +517,7 @@ mrd_req_body(struct mrd_req *req, struct evbuffer *src, size_t n)
         return;
     }
     if (req->rs == RS_TUNNEL) {
-        evbuffer_remove_buffer(src, req->uc->s->out, n);
+        mrd_stream_move(req->uc->s, src, n, 0);
         check_body_backpressure(req);
         return;
     }

@@ -111,12 +111,11 @@ on_flush(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* output was queued: write it at the end of this batch of callbacks */
 static void
-on_out_changed(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+kick(struct mrd_stream *s)
 {
-    struct mrd_stream *s = arg;
-
-    if (info->n_added == 0 || s->dirty)
+    if (s->dirty)
         return;
     s->dirty = 1;
     s->dprev = NULL;
@@ -125,17 +124,6 @@ on_out_changed(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *
         s->dnext->dprev = s;
     s->loop->dirty = s;
     event_active(&s->loop->flush_ev, EV_TIMEOUT, 0);
-}
-
-static void
-on_in_changed(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    struct mrd_stream *s = arg;
-
-    if (s->rblocked && info->n_deleted && evbuffer_get_length(buf) < s->rhigh) {
-        s->rblocked = 0;
-        update_read(s);
-    }
 }
 
 static void
@@ -227,8 +215,6 @@ mrd_stream_new(struct mrd_stream_loop *l, evutil_socket_t fd)
     s->loop = l;
     s->in = evbuffer_new();
     s->out = evbuffer_new();
-    evbuffer_add_cb(s->out, on_out_changed, s);
-    evbuffer_add_cb(s->in, on_in_changed, s);
     event_assign(&s->rev, l->base, fd, EV_READ | EV_PERSIST, on_readable, s);
     event_assign(&s->wev, l->base, fd, EV_WRITE, on_writable, s);
     return s;
@@ -275,6 +261,8 @@ void
 mrd_stream_read(struct mrd_stream *s, int on)
 {
     s->reading = on != 0;
+    if (on && s->rblocked && (s->rhigh == 0 || evbuffer_get_length(s->in) < s->rhigh))
+        s->rblocked = 0;
     update_read(s);
 }
 
@@ -304,6 +292,20 @@ void
 mrd_stream_write(struct mrd_stream *s, const void *p, size_t n)
 {
     evbuffer_add(s->out, p, n);
+    kick(s);
+}
+
+void
+mrd_stream_move(struct mrd_stream *s, struct evbuffer *src, size_t n, int chunked)
+{
+    if (n == 0)
+        return;
+    if (chunked)
+        evbuffer_add_printf(s->out, "%zx\r\n", n);
+    evbuffer_remove_buffer(src, s->out, n);
+    if (chunked)
+        evbuffer_add(s->out, "\r\n", 2);
+    kick(s);
 }
 
 void

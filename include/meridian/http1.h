@@ -156,6 +156,28 @@ const struct mrd_h1_header *mrd_h1_find(const struct mrd_h1_msg *msg, const char
 /* 1 when the comma-separated list in value contains token (case-insensitive) */
 int mrd_h1_list_has(const char *value, size_t len, const char *token);
 
+enum mrd_h1_target_form {
+    MRD_H1_TARGET_INVALID = 0,
+    MRD_H1_TARGET_ORIGIN,    /* "/path?query" */
+    MRD_H1_TARGET_ABSOLUTE,  /* "http://authority/path?query" */
+    MRD_H1_TARGET_AUTHORITY, /* "host:port" (CONNECT only) */
+    MRD_H1_TARGET_ASTERISK,  /* "*" (OPTIONS only) */
+};
+
+/*
+ * Classify a request target (RFC 9112 3.2) for method m. For the absolute
+ * form, *authority and *path (may be NULL) receive the authority and the
+ * origin-form part ("/" when the target has no path; the query is kept: for
+ * "http://a?q" the path span is "?q" and the caller prefixes "/").
+ */
+enum mrd_h1_target_form mrd_h1_target_form(const char *m, size_t mlen, const char *t, size_t tlen,
+                                           const char **authority, size_t *authority_len, const char **path,
+                                           size_t *path_len);
+
+/* 1 when v is a valid Host field value: uri-host [ ":" port ] (RFC 9112 3.2,
+ * RFC 3986 3.2.2); an empty value is valid (RFC 9112 3.2 allows it). */
+int mrd_h1_host_valid(const char *v, size_t len);
+
 /* Is a request method idempotent (RFC 9110 9.2.2)? */
 int mrd_h1_method_idempotent(const char *m, size_t len);
 

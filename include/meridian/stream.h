@@ -43,7 +43,8 @@ struct mrd_stream {
     mrd_stream_event_cb eventcb;
     void *arg;
     size_t wlow;   /* write low watermark */
-    size_t rhigh;  /* stop reading when `in` holds this much (0 = no limit) */
+    size_t rhigh;  /* stop reading when `in` holds this much (0 = no limit);
+                      mrd_stream_read(s, 1) resumes once the owner drained it */
     uint32_t rd_timeout_ms, wr_timeout_ms; /* 0 = none */
     unsigned reading : 1, rd_added : 1, wr_added : 1, connecting : 1, dirty : 1, closed : 1, rblocked : 1;
     struct mrd_stream *dnext, *dprev; /* dirty list */
@@ -71,8 +72,11 @@ int mrd_stream_connect(struct mrd_stream *s, const struct sockaddr *sa, socklen_
 void mrd_stream_read(struct mrd_stream *s, int on);
 /* inactivity timeouts in ms (0 = none): reading while enabled, writing while output is pending */
 void mrd_stream_set_timeouts(struct mrd_stream *s, uint32_t rd_ms, uint32_t wr_ms);
-/* queue bytes (evbuffer_add on s->out does the same: output is watched) */
+/* Queue bytes; they are written at the end of the current batch of
+ * callbacks. Always queue through these (not evbuffer_add on s->out). */
 void mrd_stream_write(struct mrd_stream *s, const void *p, size_t n);
+/* move n bytes of src, framed as one HTTP/1.1 chunk when chunked is set */
+void mrd_stream_move(struct mrd_stream *s, struct evbuffer *src, size_t n, int chunked);
 /* half-close the write side once the output is flushed (now if it is empty) */
 void mrd_stream_shutdown_write(struct mrd_stream *s);
 
