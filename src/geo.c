@@ -108,8 +108,9 @@ mrd_geo_source_name(enum mrd_geo_source s)
  * Built in two steps. First a plain binary trie, one node per prefix bit
  * (build_trie, thrown away afterwards). Then its chains of single-child nodes
  * without an entry are collapsed into a path-compressed trie (struct lpm):
- * every node keeps its whole prefix as a 128-bit key and mask, so a lookup
- * checks a collapsed chain in one masked compare and visits about
+ * every node keeps its whole prefix as a 128-bit key (masks by length come
+ * from a small table), so a lookup checks a collapsed chain in one masked
+ * compare and visits about
  * log2(networks) nodes plus the nesting depth, instead of up to 128. */
 
 /* scaffolding: children index the node array, 0 = none (the root, index 0,

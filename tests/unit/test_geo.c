@@ -1,0 +1,624 @@
+/*
+ * test_geo.c: haversine distance and the geography factor against values
+ * computed by hand, the geo.networks longest-prefix match (nested prefixes,
+ * IPv6, IPv4-mapped, a 1000-network table cross-checked against a linear
+ * scan), the network -> database -> default -> unknown chain, and real
+ * lookups in the MaxMind test databases of ../shared/geo (README.md there
+ * lists the expected values). Run from the repository root.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "meridian/addr.h"
+#include "meridian/config.h"
+#include "meridian/geo.h"
+
+#define GEO_DIR "../shared/geo/"
+#define CITY_DB GEO_DIR "GeoIP2-City-Test.mmdb"
+#define LITE_DB GEO_DIR "GeoLite2-City-Test.mmdb"
+#define COUNTRY_DB GEO_DIR "GeoIP2-Country-Test.mmdb"
+
+#define CHECK(cond, name)                                                                                      \
+    do {                                                                                                       \
+        if (!(cond))                                                                                           \
+            fail_msg("case \"%s\": check failed: %s (line %d)", (name), #cond, __LINE__);                    \
+    } while (0)
+
+/* ---- helpers ---- */
+
+static struct mrd_ip
+ip_of(const char *s)
+{
+    struct mrd_ip ip;
+
+    if (mrd_ip_parse(s, strlen(s), &ip) != 0)
+        fail_msg("bad test address %s", s);
+    return ip;
+}
+
+static void
+set_net(struct mrd_geo_network_conf *nw, const char *cidr, const char *country, const char *continent,
+        int has_location, double lat, double lon)
+{
+    const char *err = NULL;
+
+    memset(nw, 0, sizeof(*nw));
+    if (mrd_cidr_parse(cidr, &nw->cidr, &err) != 0)
+        fail_msg("bad test cidr %s: %s", cidr, err);
+    snprintf(nw->country, sizeof(nw->country), "%s", country);
+    snprintf(nw->continent, sizeof(nw->continent), "%s", continent);
+    nw->has_location = has_location;
+    nw->latitude = lat;
+    nw->longitude = lon;
+}
+
+/* The test databases are part of the contract of these tests: a missing file
+ * is a failure, never a skip. */
+static void
+require_file(const char *path)
+{
+    if (access(path, R_OK) != 0)
+        fail_msg("geo test database %s is missing or unreadable (tests run from the repository root, "
+                 "with the shared data at ../shared/geo)",
+                 path);
+}
+
+static struct mrd_geo *
+geo_or_fail(const struct mrd_geo_conf *conf)
+{
+    const char *err = NULL;
+    struct mrd_geo *g = mrd_geo_new(conf, &err);
+
+    if (g == NULL)
+        fail_msg("mrd_geo_new failed: %s", err != NULL ? err : "(no message)");
+    return g;
+}
+
+struct want {
+    const char *ip;
+    const char *country, *continent;
+    int known;
+    double lat, lon;
+    enum mrd_geo_source source;
+};
+
+static void
+check_locate(const struct mrd_geo *g, const struct want *w)
+{
+    struct mrd_ip ip = ip_of(w->ip);
+    struct mrd_location loc;
+
+    mrd_geo_locate(g, &ip, &loc);
+    CHECK(strcmp(loc.country, w->country) == 0, w->ip);
+    CHECK(strcmp(loc.continent, w->continent) == 0, w->ip);
+    CHECK(loc.known == w->known, w->ip);
+    CHECK(loc.source == w->source, w->ip);
+    if (w->known) {
+        CHECK(fabs(loc.latitude - w->lat) < 1e-6, w->ip);
+        CHECK(fabs(loc.longitude - w->lon) < 1e-6, w->ip);
+    } else {
+        CHECK(loc.latitude == 0 && loc.longitude == 0, w->ip);
+    }
+}
+
+static void
+check_table(const struct mrd_geo *g, const struct want *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        check_locate(g, &w[i]);
+}
+
+/* ---- geo math ---- */
+
+/*
+ * Expected distances, by hand (python3 math, double precision):
+ *   d = 2 R asin(sqrt(a)),  a = sin^2(dphi/2) + cos(phi1) cos(phi2) sin^2(dlambda/2),
+ *   R = 6371.0088 km, angles in radians.
+ * London (51.5074, -0.1278) - Paris (48.8566, 2.3522):
+ *   dphi = -0.04626519, dlambda = 0.04328417, a = 0.0007267998,
+ *   central angle 0.0539249820 rad, d = 343.5565 km.
+ * New York (40.7128, -74.0060) - Los Angeles (34.0522, -118.2437):
+ *   dphi = -0.11624940, dlambda = -0.77209352, a = 0.0924109108,
+ *   central angle 0.6177595754 rad, d = 3935.7517 km.
+ * Tokyo (35.6762, 139.6503) - Sydney (-33.8688, 151.2093):
+ *   dphi = -1.21378923, dlambda = 0.20174261, a = 0.3321038677,
+ *   central angle 1.2283501203 rad, d = 7825.8294 km.
+ * (0, 0) - (0, 180) and pole to pole: a = 1, angle pi, d = pi R = 20015.1144 km.
+ * (0, 0) - (0, 90): angle pi/2, d = 10007.5572 km.
+ * (0, 179.5) - (0, -179.5): across the antimeridian, 1 degree of the
+ *   equator, d = R pi / 180 = 111.1951 km.
+ */
+static void
+test_haversine(void **state)
+{
+    static const struct {
+        const char *name;
+        double lat1, lon1, lat2, lon2, km;
+    } cases[] = {
+        {"London-Paris", 51.5074, -0.1278, 48.8566, 2.3522, 343.5565},
+        {"NewYork-LosAngeles", 40.7128, -74.0060, 34.0522, -118.2437, 3935.7517},
+        {"Tokyo-Sydney", 35.6762, 139.6503, -33.8688, 151.2093, 7825.8294},
+        {"antipodes", 0, 0, 0, 180, 20015.1144},
+        {"pole-to-pole", 90, 0, -90, 0, 20015.1144},
+        {"quarter", 0, 0, 0, 90, 10007.5572},
+        {"antimeridian", 0, 179.5, 0, -179.5, 111.1951},
+        {"same point", 51.5, -0.1, 51.5, -0.1, 0},
+        {"same pole, other lon", 90, 0, 90, 123, 0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        double d = mrd_haversine_km(cases[i].lat1, cases[i].lon1, cases[i].lat2, cases[i].lon2);
+        double back = mrd_haversine_km(cases[i].lat2, cases[i].lon2, cases[i].lat1, cases[i].lon1);
+
+        if (fabs(d - cases[i].km) > 0.1)
+            fail_msg("%s: got %.4f km, want %.4f km", cases[i].name, d, cases[i].km);
+        CHECK(fabs(d - back) < 1e-9, cases[i].name);
+        CHECK(d >= 0, cases[i].name);
+    }
+    assert_true(mrd_haversine_km(1, 2, 1, 2) == 0.0);
+}
+
+/* g = 1 - d / 20015.1, clamped: London-Paris 0.982835, a quarter of the
+ * globe 0.499999639, antipodes (20015.1144 > 20015.1) clamp to 0. */
+static void
+test_geo_factor(void **state)
+{
+    assert_true(mrd_geo_factor(0) == 1.0);
+    assert_true(fabs(mrd_geo_factor(343.5565) - 0.982835) < 1e-6);
+    assert_true(fabs(mrd_geo_factor(mrd_haversine_km(0, 0, 0, 90)) - 0.499999639) < 1e-9);
+    assert_true(mrd_geo_factor(20015.1) == 0.0);
+    assert_true(mrd_geo_factor(mrd_haversine_km(0, 0, 0, 180)) == 0.0);
+    assert_true(mrd_geo_factor(30000) == 0.0);
+    assert_true(mrd_geo_factor(-5) == 1.0);
+    assert_true(mrd_geo_factor(NAN) == 0.0);
+    /* the /v1/route example of SPEC 4: 81.2.69.142 to Dublin (53.3498, -6.2603) */
+    assert_true(fabs(mrd_geo_factor(mrd_haversine_km(51.5142, -0.0931, 53.3498, -6.2603)) - 0.9768) < 1e-4);
+}
+
+static void
+test_source_names(void **state)
+{
+    assert_string_equal(mrd_geo_source_name(MRD_GEO_NETWORK), "network");
+    assert_string_equal(mrd_geo_source_name(MRD_GEO_DATABASE), "database");
+    assert_string_equal(mrd_geo_source_name(MRD_GEO_DEFAULT), "default");
+    assert_string_equal(mrd_geo_source_name(MRD_GEO_UNKNOWN), "unknown");
+    assert_string_equal(mrd_geo_source_name((enum mrd_geo_source)42), "unknown");
+}
+
+/* ---- longest-prefix match ---- */
+
+static void
+test_lpm_nested_v4(void **state)
+{
+    struct mrd_geo_network_conf nets[8];
+    struct mrd_geo_conf conf = {.networks = nets, .n_networks = 8};
+    struct mrd_geo *g;
+    /* listed out of order on purpose: the longest prefix wins, not the first */
+    static const struct want w[] = {
+        {"10.1.2.3", "IE", "EU", 1, 53.0, -6.0, MRD_GEO_NETWORK},    /* /32 */
+        {"10.1.2.4", "GB", "EU", 1, 51.0, 0.0, MRD_GEO_NETWORK},     /* /24 */
+        {"10.1.2.255", "GB", "EU", 1, 51.0, 0.0, MRD_GEO_NETWORK},   /* /24 */
+        {"10.1.3.1", "FR", "EU", 1, 48.0, 2.0, MRD_GEO_NETWORK},     /* /16 */
+        {"10.1.255.255", "FR", "EU", 1, 48.0, 2.0, MRD_GEO_NETWORK}, /* /16 */
+        {"10.0.0.0", "DE", "EU", 1, 50.0, 8.0, MRD_GEO_NETWORK},     /* /8 */
+        {"10.127.255.255", "DE", "EU", 1, 50.0, 8.0, MRD_GEO_NETWORK}, /* /8, just below the /9 */
+        {"10.128.0.0", "US", "NA", 1, 40.0, -74.0, MRD_GEO_NETWORK},   /* /9, mid-byte */
+        {"10.255.255.255", "US", "NA", 1, 40.0, -74.0, MRD_GEO_NETWORK},
+        {"10.4.9.9", "NL", "EU", 1, 52.0, 4.0, MRD_GEO_NETWORK},
+        {"10.5.9.9", "BE", "EU", 1, 50.8, 4.4, MRD_GEO_NETWORK},
+        /* inside the /8, off the 10.4/16 - 10.5/16 pair: still the /8 (the
+         * trie's branch nodes carry their ancestors' entry) */
+        {"10.6.0.1", "DE", "EU", 1, 50.0, 8.0, MRD_GEO_NETWORK},
+        {"10.7.255.1", "DE", "EU", 1, 50.0, 8.0, MRD_GEO_NETWORK},
+        {"192.168.7.7", "", "", 1, -33.0, 151.0, MRD_GEO_NETWORK},   /* host route, coordinates only */
+        {"192.168.7.6", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"11.0.0.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"9.255.255.255", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"::a01:203", "", "", 0, 0, 0, MRD_GEO_UNKNOWN}, /* IPv6 never matches an IPv4 network */
+    };
+
+    set_net(&nets[0], "10.1.2.0/24", "GB", "EU", 1, 51.0, 0.0);
+    set_net(&nets[1], "10.0.0.0/8", "DE", "EU", 1, 50.0, 8.0);
+    set_net(&nets[2], "10.1.2.3/32", "IE", "EU", 1, 53.0, -6.0);
+    set_net(&nets[3], "10.1.0.0/16", "FR", "EU", 1, 48.0, 2.0);
+    set_net(&nets[4], "10.128.0.0/9", "US", "NA", 1, 40.0, -74.0);
+    set_net(&nets[5], "192.168.7.7", "", "", 1, -33.0, 151.0);
+    set_net(&nets[6], "10.4.0.0/16", "NL", "EU", 1, 52.0, 4.0);
+    set_net(&nets[7], "10.5.0.0/16", "BE", "EU", 1, 50.8, 4.4);
+    g = geo_or_fail(&conf);
+    check_table(g, w, sizeof(w) / sizeof(w[0]));
+    mrd_geo_free(g);
+}
+
+static void
+test_lpm_v6_and_mapped(void **state)
+{
+    struct mrd_geo_network_conf nets[6];
+    struct mrd_geo_conf conf = {.networks = nets, .n_networks = 6};
+    struct mrd_geo *g;
+    static const struct want w[] = {
+        {"2001:db8:1:2::1", "JP", "AS", 1, 35.0, 139.0, MRD_GEO_NETWORK},            /* /128 */
+        {"2001:db8:1:2::2", "KR", "AS", 1, 37.0, 127.0, MRD_GEO_NETWORK},            /* /64 */
+        {"2001:db8:1:2:ffff:ffff:ffff:ffff", "KR", "AS", 1, 37.0, 127.0, MRD_GEO_NETWORK},
+        {"2001:db8:1:3::1", "CN", "AS", 1, 39.0, 116.0, MRD_GEO_NETWORK},            /* /48 */
+        {"2001:db8:ffff::1", "SG", "AS", 1, 1.3, 103.8, MRD_GEO_NETWORK},            /* /32 */
+        {"2001:db9::1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"::1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+        /* the mapped network "::ffff:192.0.2.0/120" is 192.0.2.0/24 ... */
+        {"192.0.2.5", "BR", "SA", 1, -23.5, -46.6, MRD_GEO_NETWORK},
+        /* ... and so is a client seen on a dual-stack socket */
+        {"::ffff:192.0.2.77", "BR", "SA", 1, -23.5, -46.6, MRD_GEO_NETWORK},
+        {"::ffff:198.51.100.1", "AU", "OC", 1, -33.9, 151.2, MRD_GEO_NETWORK},
+        /* v4-compatible (::a.b.c.d) is IPv6, not mapped: no match */
+        {"::192.0.2.5", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"192.0.3.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+    };
+
+    set_net(&nets[0], "2001:db8::/32", "SG", "AS", 1, 1.3, 103.8);
+    set_net(&nets[1], "2001:db8:1::/48", "CN", "AS", 1, 39.0, 116.0);
+    set_net(&nets[2], "2001:db8:1:2::/64", "KR", "AS", 1, 37.0, 127.0);
+    set_net(&nets[3], "2001:db8:1:2::1/128", "JP", "AS", 1, 35.0, 139.0);
+    set_net(&nets[4], "::ffff:192.0.2.0/120", "BR", "SA", 1, -23.5, -46.6);
+    set_net(&nets[5], "198.51.100.0/24", "AU", "OC", 1, -33.9, 151.2);
+    assert_int_equal(nets[4].cidr.ip.family, AF_INET);
+    g = geo_or_fail(&conf);
+    check_table(g, w, sizeof(w) / sizeof(w[0]));
+    mrd_geo_free(g);
+}
+
+/* /0 catches everything of its own family only; same CIDR twice: the first
+ * listed wins. */
+static void
+test_lpm_default_routes_and_duplicates(void **state)
+{
+    struct mrd_geo_network_conf nets[4];
+    struct mrd_geo_conf conf = {.networks = nets, .n_networks = 4};
+    struct mrd_geo *g;
+    static const struct want w[] = {
+        {"1.2.3.4", "US", "NA", 1, 10.0, 10.0, MRD_GEO_NETWORK},
+        {"255.255.255.255", "US", "NA", 1, 10.0, 10.0, MRD_GEO_NETWORK},
+        {"203.0.113.9", "NZ", "OC", 1, -41.0, 174.0, MRD_GEO_NETWORK},
+        {"2001:db8::1", "", "EU", 1, 20.0, 20.0, MRD_GEO_NETWORK},
+        {"::", "", "EU", 1, 20.0, 20.0, MRD_GEO_NETWORK},
+    };
+
+    set_net(&nets[0], "0.0.0.0/0", "US", "NA", 1, 10.0, 10.0);
+    set_net(&nets[1], "::/0", "", "EU", 1, 20.0, 20.0);
+    set_net(&nets[2], "203.0.113.0/24", "NZ", "OC", 1, -41.0, 174.0);
+    set_net(&nets[3], "203.0.113.0/24", "FJ", "OC", 1, -18.0, 178.0); /* shadowed */
+    g = geo_or_fail(&conf);
+    check_table(g, w, sizeof(w) / sizeof(w[0]));
+    mrd_geo_free(g);
+}
+
+/* Without a database: network, else default_location, else unknown. */
+static void
+test_chain_without_database(void **state)
+{
+    struct mrd_geo_network_conf nets[2];
+    struct mrd_geo_conf conf = {.networks = nets, .n_networks = 2};
+    struct mrd_geo *g;
+    static const struct want with_default[] = {
+        {"10.1.1.1", "DE", "EU", 1, 50.11, 8.68, MRD_GEO_NETWORK},
+        /* identity only: coordinates from the default, identity kept */
+        {"10.2.0.1", "FR", "EU", 1, 38.9, -77.0, MRD_GEO_DEFAULT},
+        {"8.8.8.8", "", "", 1, 38.9, -77.0, MRD_GEO_DEFAULT},
+        {"2001:db8::1", "", "", 1, 38.9, -77.0, MRD_GEO_DEFAULT},
+    };
+    static const struct want without_default[] = {
+        {"10.1.1.1", "DE", "EU", 1, 50.11, 8.68, MRD_GEO_NETWORK},
+        {"10.2.0.1", "FR", "EU", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"8.8.8.8", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+    };
+    struct mrd_geo_conf empty = {0};
+    struct mrd_location loc;
+    struct mrd_ip ip = ip_of("10.1.1.1");
+
+    set_net(&nets[0], "10.1.0.0/16", "DE", "EU", 1, 50.11, 8.68);
+    set_net(&nets[1], "10.2.0.0/16", "FR", "EU", 0, 0, 0);
+    conf.has_default_location = 1;
+    conf.default_latitude = 38.9;
+    conf.default_longitude = -77.0;
+    g = geo_or_fail(&conf);
+    check_table(g, with_default, sizeof(with_default) / sizeof(with_default[0]));
+    mrd_geo_free(g);
+
+    conf.has_default_location = 0;
+    g = geo_or_fail(&conf);
+    check_table(g, without_default, sizeof(without_default) / sizeof(without_default[0]));
+    mrd_geo_free(g);
+
+    /* nothing configured at all, and a NULL table */
+    g = geo_or_fail(&empty);
+    mrd_geo_locate(g, &ip, &loc);
+    assert_int_equal(loc.known, 0);
+    assert_int_equal(loc.source, MRD_GEO_UNKNOWN);
+    mrd_geo_free(g);
+    mrd_geo_locate(NULL, &ip, &loc);
+    assert_int_equal(loc.known, 0);
+    assert_string_equal(loc.country, "");
+    mrd_geo_free(NULL);
+}
+
+/* Networks before the database; each part (identity, coordinates) from the
+ * first source that has it. */
+static void
+test_chain_with_database(void **state)
+{
+    struct mrd_geo_network_conf nets[4];
+    struct mrd_geo_conf conf = {.networks = nets, .n_networks = 4, .database = CITY_DB};
+    struct mrd_geo *g;
+    static const struct want w[] = {
+        /* the network overrides the database completely */
+        {"81.2.69.142", "FR", "EU", 1, 48.85, 2.35, MRD_GEO_NETWORK},
+        /* network identity, database coordinates (Linköping) */
+        {"89.160.20.128", "NO", "EU", 1, 58.4167, 15.6167, MRD_GEO_DATABASE},
+        /* network coordinates, database identity */
+        {"216.160.83.58", "US", "NA", 1, 47.0, -122.0, MRD_GEO_NETWORK},
+        /* the network has nothing for an address the database lacks either */
+        {"1.1.1.1", "AU", "OC", 1, 38.9, -77.0, MRD_GEO_DEFAULT},
+        /* not in any network: the database */
+        {"2.125.160.216", "GB", "EU", 1, 51.75, -1.25, MRD_GEO_DATABASE},
+        /* in neither: the default */
+        {"127.0.0.1", "", "", 1, 38.9, -77.0, MRD_GEO_DEFAULT},
+    };
+
+    require_file(CITY_DB);
+    set_net(&nets[0], "81.2.69.0/24", "FR", "EU", 1, 48.85, 2.35);
+    set_net(&nets[1], "89.160.20.0/24", "NO", "EU", 0, 0, 0);
+    set_net(&nets[2], "216.160.83.0/24", "", "", 1, 47.0, -122.0);
+    set_net(&nets[3], "1.1.1.0/24", "AU", "OC", 0, 0, 0);
+    conf.has_default_location = 1;
+    conf.default_latitude = 38.9;
+    conf.default_longitude = -77.0;
+    g = geo_or_fail(&conf);
+    check_table(g, w, sizeof(w) / sizeof(w[0]));
+    mrd_geo_free(g);
+}
+
+/* ---- MaxMind test databases (values from ../shared/geo/README.md) ---- */
+
+static const struct want city_rows[] = {
+    {"81.2.69.142", "GB", "EU", 1, 51.5142, -0.0931, MRD_GEO_DATABASE},
+    {"2.125.160.216", "GB", "EU", 1, 51.75, -1.25, MRD_GEO_DATABASE},
+    {"89.160.20.128", "SE", "EU", 1, 58.4167, 15.6167, MRD_GEO_DATABASE},
+    {"216.160.83.58", "US", "NA", 1, 47.2513, -122.3149, MRD_GEO_DATABASE},
+    {"175.16.199.5", "CN", "AS", 1, 43.88, 125.3228, MRD_GEO_DATABASE},
+    {"67.43.156.1", "BT", "AS", 1, 27.5, 90.5, MRD_GEO_DATABASE},
+    {"202.196.224.1", "PH", "AS", 1, 13.0, 122.0, MRD_GEO_DATABASE},
+    {"149.101.100.1", "US", "NA", 1, 37.751, -97.822, MRD_GEO_DATABASE},
+    {"214.78.120.1", "US", "NA", 1, 32.7405, -117.0935, MRD_GEO_DATABASE},
+    {"2001:218::1", "JP", "AS", 1, 35.68536, 139.75309, MRD_GEO_DATABASE},
+    {"2001:2e0::1", "HK", "AS", 1, 22.25, 114.16667, MRD_GEO_DATABASE},
+    {"2001:480:10::1", "US", "NA", 1, 32.7203, -117.1552, MRD_GEO_DATABASE},
+    {"2a02:cf40::1", "NO", "EU", 1, 62.0, 10.0, MRD_GEO_DATABASE},
+    {"2a02:e700::1", "LY", "AF", 1, 28.0, 17.0, MRD_GEO_DATABASE},
+    /* continent and coordinates, no country */
+    {"2a02:d500::1", "", "EU", 1, 48.69096, 9.14062, MRD_GEO_DATABASE},
+    /* IPv4-mapped resolves to the IPv4 record */
+    {"::ffff:81.2.69.142", "GB", "EU", 1, 51.5142, -0.0931, MRD_GEO_DATABASE},
+};
+
+static void
+test_mmdb_geoip2_city(void **state)
+{
+    struct mrd_geo_conf conf = {.database = CITY_DB};
+    struct mrd_geo *g;
+    static const struct want no_default[] = {
+        /* continent only: no country, no location */
+        {"2.3.3.1", "", "EU", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"1.1.1.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"127.0.0.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"::1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+    };
+    static const struct want with_default[] = {
+        {"2.3.3.1", "", "EU", 1, -1.5, 36.8, MRD_GEO_DEFAULT},
+        {"1.1.1.1", "", "", 1, -1.5, 36.8, MRD_GEO_DEFAULT},
+        {"::1", "", "", 1, -1.5, 36.8, MRD_GEO_DEFAULT},
+        {"81.2.69.142", "GB", "EU", 1, 51.5142, -0.0931, MRD_GEO_DATABASE},
+    };
+
+    require_file(CITY_DB);
+    g = geo_or_fail(&conf);
+    check_table(g, city_rows, sizeof(city_rows) / sizeof(city_rows[0]));
+    check_table(g, no_default, sizeof(no_default) / sizeof(no_default[0]));
+    mrd_geo_free(g);
+
+    conf.has_default_location = 1;
+    conf.default_latitude = -1.5;
+    conf.default_longitude = 36.8;
+    g = geo_or_fail(&conf);
+    check_table(g, with_default, sizeof(with_default) / sizeof(with_default[0]));
+    mrd_geo_free(g);
+}
+
+static void
+test_mmdb_geolite2_city(void **state)
+{
+    struct mrd_geo_conf conf = {.database = LITE_DB};
+    struct mrd_geo *g;
+    static const struct want w[] = {
+        {"81.2.69.142", "GB", "EU", 1, 51.5142, -0.0931, MRD_GEO_DATABASE},
+        {"175.16.199.5", "CN", "AS", 1, 43.88, 125.3228, MRD_GEO_DATABASE},
+        {"2001:218::1", "JP", "AS", 1, 35.68536, 139.75309, MRD_GEO_DATABASE},
+        {"2a02:e700::1", "LY", "AF", 1, 28.0, 17.0, MRD_GEO_DATABASE},
+        {"2a02:d500::1", "", "EU", 1, 48.69096, 9.14062, MRD_GEO_DATABASE},
+        {"::ffff:89.160.20.128", "SE", "EU", 1, 58.4167, 15.6167, MRD_GEO_DATABASE},
+        /* only in the GeoIP2 files */
+        {"149.101.100.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"214.78.120.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"2.3.3.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+    };
+
+    require_file(LITE_DB);
+    g = geo_or_fail(&conf);
+    check_table(g, w, sizeof(w) / sizeof(w[0]));
+    mrd_geo_free(g);
+}
+
+/* A Country database has identity but no coordinates. */
+static void
+test_mmdb_country_only(void **state)
+{
+    struct mrd_geo_conf conf = {.database = COUNTRY_DB};
+    struct mrd_geo *g;
+    static const struct want no_default[] = {
+        {"81.2.69.142", "GB", "EU", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"2001:218::1", "JP", "AS", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"1.1.1.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+    };
+    static const struct want with_default[] = {
+        {"81.2.69.142", "GB", "EU", 1, 52.0, 5.0, MRD_GEO_DEFAULT},
+        {"175.16.199.5", "CN", "AS", 1, 52.0, 5.0, MRD_GEO_DEFAULT},
+    };
+
+    require_file(COUNTRY_DB);
+    g = geo_or_fail(&conf);
+    check_table(g, no_default, sizeof(no_default) / sizeof(no_default[0]));
+    mrd_geo_free(g);
+    conf.has_default_location = 1;
+    conf.default_latitude = 52.0;
+    conf.default_longitude = 5.0;
+    g = geo_or_fail(&conf);
+    check_table(g, with_default, sizeof(with_default) / sizeof(with_default[0]));
+    mrd_geo_free(g);
+}
+
+static void
+test_mmdb_open_errors(void **state)
+{
+    struct mrd_geo_network_conf net;
+    struct mrd_geo_conf conf = {.networks = &net, .n_networks = 1};
+    const char *err = NULL;
+
+    set_net(&net, "10.0.0.0/8", "DE", "EU", 1, 50, 8);
+    conf.database = "../shared/geo/no-such-file.mmdb";
+    assert_null(mrd_geo_new(&conf, &err));
+    assert_non_null(err);
+    if (strstr(err, "../shared/geo/no-such-file.mmdb") == NULL || strstr(err, "No such file") == NULL)
+        fail_msg("error should name the path and the reason: %s", err);
+
+    /* a file that exists but is not a MaxMind DB */
+    require_file(GEO_DIR "README.md");
+    conf.database = GEO_DIR "README.md";
+    err = NULL;
+    assert_null(mrd_geo_new(&conf, &err));
+    assert_non_null(err);
+    if (strstr(err, GEO_DIR "README.md") == NULL)
+        fail_msg("error should name the path: %s", err);
+}
+
+/* ---- a large table against a linear scan ---- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint32_t
+rng(void)
+{
+    /* xorshift64*: deterministic, good enough to spread prefixes */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 0x2545f4914f6cdd1dull) >> 32);
+}
+
+static void
+random_cidr(struct mrd_cidr *c, int v6)
+{
+    unsigned max = v6 ? 128 : 32, nbytes = v6 ? 16 : 4;
+
+    memset(c, 0, sizeof(*c));
+    c->ip.family = v6 ? AF_INET6 : AF_INET;
+    /* few top bits vary, so many prefixes nest inside each other */
+    c->ip.bytes[0] = (uint8_t)(v6 ? 0x20 : 10);
+    c->ip.bytes[1] = (uint8_t)(rng() & 3);
+    for (unsigned i = 2; i < nbytes; i++)
+        c->ip.bytes[i] = (uint8_t)(rng() & (i < 4 ? 7 : 1));
+    c->prefix = 8 + rng() % (max - 7);
+    for (unsigned bit = c->prefix; bit < max; bit++)
+        c->ip.bytes[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
+}
+
+static void
+test_lpm_matches_linear_scan(void **state)
+{
+    enum { N = 1000, LOOKUPS = 50000 };
+    static struct mrd_geo_network_conf nets[N];
+    struct mrd_geo_conf conf = {.networks = nets, .n_networks = N};
+    struct mrd_geo *g;
+    unsigned hits = 0;
+
+    for (size_t i = 0; i < N; i++) {
+        memset(&nets[i], 0, sizeof(nets[i]));
+        random_cidr(&nets[i].cidr, i % 3 == 0);
+        nets[i].has_location = 1;
+        nets[i].latitude = -80 + (double)i * 0.1; /* identifies the entry */
+        nets[i].longitude = (double)i * 0.1;
+    }
+    g = geo_or_fail(&conf);
+    for (unsigned k = 0; k < LOOKUPS; k++) {
+        struct mrd_ip ip;
+        struct mrd_location loc;
+        long best = -1;
+        unsigned nbytes;
+
+        /* half the lookups start from a network's address, half are random */
+        if (k % 2 == 0) {
+            ip = nets[rng() % N].cidr.ip;
+            nbytes = ip.family == AF_INET ? 4 : 16;
+            ip.bytes[nbytes - 1 - rng() % 2] ^= (uint8_t)rng();
+        } else {
+            struct mrd_cidr c;
+            random_cidr(&c, k % 4 == 1);
+            ip = c.ip;
+            nbytes = ip.family == AF_INET ? 4 : 16;
+            ip.bytes[nbytes - 1] = (uint8_t)rng();
+        }
+        for (size_t i = 0; i < N; i++)
+            if (mrd_cidr_match(&nets[i].cidr, &ip) && (best < 0 || nets[i].cidr.prefix > nets[best].cidr.prefix))
+                best = (long)i;
+        mrd_geo_locate(g, &ip, &loc);
+        if (best < 0) {
+            if (loc.known)
+                fail_msg("lookup %u: trie matched, linear scan did not", k);
+            continue;
+        }
+        hits++;
+        if (!loc.known || loc.latitude != nets[best].latitude || loc.longitude != nets[best].longitude)
+            fail_msg("lookup %u: trie gave (%g, %g), linear scan entry %ld", k, loc.latitude, loc.longitude, best);
+    }
+    /* the generator must exercise matches, not just misses */
+    assert_true(hits > LOOKUPS / 4);
+    mrd_geo_free(g);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_haversine),
+        cmocka_unit_test(test_geo_factor),
+        cmocka_unit_test(test_source_names),
+        cmocka_unit_test(test_lpm_nested_v4),
+        cmocka_unit_test(test_lpm_v6_and_mapped),
+        cmocka_unit_test(test_lpm_default_routes_and_duplicates),
+        cmocka_unit_test(test_chain_without_database),
+        cmocka_unit_test(test_chain_with_database),
+        cmocka_unit_test(test_mmdb_geoip2_city),
+        cmocka_unit_test(test_mmdb_geolite2_city),
+        cmocka_unit_test(test_mmdb_country_only),
+        cmocka_unit_test(test_mmdb_open_errors),
+        cmocka_unit_test(test_lpm_matches_linear_scan),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
