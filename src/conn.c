@@ -36,6 +36,7 @@ struct mrd_conn {
     struct mrd_conn *next, *prev;   /* worker's list of connections */
     struct mrd_conn *dnext, *dprev; /* worker's deferred list */
     uint64_t head_deadline_us;      /* request_header limit for the head being read */
+    struct mrd_ip peer;
     char client_ip[MRD_IP_STRLEN];
     enum cstate state;
     size_t last_len;  /* head bytes already scanned */
@@ -494,6 +495,7 @@ start_request(struct mrd_conn *c, struct mrd_h1_msg *m, size_t head_len)
         .headers = m->headers,
         .n_headers = m->num_headers,
         .client_ip = c->client_ip,
+        .peer = &c->peer,
         .proto = c->tls ? "https" : "http",
         .body = (m->body == MRD_H1_BODY_LENGTH && m->content_length == 0) ? MRD_H1_BODY_NONE : m->body,
         .content_length = m->content_length,
@@ -652,7 +654,6 @@ void
 mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int socklen, int tls)
 {
     struct mrd_conn *c;
-    struct mrd_ip ip;
     int one = 1;
 
     if (atomic_load(&mrd_connections_active) >= w->gen->conf->limits.max_connections) {
@@ -666,8 +667,8 @@ mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr 
     c->gen = w->gen;
     mrd_gen_acquire(c->gen);
     c->tls = tls != 0;
-    if (mrd_ip_from_sockaddr(sa, &ip) == 0)
-        mrd_ip_format(&ip, c->client_ip, sizeof(c->client_ip));
+    if (mrd_ip_from_sockaddr(sa, &c->peer) == 0)
+        mrd_ip_format(&c->peer, c->client_ip, sizeof(c->client_ip));
     else
         strcpy(c->client_ip, "unknown");
     c->s = mrd_stream_new(&w->sloop, fd);

@@ -3,18 +3,82 @@
  * registry of per-upstream state that survives reloads (see gen.h).
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "meridian/addr.h"
 #include "meridian/common.h"
 #include "meridian/gen.h"
+#include "meridian/geo.h"
+#include "meridian/score.h"
 
 unsigned mrd_n_workers = 1;
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mrd_upstream_state *registry;
+static struct mrd_region_state *region_registry;
 static atomic_uint_fast64_t next_gen_id = 1;
+
+static uint64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct mrd_region_state *
+region_state_lookup(const struct mrd_region_conf *rc)
+{
+    struct mrd_region_state *s;
+
+    pthread_mutex_lock(&registry_lock);
+    for (s = region_registry; s != NULL; s = s->next) {
+        if (strcmp(s->name, rc->name) == 0 && s->capacity_rps == rc->capacity_rps &&
+            s->capacity_burst == rc->capacity_burst) {
+            atomic_fetch_add(&s->refcnt, 1);
+            pthread_mutex_unlock(&registry_lock);
+            return s;
+        }
+    }
+    if (posix_memalign((void **)&s, 64, sizeof(*s)) != 0)
+        abort();
+    memset(s, 0, sizeof(*s));
+    atomic_init(&s->refcnt, 1);
+    snprintf(s->name, sizeof(s->name), "%s", rc->name);
+    s->capacity_rps = rc->capacity_rps;
+    s->capacity_burst = rc->capacity_burst;
+    if (rc->capacity_rps)
+        mrd_bucket_init(&s->bucket, rc->capacity_rps * 1000, rc->capacity_burst, now_ms());
+    mrd_rate_init(&s->rate);
+    atomic_init(&s->ttfb_ewma_us, 0);
+    s->next = region_registry;
+    region_registry = s;
+    pthread_mutex_unlock(&registry_lock);
+    return s;
+}
+
+static void
+region_state_release(struct mrd_region_state *s)
+{
+    struct mrd_region_state **pp;
+
+    if (atomic_fetch_sub(&s->refcnt, 1) != 1)
+        return;
+    pthread_mutex_lock(&registry_lock);
+    if (atomic_load(&s->refcnt) != 0) {
+        pthread_mutex_unlock(&registry_lock);
+        return;
+    }
+    for (pp = &region_registry; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    pthread_mutex_unlock(&registry_lock);
+    free(s);
+}
 
 static struct mrd_upstream_state *
 registry_lookup(const struct mrd_upstream_conf *uc)
@@ -78,9 +142,25 @@ mrd_upstream_state_release(struct mrd_upstream_state *s)
 struct mrd_gen *
 mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag)
 {
-    struct mrd_gen *g = mrd_xcalloc(1, sizeof(*g));
+    struct mrd_gen *g;
+    struct mrd_geo *geo;
+    const char *err;
 
-    (void)diag;
+    geo = mrd_geo_new(&conf->geo, &err);
+    if (geo == NULL) {
+        mrd_diag_add(diag, conf->file, conf->geo.database_pos.line, conf->geo.database_pos.col, "%s", err);
+        mrd_config_free(conf);
+        return NULL;
+    }
+    g = mrd_xcalloc(1, sizeof(*g));
+    g->geo = geo;
+    g->route = mrd_route_table_new(conf);
+    if (conf->policies.client_rate_enabled) {
+        uint64_t seed[2] = {(uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)g, now_ms() * 0x9E3779B97F4A7C15ULL};
+        g->climit = mrd_client_limiter_new(conf->policies.client_rate_milli_per_s, conf->policies.client_burst,
+                                           MRD_CLIENT_LIMITER_ENTRIES);
+        mrd_client_limiter_set_seed(g->climit, seed[0], seed[1]);
+    }
     atomic_init(&g->refcnt, 1);
     g->id = atomic_fetch_add(&next_gen_id, 1);
     g->loaded_at = time(NULL);
@@ -92,6 +172,7 @@ mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag)
         const struct mrd_region_conf *rc = &conf->regions[i];
         r->conf = rc;
         r->idx = i;
+        r->st = region_state_lookup(rc);
         r->n_ups = rc->n_upstreams;
         r->ups = mrd_xcalloc(rc->n_upstreams, sizeof(*r->ups));
         r->weights = mrd_xcalloc(rc->n_upstreams, sizeof(*r->weights));
@@ -126,8 +207,13 @@ mrd_gen_release(struct mrd_gen *g)
         free(r->bal);
         free(r->ups);
         free(r->weights);
+        region_state_release(r->st);
     }
     free(g->regions);
+    mrd_route_table_free(g->route);
+    mrd_geo_free(g->geo);
+    if (g->climit != NULL)
+        mrd_client_limiter_free(g->climit);
     mrd_config_free(g->conf);
     free(g);
 }

@@ -5,12 +5,14 @@
  * connection with its outcome, retrying on another upstream (then down the
  * region's fallback chain) when a connection fails before any response byte.
  *
- * Until geo routing lands, every request goes to the first region listed.
- * Bodies are streamed both ways with backpressure; nothing is buffered whole.
+ * The region comes from route.c (geo scoring, caps, fallback chains); bodies are streamed both ways with backpressure; nothing is buffered whole.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include "meridian/clientip.h"
 #include "meridian/common.h"
 #include "meridian/headers.h"
 #include "meridian/log.h"
@@ -41,6 +43,8 @@ struct mrd_req {
     struct evbuffer *pending; /* body received while no upstream is writable */
     /* routing */
     struct mrd_region *region;
+    int rule;                       /* residency rule of the client, -1 none */
+    enum mrd_route_reason reason;
     struct mrd_upstream_state *ups; /* counted in ups->active while set */
     unsigned char tried[MRD_BALANCE_MAX_TARGETS];
     unsigned attempts;
@@ -103,16 +107,20 @@ fail(struct mrd_req *req, int status, const char *detail)
     req->ops->on_error(req, status, detail, NULL);
 }
 
+/* shared EWMA (alpha 1/8); a lost race only drops one sample */
+static void
+ewma_add(atomic_uint_fast64_t *v, uint64_t sample_us)
+{
+    uint64_t old = atomic_load_explicit(v, memory_order_relaxed);
+    atomic_compare_exchange_weak(v, &old, mrd_ewma_update(old, sample_us, 3));
+}
+
 static void
 finish(struct mrd_req *req)
 {
-    uint64_t now = mrd_now_us();
     int keep = req->resp_body != MRD_H1_BODY_CLOSE && !req->resp_close && !req->upgrade && req->body_done &&
                evbuffer_get_length(req->pending) == 0;
 
-    if (req->ups != NULL && req->t_sent_us != 0)
-        atomic_store(&req->ups->ewma_us, mrd_ewma_update(atomic_load(&req->ups->ewma_us),
-                                                         now - req->t_sent_us, 3));
     drop_upstream(req, keep);
     req->rs = RS_DONE;
     req->ops->on_end(req);
@@ -212,6 +220,27 @@ pick_upstream(struct mrd_req *req)
     return mrd_balance_pick(r->conf->balance, t, n, req->tried, &r->bal[req->w->id], mrd_worker_rand(req->w));
 }
 
+/* every upstream of the region failed for this request: move down its
+ * fallback chain to the next region the client may use (residency) that
+ * admits it (cap). Returns -1 when the chain is exhausted. */
+static int
+next_region(struct mrd_req *req)
+{
+    struct mrd_gen *g = req->gen;
+    int i = req->region->conf->fallback_idx;
+
+    for (size_t steps = 0; i >= 0 && steps < g->n_regions; steps++, i = g->regions[i].conf->fallback_idx) {
+        if (!mrd_route_rule_allows(g->route, req->rule, (size_t)i))
+            continue;
+        if (!mrd_route_take(g, (size_t)i))
+            continue;
+        req->region = &g->regions[i];
+        req->reason = MRD_ROUTE_FALLBACK;
+        return i;
+    }
+    return -1;
+}
+
 /* one attempt: pick an upstream of the current region (or walk the fallback
  * chain when the region has none left), lease or connect */
 static void
@@ -223,12 +252,10 @@ attempt(struct mrd_req *req)
         i = pick_upstream(req);
         if (i >= 0)
             break;
-        if (req->region->conf->fallback_idx < 0 || req->attempts == 0) {
+        if (req->attempts == 0 || next_region(req) == -1) {
             fail(req, req->attempts ? 502 : 503, req->attempts ? "upstream failed" : "no healthy upstream");
             return;
         }
-        /* every upstream of this region was tried: next region of the chain */
-        req->region = &req->gen->regions[req->region->conf->fallback_idx];
         memset(req->tried, 0, sizeof(req->tried));
     }
     req->attempts++;
@@ -288,6 +315,14 @@ parse_head(struct mrd_req *req, struct evbuffer *in)
         return -1;
     }
     req->resp_last_len = 0;
+    if (req->t_sent_us != 0) {
+        /* time to first byte feeds the region's latency factor and p2c_ewma */
+        uint64_t ttfb = mrd_now_us() - req->t_sent_us;
+        ewma_add(&req->region->st->ttfb_ewma_us, ttfb);
+        if (req->ups != NULL)
+            ewma_add(&req->ups->ewma_us, ttfb);
+        req->t_sent_us = 0;
+    }
     if (msg->status >= 100 && msg->status < 200 && msg->status != 101) {
         /* interim response: the proxy answered 100-continue itself */
         evbuffer_drain(in, (size_t)r);
@@ -479,6 +514,68 @@ mrd_req_region(struct mrd_req *req)
     return req->region != NULL ? req->region->conf->name : NULL;
 }
 
+/* the client's address: the peer, or from client_ip.header when the peer is
+ * a trusted proxy (SPEC 3.1) */
+static void
+client_address(const struct mrd_config *c, const struct mrd_req_info *info, struct mrd_ip *out)
+{
+    const char *values[16];
+    size_t lens[16], n = 0;
+    size_t hlen = strlen(c->client_ip.header);
+
+    if (c->client_ip.n_trusted_proxies == 0 || !mrd_client_ip_trusted(&c->client_ip, info->peer)) {
+        *out = *info->peer;
+        return;
+    }
+    for (size_t i = 0; i < info->n_headers && n < MRD_ARRAY_LEN(values); i++) {
+        if (info->headers[i].name_len == hlen && mrd_strieq(info->headers[i].name, hlen, c->client_ip.header)) {
+            values[n] = info->headers[i].value;
+            lens[n++] = info->headers[i].value_len;
+        }
+    }
+    mrd_client_ip(&c->client_ip, info->peer, values, lens, n, out);
+}
+
+/* policies and routing; 0 with res->region set, or the status to answer */
+static int
+route(struct mrd_req *req, const struct mrd_req_info *info, struct mrd_route_result *res, const char **detail,
+      const char **extra)
+{
+    struct mrd_gen *g = req->gen;
+    struct mrd_ip client;
+    static _Thread_local char retry_after[40];
+
+    client_address(g->conf, info, &client);
+    if (g->climit != NULL) {
+        uint64_t wait_ms = 0;
+        const void *key = client.bytes;
+        if (!mrd_client_limiter_take_wait(g->climit, key, client.family == AF_INET ? 4 : 16, mrd_now_ms(),
+                                          &wait_ms)) {
+            snprintf(retry_after, sizeof(retry_after), "Retry-After: %llu\r\n",
+                     (unsigned long long)mrd_retry_after_s(wait_ms));
+            *detail = "client rate limit";
+            *extra = retry_after;
+            return 429;
+        }
+    }
+    mrd_route_client(g, &client, 1, &req->w->route_scratch, res);
+    if (res->block_status) {
+        *detail = "geo-blocked";
+        return res->block_status;
+    }
+    if (res->region < 0) {
+        if (res->reason == MRD_ROUTE_SHED) {
+            *detail = "capacity";
+            *extra = "Retry-After: 1\r\nX-Meridian-Shed: capacity\r\n";
+        } else {
+            *detail = "no eligible region";
+            *extra = "Retry-After: 1\r\n";
+        }
+        return 503;
+    }
+    return 0;
+}
+
 int
 mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char **detail, const char **extra)
 {
@@ -490,13 +587,17 @@ mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char *
         .upgrade = info->upgrade,
     };
 
+    struct mrd_route_result res;
+    int status;
+
     *detail = NULL;
     *extra = NULL;
-    if (req->gen->n_regions == 0) {
-        *detail = "no region";
-        *extra = "Retry-After: 1\r\n";
-        return 503;
-    }
+    status = route(req, info, &res, detail, extra);
+    if (status != 0)
+        return status;
+    req->region = &req->gen->regions[res.region];
+    req->rule = res.out.rule;
+    req->reason = res.reason;
     req->is_head = mrd_strieq(info->method, info->method_len, "HEAD");
     req->idempotent = mrd_h1_method_idempotent(info->method, info->method_len) != 0;
     req->upgrade = info->upgrade != 0;
@@ -504,7 +605,6 @@ mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char *
     req->body_done = info->body == MRD_H1_BODY_NONE;
     mrd_build_request_head(&req->head, info->method, info->method_len, info->target, info->target_len,
                            info->headers, info->n_headers, &f);
-    req->region = &req->gen->regions[0];
     attempt(req);
     return 0;
 }

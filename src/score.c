@@ -273,3 +273,11 @@ mrd_route_admit(const struct mrd_route_table *t, const struct mrd_route_out *ro,
     *reason = MRD_ROUTE_SHED;
     return -1;
 }
+
+int
+mrd_route_rule_allows(const struct mrd_route_table *t, int rule, size_t region)
+{
+    if (rule < 0 || (size_t)rule >= t->n_rules || region >= t->n_regions)
+        return 1;
+    return rule_allows(&t->rules[rule], region) != 0;
+}

@@ -170,6 +170,7 @@ mrd_worker_dispose(struct mrd_worker *w)
         mrd_gen_release(w->_next_gen);
     mrd_gen_release(w->gen);
     mrd_buf_dispose(&w->scratch);
+    mrd_route_scratch_dispose(&w->route_scratch);
     event_base_free(w->base);
     pthread_mutex_destroy(&w->_lock);
 }

@@ -19,6 +19,7 @@
 
 #include "meridian/balance.h"
 #include "meridian/config.h"
+#include "meridian/ratelimit.h"
 
 struct mrd_uconn;
 
@@ -42,8 +43,26 @@ struct mrd_upstream_state {
     struct mrd_upstream_state *next;
 };
 
+/* registry entry per region (name and capacity): the cap's token bucket,
+ * the admitted-rate window and the TTFB EWMA, shared by all workers and
+ * carried across reloads that keep the region's name and capacity */
+struct mrd_region_state {
+    struct mrd_bucket bucket __attribute__((aligned(64)));
+    struct mrd_rate rate __attribute__((aligned(64)));
+    atomic_uint_fast64_t ttfb_ewma_us; /* 0 = no sample */
+    atomic_int refcnt;
+    char name[64];
+    uint64_t capacity_rps, capacity_burst;
+    struct mrd_region_state *next;
+};
+
+struct mrd_route_table;
+struct mrd_geo;
+struct mrd_client_limiter;
+
 struct mrd_region {
     const struct mrd_region_conf *conf;
+    struct mrd_region_state *st;
     size_t idx;
     struct mrd_upstream_state **ups;
     unsigned *weights;
@@ -58,7 +77,13 @@ struct mrd_gen {
     struct mrd_config *conf;
     struct mrd_region *regions;
     size_t n_regions;
+    struct mrd_route_table *route;     /* scoring data derived from conf */
+    struct mrd_geo *geo;               /* networks table + MaxMind DB */
+    struct mrd_client_limiter *climit; /* policies.client_rate_limit, NULL when off */
 };
+
+/* bound on the per-client rate limit table (policies.client_rate_limit) */
+#define MRD_CLIENT_LIMITER_ENTRIES 65536
 
 /* number of worker threads, fixed for the life of the process */
 extern unsigned mrd_n_workers;

@@ -134,4 +134,9 @@ typedef int (*mrd_route_take_cb)(void *ctx, size_t region_idx);
 int mrd_route_admit(const struct mrd_route_table *t, const struct mrd_route_out *ro, mrd_route_take_cb take,
                     void *ctx, enum mrd_route_reason *reason);
 
+/* May a client matched by residency rule `rule` (-1: none) be served by
+ * `region`? Used by retries walking a fallback chain (SPEC 3.4: residency is
+ * never crossed). */
+int mrd_route_rule_allows(const struct mrd_route_table *t, int rule, size_t region);
+
 #endif

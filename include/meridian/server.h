@@ -23,6 +23,7 @@
 #include "meridian/buf.h"
 #include "meridian/gen.h"
 #include "meridian/http1.h"
+#include "meridian/route.h"
 #include "meridian/stream.h"
 
 struct mrd_worker {
@@ -43,6 +44,7 @@ struct mrd_worker {
     pthread_mutex_t _lock;
     struct mrd_buf scratch;    /* reusable head builder */
     struct mrd_h1_msg msg;     /* reusable parse result (heads are parsed synchronously) */
+    struct mrd_route_scratch route_scratch;
     uint64_t rnd_state;
     unsigned n_conns;          /* open downstream connections */
     struct mrd_conn *conns;    /* list, for graceful shutdown */
@@ -94,7 +96,8 @@ struct mrd_req_info {
     size_t target_len;
     const struct mrd_h1_header *headers;
     size_t n_headers;
-    const char *client_ip;
+    const char *client_ip; /* the TCP peer, text (appended to X-Forwarded-For) */
+    const struct mrd_ip *peer;
     const char *proto;     /* "http" / "https" */
     enum mrd_h1_body body; /* framing of the body the downstream will deliver */
     uint64_t content_length;

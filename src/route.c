@@ -1,0 +1,114 @@
+/*
+ * route.c: the live side of a routing decision (see route.h): locate the
+ * client, check geo_block, read each region's health, admitted rate and
+ * latency, then score.c decides and walks the caps.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "meridian/common.h"
+#include "meridian/route.h"
+
+uint64_t
+mrd_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void
+mrd_route_scratch_dispose(struct mrd_route_scratch *s)
+{
+    free(s->snap);
+    free(s->factors);
+    memset(s, 0, sizeof(*s));
+}
+
+struct take_ctx {
+    struct mrd_gen *g;
+    uint64_t now_ms;
+    int take;
+};
+
+static int
+take_cb(void *arg, size_t i)
+{
+    struct take_ctx *t = arg;
+    struct mrd_region_state *st = t->g->regions[i].st;
+
+    if (!t->take)
+        return mrd_bucket_peek(&st->bucket, t->now_ms);
+    if (!mrd_bucket_take(&st->bucket, t->now_ms))
+        return 0;
+    return 1;
+}
+
+int
+mrd_route_take(struct mrd_gen *g, size_t i)
+{
+    struct mrd_region *r = &g->regions[i];
+    uint64_t now = mrd_now_ms();
+
+    if (r->conf->capacity_rps && !mrd_bucket_take(&r->st->bucket, now))
+        return 0;
+    mrd_rate_add(&r->st->rate, now);
+    return 1;
+}
+
+static int
+blocked(const struct mrd_config *c, const char *country)
+{
+    for (size_t i = 0; i < c->policies.n_block_countries; i++)
+        if (country[0] && memcmp(c->policies.block_countries[i], country, 2) == 0)
+            return 1;
+    return 0;
+}
+
+void
+mrd_route_client(struct mrd_gen *g, const struct mrd_ip *client, int take, struct mrd_route_scratch *sc,
+                 struct mrd_route_result *res)
+{
+    size_t n = g->n_regions;
+    uint64_t now = mrd_now_ms();
+    struct mrd_route_in in;
+    struct take_ctx tc = {g, now, take};
+
+    if (sc->cap < n) {
+        sc->snap = mrd_xrealloc(sc->snap, n * sizeof(*sc->snap));
+        sc->factors = mrd_xrealloc(sc->factors, n * sizeof(*sc->factors));
+        sc->cap = n;
+    }
+    mrd_geo_locate(g->geo, client, &res->loc);
+    res->region = -1;
+    res->block_status = blocked(g->conf, res->loc.country) ? g->conf->policies.block_status : 0;
+    for (size_t i = 0; i < n; i++) {
+        struct mrd_region *r = &g->regions[i];
+        struct mrd_region_snap *s = &sc->snap[i];
+        uint64_t ewma = atomic_load_explicit(&r->st->ttfb_ewma_us, memory_order_relaxed);
+        unsigned healthy = 0;
+        for (size_t j = 0; j < r->n_ups; j++)
+            healthy += atomic_load_explicit(&r->ups[j]->healthy, memory_order_relaxed) != 0;
+        s->healthy = healthy;
+        s->total = (unsigned)r->n_ups;
+        s->rate_per_s = mrd_rate_per_s(&r->st->rate, now);
+        s->has_latency = ewma != 0;
+        s->latency_ms = (double)ewma / 1000.0;
+    }
+    in.table = g->route;
+    in.snap = sc->snap;
+    in.client.known = res->loc.known;
+    in.client.latitude = res->loc.latitude;
+    in.client.longitude = res->loc.longitude;
+    memcpy(in.client.country, res->loc.country, 3);
+    memcpy(in.client.continent, res->loc.continent, 3);
+    res->out.regions = sc->factors;
+    mrd_route_decide(&in, &res->out);
+    res->reason = res->out.reason;
+    if (res->block_status || res->out.winner < 0)
+        return;
+    res->region = mrd_route_admit(g->route, &res->out, take_cb, &tc, &res->reason);
+    if (take && res->region >= 0)
+        mrd_rate_add(&g->regions[res->region].st->rate, now);
+}
