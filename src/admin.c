@@ -1,8 +1,10 @@
 /*
  * admin.c: the admin listener (SPEC section 4), served by the main thread
  * with libevent's evhttp: low traffic, kept off the workers' hot path.
- * Answers GET /healthz; requests need "Authorization: Bearer TOKEN" when a
- * token is configured.
+ * Answers GET /healthz and GET /v1/route?ip=ADDR (the routing decision a
+ * request from ADDR would get now, explained with the same code the proxy
+ * runs, without taking tokens). Requests need "Authorization: Bearer TOKEN"
+ * when a token is configured.
  */
 #include <string.h>
 
@@ -10,11 +12,14 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "meridian/addr.h"
 #include "meridian/log.h"
+#include "meridian/route.h"
 #include "meridian/server.h"
 
 static struct evhttp *admin_http;
 static struct mrd_gen *admin_gen; /* one ref; replaced on reload */
+static struct mrd_route_scratch admin_scratch;
 
 static int
 authorized(struct evhttp_request *r)
@@ -40,6 +45,99 @@ reply(struct evhttp_request *r, int code, const char *ctype, const char *body)
 }
 
 static void
+reply_buf(struct evhttp_request *r, int code, struct evbuffer *b)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", "application/json");
+    evhttp_send_reply(r, code, NULL, b);
+}
+
+static void
+json_error(struct evhttp_request *r, int code, const char *msg)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    evbuffer_add_printf(b, "{\"error\": \"%s\"}\n", msg);
+    reply_buf(r, code, b);
+    evbuffer_free(b);
+}
+
+/* a two-letter code or null */
+static void
+json_code(struct evbuffer *b, const char *key, const char *code)
+{
+    if (code[0])
+        evbuffer_add_printf(b, "\"%s\": \"%s\"", key, code);
+    else
+        evbuffer_add_printf(b, "\"%s\": null", key);
+}
+
+static void
+route_explain(struct evhttp_request *r)
+{
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r));
+    struct evkeyvalq params;
+    const char *ip_text;
+    struct mrd_ip ip;
+    struct mrd_route_result res;
+    struct evbuffer *b;
+    char ipbuf[MRD_IP_STRLEN];
+    struct mrd_gen *g = admin_gen;
+
+    memset(&params, 0, sizeof(params));
+    if (query == NULL || evhttp_parse_query_str(query, &params) == -1 ||
+        (ip_text = evhttp_find_header(&params, "ip")) == NULL) {
+        evhttp_clear_headers(&params);
+        json_error(r, 400, "missing ip parameter: /v1/route?ip=ADDR");
+        return;
+    }
+    if (mrd_ip_parse(ip_text, strlen(ip_text), &ip) == -1) {
+        evhttp_clear_headers(&params);
+        json_error(r, 400, "ip is not an IPv4 or IPv6 address");
+        return;
+    }
+    evhttp_clear_headers(&params);
+    mrd_route_client(g, &ip, 0, &admin_scratch, &res);
+    mrd_ip_format(&ip, ipbuf, sizeof(ipbuf));
+    b = evbuffer_new();
+    evbuffer_add_printf(b, "{\"client\": {\"ip\": \"%s\", ", ipbuf);
+    json_code(b, "country", res.loc.country);
+    evbuffer_add(b, ", ", 2);
+    json_code(b, "continent", res.loc.continent);
+    if (res.loc.known)
+        evbuffer_add_printf(b, ", \"latitude\": %.4f, \"longitude\": %.4f", res.loc.latitude, res.loc.longitude);
+    else
+        evbuffer_add_printf(b, ", \"latitude\": null, \"longitude\": null");
+    evbuffer_add_printf(b, ", \"source\": \"%s\"},\n \"decision\": {", mrd_geo_source_name(res.loc.source));
+    if (res.block_status)
+        evbuffer_add_printf(b, "\"region\": null, \"reason\": \"blocked\", \"status\": %d", res.block_status);
+    else if (res.region >= 0)
+        evbuffer_add_printf(b, "\"region\": \"%s\", \"reason\": \"%s\"", g->regions[res.region].conf->name,
+                            mrd_route_reason_name(res.reason));
+    else
+        evbuffer_add_printf(b, "\"region\": null, \"reason\": \"%s\", \"status\": 503",
+                            mrd_route_reason_name(res.reason));
+    if (res.out.winner >= 0)
+        evbuffer_add_printf(b, ", \"winner\": \"%s\"", g->regions[res.out.winner].conf->name);
+    if (res.out.rule >= 0)
+        evbuffer_add_printf(b, ", \"residency\": \"%s\"", g->conf->policies.residency[res.out.rule].name);
+    evbuffer_add_printf(b, "},\n \"regions\": [");
+    for (size_t i = 0; i < g->n_regions; i++) {
+        const struct mrd_route_factors *f = &res.out.regions[i];
+        evbuffer_add_printf(b,
+                            "%s{\"name\": \"%s\", \"eligible\": %s, \"geography\": %.6f, \"health\": %.6f, "
+                            "\"latency\": %.6f, \"cost\": %.6f, \"score\": %.6f",
+                            i ? ",\n  " : "", g->regions[i].conf->name, f->eligible ? "true" : "false", f->geography,
+                            f->health, f->latency, f->cost, f->score);
+        if (!f->eligible && f->why != NULL)
+            evbuffer_add_printf(b, ", \"why\": \"%s\"", f->why);
+        evbuffer_add(b, "}", 1);
+    }
+    evbuffer_add_printf(b, "]}\n");
+    reply_buf(r, 200, b);
+    evbuffer_free(b);
+}
+
+static void
 on_request(struct evhttp_request *r, void *arg)
 {
     const char *uri = evhttp_request_get_uri(r);
@@ -58,6 +156,10 @@ on_request(struct evhttp_request *r, void *arg)
     }
     if (plen == 8 && memcmp(uri, "/healthz", 8) == 0) {
         reply(r, 200, "text/plain", "ok\n");
+        return;
+    }
+    if (plen == 9 && memcmp(uri, "/v1/route", 9) == 0) {
+        route_explain(r);
         return;
     }
     reply(r, 404, "text/plain", "404 Not Found\n");
@@ -110,4 +212,5 @@ mrd_admin_stop(void)
     admin_http = NULL;
     mrd_gen_release(admin_gen);
     admin_gen = NULL;
+    mrd_route_scratch_dispose(&admin_scratch);
 }
