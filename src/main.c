@@ -24,6 +24,7 @@
 
 #include "meridian/common.h"
 #include "meridian/config.h"
+#include "meridian/health.h"
 #include "meridian/log.h"
 #include "meridian/server.h"
 
@@ -95,6 +96,7 @@ on_reload(evutil_socket_t sig, short what, void *arg)
         mrd_worker_post(&workers[i], g, 0);
     }
     mrd_admin_set_gen(g);
+    mrd_health_start(main_base, g);
     mrd_gen_release(current);
     current = g;
     mrd_log(MRD_LOG_INFO, "configuration reloaded (generation %llu)", (unsigned long long)g->id);
@@ -128,6 +130,7 @@ on_stop(evutil_socket_t sig, short what, void *arg)
     stopping = 1;
     mrd_log(MRD_LOG_INFO, "signal %d: stopping gracefully", (int)sig);
     mrd_admin_stop();
+    mrd_health_stop();
     for (unsigned i = 0; i < mrd_n_workers; i++)
         mrd_worker_post(&workers[i], NULL, 1);
     tv.tv_sec = (time_t)(current->conf->timeouts.shutdown_ms / 1000);
@@ -294,6 +297,7 @@ main(int argc, char **argv)
     free(tls);
     if (mrd_admin_start(main_base, current) == -1)
         return 1;
+    mrd_health_start(main_base, current);
     ev_hup = evsignal_new(main_base, SIGHUP, on_reload, NULL);
     ev_term = evsignal_new(main_base, SIGTERM, on_stop, NULL);
     ev_int = evsignal_new(main_base, SIGINT, on_stop, NULL);
@@ -325,6 +329,7 @@ main(int argc, char **argv)
     if (shutdown_timer != NULL)
         event_free(shutdown_timer);
     mrd_admin_stop();
+    mrd_health_stop();
     mrd_gen_release(current);
     event_base_free(main_base);
     libevent_global_shutdown();

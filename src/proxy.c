@@ -15,6 +15,7 @@
 #include "meridian/clientip.h"
 #include "meridian/common.h"
 #include "meridian/headers.h"
+#include "meridian/health.h"
 #include "meridian/log.h"
 #include "meridian/server.h"
 
@@ -451,6 +452,7 @@ up_event(struct mrd_stream *st, short what, void *arg)
             start_sending(req);
             return;
         }
+        mrd_health_passive_fail(req->ups);
         upstream_failed(req, (what & MRD_STREAM_TIMEOUT) ? 504 : 502,
                         (what & MRD_STREAM_TIMEOUT) ? "upstream connect timeout" : "upstream connect failed", 0);
         return;
@@ -469,7 +471,11 @@ up_event(struct mrd_stream *st, short what, void *arg)
             return;
         }
         /* closed before any response byte: a stale keep-alive connection or a
-         * reset; safe to repeat under the rules of retryable() */
+         * reset; safe to repeat under the rules of retryable(). A reset, or
+         * a fresh connection closed, says the upstream is in trouble; a
+         * pooled one closed is the ordinary keep-alive race. */
+        if ((what & MRD_STREAM_ERROR) || !req->reused)
+            mrd_health_passive_fail(req->ups);
         upstream_failed(req, 502, "upstream closed before responding", 1);
         return;
     }

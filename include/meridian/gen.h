@@ -33,6 +33,7 @@ struct mrd_idle_list {
 struct mrd_upstream_state {
     atomic_int refcnt;
     atomic_int healthy;
+    atomic_int checked;        /* an active health check covers it (health.c) */
     atomic_uint active;        /* requests in flight, all workers */
     atomic_uint_fast64_t ewma_us; /* response time EWMA; 0 = no sample */
     atomic_uint_fast64_t connects; /* new TCP connections opened */

@@ -1,0 +1,215 @@
+/*
+ * health.c: active HTTP health checks (SPEC 2 health_check) on the main
+ * thread's event base, and the pure rise/fall state machine they feed.
+ * One prober per distinct upstream address with a health_check: every
+ * interval (with +-10% jitter so that upstreams are not probed in lockstep)
+ * it connects, sends "GET path", and compares the status with expect_status;
+ * a refused or reset connection, a timeout or another status is a failure.
+ * Round trips seed a region's latency EWMA until real requests measure it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "meridian/common.h"
+#include "meridian/gen.h"
+#include "meridian/health.h"
+#include "meridian/log.h"
+#include "meridian/route.h"
+#include "meridian/server.h"
+
+struct prober {
+    struct mrd_upstream_state *st;
+    struct mrd_region *region;        /* first region listing it (gen is held) */
+    const struct mrd_health_conf *hc;
+    struct event *timer;
+    struct bufferevent *bev;          /* the check in progress */
+    uint64_t started_us;
+    unsigned streak;
+    int last;                         /* healthy as this prober last left it */
+    uint64_t rnd;
+};
+
+static struct event_base *hbase;
+static struct mrd_gen *hgen;
+static struct prober *probers;
+static size_t n_probers;
+
+static void check_done(struct prober *p, int ok, const char *why);
+
+static struct timeval
+tv_ms(uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return tv;
+}
+
+static void
+schedule(struct prober *p)
+{
+    uint64_t iv = p->hc->interval_ms, jitter = iv / 10;
+    struct timeval tv;
+
+    p->rnd = p->rnd * 6364136223846793005ULL + 1442695040888963407ULL;
+    if (jitter)
+        iv = iv - jitter + (p->rnd >> 33) % (2 * jitter + 1);
+    tv = tv_ms(iv);
+    evtimer_add(p->timer, &tv);
+}
+
+static void
+on_check_read(struct bufferevent *bev, void *arg)
+{
+    struct prober *p = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t len = evbuffer_get_length(in);
+    const char *line;
+    int status;
+
+    if (evbuffer_search(in, "\r\n", 2, NULL).pos == -1) {
+        if (len > 1024)
+            check_done(p, 0, "status line too long");
+        return;
+    }
+    line = (const char *)evbuffer_pullup(in, -1);
+    if (len < 12 || memcmp(line, "HTTP/1.", 7) != 0 || line[8] != ' ') {
+        check_done(p, 0, "not an HTTP response");
+        return;
+    }
+    status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+    check_done(p, status == p->hc->expect_status, "unexpected status");
+}
+
+static void
+on_check_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct prober *p = arg;
+    struct evbuffer *out;
+
+    if (what & BEV_EVENT_CONNECTED) {
+        out = bufferevent_get_output(bev);
+        evbuffer_add_printf(out,
+                            "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: meridian-health/" MRD_VERSION
+                            "\r\nConnection: close\r\n\r\n",
+                            p->hc->path, p->st->name);
+        bufferevent_enable(bev, EV_READ);
+        return;
+    }
+    check_done(p, 0, (what & BEV_EVENT_TIMEOUT) ? "timeout" : "connection failed");
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct prober *p = arg;
+    struct timeval tv = tv_ms(p->hc->timeout_ms);
+
+    p->bev = bufferevent_socket_new(hbase, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (p->bev == NULL) {
+        schedule(p);
+        return;
+    }
+    bufferevent_setcb(p->bev, on_check_read, NULL, on_check_event, p);
+    bufferevent_set_timeouts(p->bev, &tv, &tv);
+    p->started_us = mrd_now_us();
+    if (bufferevent_socket_connect(p->bev, (struct sockaddr *)&p->st->addr, (int)p->st->addrlen) == -1)
+        check_done(p, 0, "connect failed");
+}
+
+static void
+check_done(struct prober *p, int ok, const char *why)
+{
+    uint64_t rtt = mrd_now_us() - p->started_us;
+    int healthy = atomic_load(&p->st->healthy);
+
+    bufferevent_free(p->bev);
+    p->bev = NULL;
+    if (healthy != p->last)
+        p->streak = 0; /* a worker marked it down (passive): count afresh */
+    if (ok && atomic_load(&p->region->st->ttfb_ewma_us) == 0)
+        atomic_store(&p->region->st->ttfb_ewma_us, rtt ? rtt : 1);
+    switch (mrd_health_step(&healthy, &p->streak, ok, p->hc->rise, p->hc->fall)) {
+    case MRD_HEALTH_UP:
+        mrd_log(MRD_LOG_INFO, "upstream %s (%s) is up", p->st->name, p->region->conf->name);
+        break;
+    case MRD_HEALTH_DOWN:
+        mrd_log(MRD_LOG_WARN, "upstream %s (%s) is down: %s", p->st->name, p->region->conf->name, why);
+        break;
+    default:
+        break;
+    }
+    atomic_store(&p->st->healthy, healthy);
+    p->last = healthy;
+    schedule(p);
+}
+
+void
+mrd_health_passive_fail(struct mrd_upstream_state *st)
+{
+    if (atomic_load_explicit(&st->checked, memory_order_relaxed) &&
+        atomic_exchange(&st->healthy, 0) == 1)
+        mrd_log(MRD_LOG_WARN, "upstream %s is down: request failed (passive)", st->name);
+}
+
+void
+mrd_health_stop(void)
+{
+    for (size_t i = 0; i < n_probers; i++) {
+        struct prober *p = &probers[i];
+        if (p->bev != NULL)
+            bufferevent_free(p->bev);
+        event_free(p->timer);
+        atomic_store(&p->st->checked, 0);
+    }
+    free(probers);
+    probers = NULL;
+    n_probers = 0;
+    mrd_gen_release(hgen);
+    hgen = NULL;
+}
+
+void
+mrd_health_start(struct event_base *base, struct mrd_gen *g)
+{
+    size_t cap = 0;
+
+    mrd_health_stop();
+    hbase = base;
+    hgen = g;
+    mrd_gen_acquire(g);
+    for (size_t i = 0; i < g->n_regions; i++)
+        cap += g->regions[i].n_ups;
+    probers = mrd_xcalloc(cap ? cap : 1, sizeof(*probers));
+    for (size_t i = 0; i < g->n_regions; i++) {
+        struct mrd_region *r = &g->regions[i];
+        for (size_t j = 0; j < r->n_ups; j++) {
+            struct mrd_upstream_state *st = r->ups[j];
+            size_t k;
+            for (k = 0; k < n_probers && probers[k].st != st; k++)
+                ;
+            if (k < n_probers)
+                continue; /* the first region that checks an address owns its prober */
+            if (!r->conf->health.enabled) {
+                /* unchecked upstreams stay in rotation (passive marks would
+                 * have nothing to bring them back) */
+                if (!atomic_load(&st->checked))
+                    atomic_store(&st->healthy, 1);
+                continue;
+            }
+            struct prober *p = &probers[n_probers++];
+            p->st = st;
+            p->region = r;
+            p->hc = &r->conf->health;
+            p->last = atomic_load(&st->healthy);
+            p->rnd = (uint64_t)(uintptr_t)st ^ mrd_now_us();
+            p->timer = evtimer_new(base, on_timer, p);
+            atomic_store(&st->checked, 1);
+            /* first check soon, spread over the first interval */
+            struct timeval tv = tv_ms((p->rnd >> 17) % (p->hc->interval_ms / 4 + 1));
+            evtimer_add(p->timer, &tv);
+        }
+    }
+}
