@@ -36,8 +36,7 @@ struct mrd_conn {
     struct mrd_conn *next, *prev;   /* worker's list of connections */
     struct mrd_conn *dnext, *dprev; /* worker's deferred list */
     uint64_t head_deadline_us;      /* request_header limit for the head being read */
-    struct mrd_ip peer;
-    char client_ip[MRD_IP_STRLEN];
+    struct mrd_ip peer; /* text form made when needed: it would cost 46 bytes per idle connection */
     enum cstate state;
     size_t last_len;  /* head bytes already scanned */
     unsigned deferred : 1, tls : 1, keepalive : 1, close_after : 1, req_in_done : 1, resp_done : 1, resp_started : 1,
@@ -292,7 +291,9 @@ r_on_error(struct mrd_req *req, int status, const char *detail, const char *extr
     if (status == 0 || c->resp_started) {
         /* the response was cut after its head: the client must see a broken
          * message, never a truncated one that looks complete */
-        mrd_log(MRD_LOG_INFO, "%s: response aborted: %s", c->client_ip, detail);
+        char ip[MRD_IP_STRLEN];
+        mrd_ip_format(&c->peer, ip, sizeof(ip));
+        mrd_log(MRD_LOG_INFO, "%s: response aborted: %s", ip, detail);
         c->dead = 1;
         mrd_stream_read(c->s, 0);
         schedule(c);
@@ -436,6 +437,7 @@ start_request(struct mrd_conn *c, struct mrd_h1_msg *m, size_t head_len)
 {
     struct evbuffer *in = c->s->in;
     struct mrd_req_info info;
+    char client_ip[MRD_IP_STRLEN];
     const char *detail, *extra;
     int status;
 
@@ -487,6 +489,7 @@ start_request(struct mrd_conn *c, struct mrd_h1_msg *m, size_t head_len)
         reject_head(c, head_len, 413, "request body too large");
         return;
     }
+    mrd_ip_format(&c->peer, client_ip, sizeof(client_ip));
     info = (struct mrd_req_info){
         .method = m->method,
         .method_len = m->method_len,
@@ -494,7 +497,7 @@ start_request(struct mrd_conn *c, struct mrd_h1_msg *m, size_t head_len)
         .target_len = m->target_len,
         .headers = m->headers,
         .n_headers = m->num_headers,
-        .client_ip = c->client_ip,
+        .client_ip = client_ip,
         .peer = &c->peer,
         .proto = c->tls ? "https" : "http",
         .body = (m->body == MRD_H1_BODY_LENGTH && m->content_length == 0) ? MRD_H1_BODY_NONE : m->body,
@@ -667,10 +670,8 @@ mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr 
     c->gen = w->gen;
     mrd_gen_acquire(c->gen);
     c->tls = tls != 0;
-    if (mrd_ip_from_sockaddr(sa, &c->peer) == 0)
-        mrd_ip_format(&c->peer, c->client_ip, sizeof(c->client_ip));
-    else
-        strcpy(c->client_ip, "unknown");
+    if (mrd_ip_from_sockaddr(sa, &c->peer) == -1)
+        memset(&c->peer, 0, sizeof(c->peer)); /* accept() gives IPv4 or IPv6: not reached */
     c->s = mrd_stream_new(&w->sloop, fd);
     c->s->rhigh = w->gen->conf->limits.max_header_bytes + 65536;
     mrd_stream_setcb(c->s, on_read, on_write, on_event, c);

@@ -129,8 +129,11 @@ check_done(struct prober *p, int ok, const char *why)
     p->bev = NULL;
     if (healthy != p->last)
         p->streak = 0; /* a worker marked it down (passive): count afresh */
-    if (ok && atomic_load(&p->region->st->ttfb_ewma_us) == 0)
-        atomic_store(&p->region->st->ttfb_ewma_us, rtt ? rtt : 1);
+    /* a check's round trip is a time-to-first-byte sample too: it seeds the
+     * region's latency before traffic, and keeps measuring a region that
+     * lost its traffic to a faster one, so that it can win it back */
+    if (ok)
+        mrd_ewma_add_atomic(&p->region->st->ttfb_ewma_us, rtt);
     switch (mrd_health_step(&healthy, &p->streak, ok, p->hc->rise, p->hc->fall)) {
     case MRD_HEALTH_UP:
         mrd_log(MRD_LOG_INFO, "upstream %s (%s) is up", p->st->name, p->region->conf->name);

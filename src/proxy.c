@@ -108,14 +108,6 @@ fail(struct mrd_req *req, int status, const char *detail)
     req->ops->on_error(req, status, detail, NULL);
 }
 
-/* shared EWMA (alpha 1/8); a lost race only drops one sample */
-static void
-ewma_add(atomic_uint_fast64_t *v, uint64_t sample_us)
-{
-    uint64_t old = atomic_load_explicit(v, memory_order_relaxed);
-    atomic_compare_exchange_weak(v, &old, mrd_ewma_update(old, sample_us, 3));
-}
-
 static void
 finish(struct mrd_req *req)
 {
@@ -319,9 +311,9 @@ parse_head(struct mrd_req *req, struct evbuffer *in)
     if (req->t_sent_us != 0) {
         /* time to first byte feeds the region's latency factor and p2c_ewma */
         uint64_t ttfb = mrd_now_us() - req->t_sent_us;
-        ewma_add(&req->region->st->ttfb_ewma_us, ttfb);
+        mrd_ewma_add_atomic(&req->region->st->ttfb_ewma_us, ttfb);
         if (req->ups != NULL)
-            ewma_add(&req->ups->ewma_us, ttfb);
+            mrd_ewma_add_atomic(&req->ups->ewma_us, ttfb);
         req->t_sent_us = 0;
     }
     if (msg->status >= 100 && msg->status < 200 && msg->status != 101) {

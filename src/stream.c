@@ -54,12 +54,19 @@ update_read(struct mrd_stream *s)
     }
 }
 
+static void on_writable(evutil_socket_t fd, short what, void *arg);
+
 static void
 add_write_event(struct mrd_stream *s)
 {
     struct timeval tv = tv_ms(s->wr_timeout_ms);
 
-    event_add(&s->wev, s->wr_timeout_ms ? &tv : NULL);
+    if (s->wev == NULL) {
+        s->wev = event_new(s->loop->base, s->fd, EV_WRITE, on_writable, s);
+        if (s->wev == NULL)
+            abort(); /* out of memory */
+    }
+    event_add(s->wev, s->wr_timeout_ms ? &tv : NULL);
     s->wr_added = 1;
 }
 
@@ -81,14 +88,14 @@ do_write(struct mrd_stream *s)
         s->closed = 1;
         update_read(s);
         if (s->wr_added) {
-            event_del(&s->wev);
+            event_del(s->wev);
             s->wr_added = 0;
         }
         s->eventcb(s, MRD_STREAM_ERROR | MRD_STREAM_WRITING, s->arg);
         return -1;
     }
     if (s->wr_added) {
-        event_del(&s->wev);
+        event_del(s->wev);
         s->wr_added = 0;
     }
     if (s->writecb != NULL)
@@ -216,7 +223,6 @@ mrd_stream_new(struct mrd_stream_loop *l, evutil_socket_t fd)
     s->in = evbuffer_new();
     s->out = evbuffer_new();
     event_assign(&s->rev, l->base, fd, EV_READ | EV_PERSIST, on_readable, s);
-    event_assign(&s->wev, l->base, fd, EV_WRITE, on_writable, s);
     return s;
 }
 
@@ -228,8 +234,8 @@ mrd_stream_free(struct mrd_stream *s)
     dirty_unlink(s);
     if (s->rd_added)
         event_del(&s->rev);
-    if (s->wr_added)
-        event_del(&s->wev);
+    if (s->wev != NULL)
+        event_free(s->wev);
     evbuffer_free(s->in);
     evbuffer_free(s->out);
     if (s->fd != -1)

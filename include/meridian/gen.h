@@ -86,6 +86,14 @@ struct mrd_gen {
 /* bound on the per-client rate limit table (policies.client_rate_limit) */
 #define MRD_CLIENT_LIMITER_ENTRIES 65536
 
+/* EWMA (alpha 1/8) shared by threads; a lost race only drops one sample */
+static inline void
+mrd_ewma_add_atomic(atomic_uint_fast64_t *v, uint64_t sample_us)
+{
+    uint_fast64_t old = atomic_load_explicit(v, memory_order_relaxed);
+    atomic_compare_exchange_weak(v, &old, mrd_ewma_update(old, sample_us, 3));
+}
+
 /* number of worker threads, fixed for the life of the process */
 extern unsigned mrd_n_workers;
 

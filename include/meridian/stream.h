@@ -48,7 +48,8 @@ struct mrd_stream {
     uint32_t rd_timeout_ms, wr_timeout_ms; /* 0 = none */
     unsigned reading : 1, rd_added : 1, wr_added : 1, connecting : 1, dirty : 1, closed : 1, rblocked : 1;
     struct mrd_stream *dnext, *dprev; /* dirty list */
-    struct event rev, wev;
+    struct event rev;
+    struct event *wev; /* created when first needed: most sockets never fill up */
 };
 
 /* one per worker: the list of streams with output to flush */

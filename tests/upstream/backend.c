@@ -13,7 +13,8 @@
  *
  *   mrd-backend -l ADDR:PORT [-l ...] [-n NAME] [-q]
  *
- * Routes: GET /healthz, POST /admin/health?state=up|down, GET /stats, /echo.
+ * Routes: GET /healthz, POST /admin/health?state=up|down, POST /admin/delay?ms=N
+ * (added to every later answer except the admin routes and /stats), GET /stats, /echo.
  * Query parameters on any path: status=N delay=MS size=N chunked=1 close=1.
  */
 #include <arpa/inet.h>
@@ -52,6 +53,7 @@ static struct {
     const char *name;
     bool quiet;
     bool healthy;
+    uint64_t delay_ms;       /* POST /admin/delay: added to every answer */
     uint64_t requests;       /* requests answered so far (X-Request-Count) */
     uint64_t connections;    /* TCP connections accepted */
     uint64_t active;         /* TCP connections currently open */
@@ -475,6 +477,18 @@ build_response(struct conn *c, int status_override)
             status = 400;
             evbuffer_add(body, "state=up|down\n", 14);
         }
+    } else if (span_eq(c, c->path, "/admin/delay")) {
+        uint64_t ms;
+        if (!span_eq(c, c->method, "POST")) {
+            status = 405;
+            evbuffer_add(body, "use POST\n", 9);
+        } else if (query_u64(c, "ms", &ms)) {
+            g.delay_ms = ms;
+            evbuffer_add_printf(body, "delay %" PRIu64 "\n", ms);
+        } else {
+            status = 400;
+            evbuffer_add(body, "ms=N\n", 5);
+        }
     } else if (span_eq(c, c->path, "/stats")) {
         ctype = "application/json";
         evbuffer_add(body, "{\"name\":", 8);
@@ -511,6 +525,9 @@ build_response(struct conn *c, int status_override)
         }
     }
     query_u64(c, "delay", &delay_ms);
+    if (!span_eq(c, c->path, "/admin/delay") && !span_eq(c, c->path, "/admin/health") &&
+        !span_eq(c, c->path, "/stats"))
+        delay_ms += g.delay_ms;
     chunked = query_flag(c, "chunked") && c->minor == 1;
     if (query_flag(c, "close"))
         c->keepalive = false;
