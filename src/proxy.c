@@ -21,6 +21,7 @@
 
 #define HIGH_WATER (256 * 1024) /* pause the producer above this many queued bytes */
 #define LOW_WATER (64 * 1024)
+#define REPLAY_MAX (64 * 1024) /* body kept to repeat an idempotent request (Envoy keeps 64 KiB too) */
 
 enum rstate {
     RS_IDLE = 0,   /* not started */
@@ -42,6 +43,8 @@ struct mrd_req {
     /* request body towards the upstream */
     enum mrd_h1_body up_body;
     struct evbuffer *pending; /* body received while no upstream is writable */
+    struct evbuffer *replay;  /* idempotent request: body already forwarded, for a retry; NULL
+                                 once over REPLAY_MAX */
     /* routing */
     struct mrd_region *region;
     int rule;                       /* residency rule of the client, -1 none */
@@ -130,9 +133,9 @@ retryable(struct mrd_req *req, int wrote)
         return 0;
     if (req->attempts > req->region->conf->retries)
         return 0;
-    /* the body is not kept once forwarded, so "idempotent" cannot bring it
-     * back: a request is repeatable while no body byte has left us */
-    return !wrote || !req->body_sent;
+    /* repeatable while no body byte has left us, or when the request is
+     * idempotent and the part of its body already sent was kept */
+    return !wrote || !req->body_sent || req->replay != NULL;
 }
 
 static void
@@ -154,6 +157,24 @@ send_body_bytes(struct mrd_req *req, struct evbuffer *src, size_t n)
 {
     if (n == 0)
         return;
+    if (req->replay != NULL) {
+        char tmp[4096];
+        size_t kept = evbuffer_get_length(req->replay);
+        if (kept + n > REPLAY_MAX) {
+            evbuffer_free(req->replay);
+            req->replay = NULL;
+        } else {
+            for (size_t off = 0; off < n;) {
+                struct evbuffer_ptr pos;
+                evbuffer_ptr_set(src, &pos, off, EVBUFFER_PTR_SET);
+                ev_ssize_t got = evbuffer_copyout_from(src, &pos, tmp, MRD_MIN(sizeof(tmp), n - off));
+                if (got <= 0)
+                    break;
+                evbuffer_add(req->replay, tmp, (size_t)got);
+                off += (size_t)got;
+            }
+        }
+    }
     mrd_stream_move(req->uc->s, src, n, req->up_body == MRD_H1_BODY_CHUNKED);
     req->body_sent = 1;
 }
@@ -191,6 +212,16 @@ start_sending(struct mrd_req *req)
     mrd_stream_read(st, 1);
     mrd_stream_write(st, req->head.p, req->head.len);
     req->t_sent_us = mrd_now_us();
+    if (req->replay != NULL && evbuffer_get_length(req->replay) > 0) {
+        /* a retry: first the body the failed attempt had already sent */
+        size_t n = evbuffer_get_length(req->replay);
+        const char *p = (const char *)evbuffer_pullup(req->replay, -1);
+        if (req->up_body == MRD_H1_BODY_CHUNKED)
+            evbuffer_add_printf(st->out, "%zx\r\n", n);
+        mrd_stream_write(st, p, n);
+        if (req->up_body == MRD_H1_BODY_CHUNKED)
+            mrd_stream_write(st, "\r\n", 2);
+    }
     send_body_bytes(req, req->pending, evbuffer_get_length(req->pending));
     if (req->body_done && req->up_body == MRD_H1_BODY_CHUNKED)
         mrd_stream_write(st, "0\r\n\r\n", 5);
@@ -601,6 +632,8 @@ mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char *
     req->upgrade = info->upgrade != 0;
     req->up_body = info->body;
     req->body_done = info->body == MRD_H1_BODY_NONE;
+    if (req->idempotent && !req->body_done)
+        req->replay = evbuffer_new();
     mrd_build_request_head(&req->head, info->method, info->method_len, info->target, info->target_len,
                            info->headers, info->n_headers, &f);
     attempt(req);
@@ -655,6 +688,8 @@ mrd_req_free(struct mrd_req *req)
         return;
     drop_upstream(req, 0);
     evbuffer_free(req->pending);
+    if (req->replay != NULL)
+        evbuffer_free(req->replay);
     mrd_buf_dispose(&req->head);
     mrd_gen_release(req->gen);
     free(req);
