@@ -6,6 +6,7 @@
  * runs, without taking tokens). Requests need "Authorization: Bearer TOKEN"
  * when a token is configured.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -166,25 +167,31 @@ on_request(struct evhttp_request *r, void *arg)
 }
 
 int
-mrd_admin_start(struct event_base *base, struct mrd_gen *g)
+mrd_admin_listen(const struct mrd_gen *g)
 {
     const struct mrd_admin_conf *a = &g->conf->admin;
     const char *err;
     int fd;
 
     if (!a->enabled)
-        return 0;
+        return -2;
     fd = mrd_listen_socket((const struct sockaddr *)&a->addr, a->addrlen, &err);
-    if (fd == -1) {
-        mrd_log(MRD_LOG_ERR, "admin %s: %s", a->address, err);
-        return -1;
-    }
+    if (fd == -1)
+        fprintf(stderr, "meridian: cannot listen on admin %s: %s\n", a->address, err);
+    return fd;
+}
+
+int
+mrd_admin_start(struct event_base *base, struct mrd_gen *g, int fd)
+{
+    if (fd < 0)
+        return 0;
     admin_http = evhttp_new(base);
     evhttp_set_gencb(admin_http, on_request, NULL);
     evhttp_set_allowed_methods(admin_http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                                EVHTTP_REQ_DELETE);
     if (evhttp_accept_socket(admin_http, fd) == -1) {
-        mrd_log(MRD_LOG_ERR, "admin %s: cannot accept", a->address);
+        mrd_log(MRD_LOG_ERR, "admin %s: cannot accept", g->conf->admin.address);
         evhttp_free(admin_http);
         admin_http = NULL;
         return -1;

@@ -252,6 +252,9 @@ main(int argc, char **argv)
     mrd_diag_dispose(&d);
 
     /* bind everything before detaching, so errors reach the terminal */
+    int admin_fd = mrd_admin_listen(current);
+    if (admin_fd == -1)
+        return 1;
     size_t nl = current->conf->n_listeners;
     int *fds = mrd_xcalloc(nl * mrd_n_workers + 1, sizeof(int));
     int *tls = mrd_xcalloc(nl + 1, sizeof(int));
@@ -295,7 +298,7 @@ main(int argc, char **argv)
     }
     free(fds);
     free(tls);
-    if (mrd_admin_start(main_base, current) == -1)
+    if (mrd_admin_start(main_base, current, admin_fd) == -1)
         return 1;
     mrd_health_start(main_base, current);
     ev_hup = evsignal_new(main_base, SIGHUP, on_reload, NULL);

@@ -150,7 +150,10 @@ void mrd_conn_run_deferred(struct mrd_worker *w);
 void mrd_conn_shutdown_all(struct mrd_worker *w, int force);
 
 /* ---- admin (admin.c) ---- */
-int mrd_admin_start(struct event_base *base, struct mrd_gen *g);
+/* bind the admin listener (before the proxy's, so that it is ready when they
+ * are); -2 when none is configured, -1 on error (reported on stderr) */
+int mrd_admin_listen(const struct mrd_gen *g);
+int mrd_admin_start(struct event_base *base, struct mrd_gen *g, int fd);
 void mrd_admin_set_gen(struct mrd_gen *g);
 void mrd_admin_stop(void);
 
