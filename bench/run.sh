@@ -4,7 +4,8 @@
 # Method and how to read the output: bench/README.md. Run from the repo root
 # (`make bench` does). Settings come from the environment:
 #   ROUNDS=5 DURATION=10 REQS=100000 CONNS=50 IDLE_CONNS=10000
-#   TARGETS="direct meridian haproxy nginx"
+#   TARGETS="direct meridian haproxy nginx" (also: meridian-geo, meridian with
+#   full routing: MaxMind lookup, five capped regions, a residency rule)
 #   MERIDIAN_BIN=./meridian BACKEND_BIN=./build/mrd-backend KEEP_WORK=0
 set -euo pipefail
 
@@ -14,6 +15,7 @@ REQS=${REQS:-100000}
 CONNS=${CONNS:-50}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 TARGETS=${TARGETS:-"direct meridian haproxy nginx"}
+GEO_DB=${GEO_DB:-$(cd "$(dirname "$0")/../.." && pwd)/shared/geo/GeoIP2-City-Test.mmdb}
 MERIDIAN_BIN=${MERIDIAN_BIN:-./meridian}
 BACKEND_BIN=${BACKEND_BIN:-./build/mrd-backend}
 HAPROXY_BIN=${HAPROXY_BIN:-haproxy}
@@ -105,7 +107,7 @@ wait_port() {
 
 render() {    # render TEMPLATE OUT PROXY_PORT
     sed -e "s|@PROXY_PORT@|$3|g" -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" -e "s|@MAXCONN@|$MAXCONN|g" \
-        -e "s|@NOFILE@|$NOFILE|g" -e "s|@WORK@|$WORK|g" "$1" > "$2"
+        -e "s|@NOFILE@|$NOFILE|g" -e "s|@WORK@|$WORK|g" -e "s|@GEO_DB@|$GEO_DB|g" "$1" > "$2"
 }
 
 # ns of CPU used by all threads of the given processes (schedstat field 1)
@@ -150,14 +152,14 @@ start_proxy() {
     local target=$1 port=$2 tag=$3 pid
     STARTED_PIDS=""
     case $target in
-    meridian)
+    meridian | meridian-geo)
         if [[ ! -x $MERIDIAN_BIN ]]; then
-            log "bench: skipping meridian: $MERIDIAN_BIN not found (build it with make)"
+            log "bench: skipping $target: $MERIDIAN_BIN not found (build it with make)"
             return 1
         fi
-        render "$BENCH_DIR/meridian.yaml.in" "$WORK/meridian-$tag.yaml" "$port"
-        "${PIN_SERVER[@]}" "$MERIDIAN_BIN" -c "$WORK/meridian-$tag.yaml" \
-            > "$WORK/meridian-$tag.log" 2>&1 &
+        render "$BENCH_DIR/$target.yaml.in" "$WORK/$target-$tag.yaml" "$port"
+        "${PIN_SERVER[@]}" "$MERIDIAN_BIN" -c "$WORK/$target-$tag.yaml" \
+            > "$WORK/$target-$tag.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
         STARTED_PIDS=$pid
