@@ -10,8 +10,10 @@
  *   mrd_route_admit       the cap walk, taking a real token (mrd_bucket_take)
  *   mrd_rate_add          count the admission in the winner's sliding window
  * "core" leaves out the snapshot's rate reads and the rate add (a static
- * snapshot); "full" includes them and reads CLOCK_MONOTONIC once per
- * decision as route.c does.
+ * snapshot) and locates every client afresh; "full" is what route.c runs:
+ * it includes them, reads CLOCK_MONOTONIC once per decision, and locates
+ * through the per-worker cache (mrd_geo_locate_cached), which these 24
+ * recurring clients hit after their first decision.
  *
  * The configuration is generated as YAML and goes through mrd_config_parse,
  * mrd_geo_new and mrd_route_table_new like meridian's own start-up. Regions
@@ -64,6 +66,7 @@ struct bench {
     struct mrd_route_factors *factors;
     struct mrd_ip ips[N_CLIENTS];
     uint64_t now_ms;
+    struct mrd_geo_cache *cache;
 };
 
 static int
@@ -173,6 +176,7 @@ bench_init(struct bench *b, size_t n, const char *db)
     b->rates = calloc(n, sizeof(*b->rates));
     b->snap = calloc(n, sizeof(*b->snap));
     b->factors = calloc(n, sizeof(*b->factors));
+    b->cache = calloc(1, sizeof(*b->cache));
     if (!b->buckets || !b->rates || !b->snap || !b->factors)
         abort();
     b->now_ms = 1000000;
@@ -203,6 +207,7 @@ bench_free(struct bench *b)
     free(b->rates);
     free(b->snap);
     free(b->factors);
+    free(b->cache);
 }
 
 static volatile long sink;
@@ -222,7 +227,10 @@ decide(struct bench *b, size_t k, int full)
         clock_gettime(CLOCK_MONOTONIC, &ts);
         (void)ts;
     }
-    mrd_geo_locate(b->geo, &b->ips[k % N_CLIENTS], &loc);
+    if (full)
+        mrd_geo_locate_cached(b->geo, b->cache, &b->ips[k % N_CLIENTS], &loc);
+    else
+        mrd_geo_locate(b->geo, &b->ips[k % N_CLIENTS], &loc);
     if (full)
         for (size_t i = 0; i < b->n; i++)
             b->snap[i].rate_per_s = mrd_rate_per_s(&b->rates[i], b->now_ms);

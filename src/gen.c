@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "meridian/addr.h"
+#include "meridian/clock.h"
 #include "meridian/common.h"
 #include "meridian/gen.h"
 #include "meridian/geo.h"
@@ -19,14 +20,6 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mrd_upstream_state *registry;
 static struct mrd_region_state *region_registry;
 static atomic_uint_fast64_t next_gen_id = 1;
-
-static uint64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static struct mrd_region_state *
 region_state_lookup(const struct mrd_region_conf *rc)
@@ -50,7 +43,7 @@ region_state_lookup(const struct mrd_region_conf *rc)
     s->capacity_rps = rc->capacity_rps;
     s->capacity_burst = rc->capacity_burst;
     if (rc->capacity_rps)
-        mrd_bucket_init(&s->bucket, rc->capacity_rps * 1000, rc->capacity_burst, now_ms());
+        mrd_bucket_init(&s->bucket, rc->capacity_rps * 1000, rc->capacity_burst, mrd_now_ms());
     mrd_rate_init(&s->rate);
     atomic_init(&s->ttfb_ewma_us, 0);
     s->next = region_registry;
@@ -156,7 +149,7 @@ mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag)
     g->geo = geo;
     g->route = mrd_route_table_new(conf);
     if (conf->policies.client_rate_enabled) {
-        uint64_t seed[2] = {(uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)g, now_ms() * 0x9E3779B97F4A7C15ULL};
+        uint64_t seed[2] = {(uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)g, mrd_now_ms() * 0x9E3779B97F4A7C15ULL};
         g->climit = mrd_client_limiter_new(conf->policies.client_rate_milli_per_s, conf->policies.client_burst,
                                            MRD_CLIENT_LIMITER_ENTRIES);
         mrd_client_limiter_set_seed(g->climit, seed[0], seed[1]);

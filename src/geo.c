@@ -485,3 +485,36 @@ mrd_geo_locate(const struct mrd_geo *g, const struct mrd_ip *ip, struct mrd_loca
     }
     out->known = have_xy;
 }
+
+/* ---- locate cache ---- */
+
+void
+mrd_geo_cache_reset(struct mrd_geo_cache *c)
+{
+    memset(c, 0, sizeof(*c));
+}
+
+void
+mrd_geo_locate_cached(const struct mrd_geo *g, struct mrd_geo_cache *c, const struct mrd_ip *ip,
+                      struct mrd_location *out)
+{
+    size_t n = ip->family == AF_INET ? 4 : 16;
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)ip->family;
+    struct mrd_geo_cache_slot *slot;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ip->bytes[i]) * 1099511628211ULL;
+    slot = &c->slots[(h ^ (h >> 29)) % MRD_GEO_CACHE_SLOTS];
+    if (slot->used && slot->ip.family == ip->family && memcmp(slot->ip.bytes, ip->bytes, n) == 0) {
+        c->hits++;
+        *out = slot->loc;
+        return;
+    }
+    c->misses++;
+    mrd_geo_locate(g, ip, out);
+    memset(&slot->ip, 0, sizeof(slot->ip));
+    slot->ip.family = ip->family;
+    memcpy(slot->ip.bytes, ip->bytes, n);
+    slot->loc = *out;
+    slot->used = 1;
+}

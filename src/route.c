@@ -10,19 +10,12 @@
 #include "meridian/common.h"
 #include "meridian/route.h"
 
-uint64_t
-mrd_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 void
 mrd_route_scratch_dispose(struct mrd_route_scratch *s)
 {
     free(s->snap);
     free(s->factors);
+    free(s->geo_cache);
     memset(s, 0, sizeof(*s));
 }
 
@@ -80,7 +73,15 @@ mrd_route_client(struct mrd_gen *g, const struct mrd_ip *client, int take, struc
         sc->factors = mrd_xrealloc(sc->factors, n * sizeof(*sc->factors));
         sc->cap = n;
     }
-    mrd_geo_locate(g->geo, client, &res->loc);
+    /* calloc: fresh zero pages, so RSS grows only with the slots used */
+    if (sc->geo_cache == NULL)
+        sc->geo_cache = mrd_xcalloc(1, sizeof(*sc->geo_cache));
+    if (sc->geo_cache_gen != g->id) {
+        if (sc->geo_cache->hits + sc->geo_cache->misses > 0)
+            mrd_geo_cache_reset(sc->geo_cache);
+        sc->geo_cache_gen = g->id;
+    }
+    mrd_geo_locate_cached(g->geo, sc->geo_cache, client, &res->loc);
     res->region = -1;
     res->block_status = blocked(g->conf, res->loc.country) ? g->conf->policies.block_status : 0;
     for (size_t i = 0; i < n; i++) {

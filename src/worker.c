@@ -23,14 +23,6 @@ struct listener_ctx {
 };
 
 uint64_t
-mrd_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-uint64_t
 mrd_worker_rand(struct mrd_worker *w)
 {
     /* xorshift64*: cheap, per worker, good enough for load balancing */

@@ -83,6 +83,30 @@ void mrd_geo_locate(const struct mrd_geo *g, const struct mrd_ip *ip, struct mrd
  * two points given in degrees. Symmetric; 0 for the same point. */
 double mrd_haversine_km(double lat1, double lon1, double lat2, double lon2);
 
+/*
+ * A per-thread cache of locate results, direct-mapped by address. A MaxMind
+ * lookup costs about a microsecond, several times the rest of a routing
+ * decision, and clients repeat themselves (keep-alive, retries, page loads).
+ * The owner resets it whenever the geo table changes (a new generation).
+ */
+#define MRD_GEO_CACHE_SLOTS 4096
+
+struct mrd_geo_cache_slot {
+    struct mrd_ip ip;
+    struct mrd_location loc;
+    int used;
+};
+
+struct mrd_geo_cache {
+    struct mrd_geo_cache_slot slots[MRD_GEO_CACHE_SLOTS];
+    uint64_t hits, misses;
+};
+
+void mrd_geo_cache_reset(struct mrd_geo_cache *c);
+/* mrd_geo_locate through the cache */
+void mrd_geo_locate_cached(const struct mrd_geo *g, struct mrd_geo_cache *c, const struct mrd_ip *ip,
+                           struct mrd_location *out);
+
 /* Geography factor of SPEC 3.3: 1 - d_km / 20015.1, clamped to [0, 1]
  * (antipodes, slightly over 20015.1 km, give 0; NaN gives 0). */
 double mrd_geo_factor(double d_km);

@@ -9,6 +9,7 @@
 #define MERIDIAN_ROUTE_H
 
 #include "meridian/addr.h"
+#include "meridian/clock.h"
 #include "meridian/gen.h"
 #include "meridian/geo.h"
 #include "meridian/score.h"
@@ -26,6 +27,8 @@ struct mrd_route_scratch {
     struct mrd_region_snap *snap;
     struct mrd_route_factors *factors;
     size_t cap;
+    struct mrd_geo_cache *geo_cache; /* per caller; reset when the generation changes */
+    uint64_t geo_cache_gen;
 };
 
 void mrd_route_scratch_dispose(struct mrd_route_scratch *s);
@@ -37,7 +40,5 @@ void mrd_route_client(struct mrd_gen *g, const struct mrd_ip *client, int take, 
 
 /* Take a token from region i for a retry walking its fallback chain. */
 int mrd_route_take(struct mrd_gen *g, size_t i);
-
-uint64_t mrd_now_ms(void);
 
 #endif

@@ -67,7 +67,6 @@ void mrd_worker_dispose(struct mrd_worker *w);
 extern atomic_uint mrd_connections_active;
 
 uint64_t mrd_worker_rand(struct mrd_worker *w);
-uint64_t mrd_now_us(void);
 
 /* ---- requests (proxy.c) ---- */
 

@@ -832,3 +832,9 @@ def keepalive_handler(name, delay=0.0, extra_headers=()):
             sock.sendall(head.encode() + b"\r\n" + body)
 
     return handler
+
+
+def admin_get(admin_port, path):
+    """GET on meridian's admin listener (bound before the proxy listeners, so
+    it is ready once the Meridian fixture has seen the proxy port)."""
+    return request(admin_port, "GET", path)

@@ -9,7 +9,7 @@ import selectors
 import socket
 import time
 
-from conftest import HttpConn, Reader, free_port, request
+from conftest import HttpConn, Reader, admin_get, free_port, request
 
 # --------------------------------------------------------------------------
 # load generator
@@ -44,18 +44,6 @@ class _Conn:
         self.pending = collections.deque()   # send times of requests in flight
 
 
-def admin_get(admin_port, path):
-    """GET on the admin listener. meridian opens it after the proxy listeners
-    (which is what the Meridian fixture waits for), so retry a refused
-    connect for a while."""
-    deadline = time.monotonic() + 5.0
-    while True:
-        try:
-            return request(admin_port, "GET", path)
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 def _get(rx, head):
@@ -251,7 +239,9 @@ def test_cap_accuracy_and_fallback_under_overload(meridian, backends):
                 assert name in first, "shed at t=%.3f before %s admitted anything" % (r.t_send, name)
                 full = burst + cap * (r.t_send - first[name])
                 worst = min(worst, adm[name] / full)
-                assert adm[name] >= 0.95 * full - 2, (
+                # send order is not admission order: with 16 connections in
+                # flight, up to 16 earlier-sent requests may be admitted later
+                assert adm[name] >= 0.95 * full - 16, (
                     "shed at t=%.3f while %s had admitted only %d of %.0f" % (r.t_send, name, adm[name], full))
     print("  at every shed, A and B had admitted >= %.1f%% of rate*t + burst" % (100 * worst))
 

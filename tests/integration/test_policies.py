@@ -6,7 +6,7 @@ import os
 import socket
 import time
 
-from conftest import REPO, HttpConn, Reader, free_port, request
+from conftest import HttpConn, REPO, Reader, admin_get, free_port, request
 
 GEO_DB = os.path.abspath(os.path.join(REPO, "..", "shared", "geo", "GeoIP2-City-Test.mmdb"))
 
@@ -19,18 +19,6 @@ NETS = {
 }
 
 
-def admin_get(admin_port, path):
-    """GET on the admin listener. meridian opens it after the proxy listeners
-    (which is what the Meridian fixture waits for), so retry a refused
-    connect for a while."""
-    deadline = time.monotonic() + 5.0
-    while True:
-        try:
-            return request(admin_port, "GET", path)
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 def conn_from(port, src, timeout=10.0):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import REPO, SLOW, HttpConn, Reader, free_port, request
+from conftest import HttpConn, REPO, Reader, SLOW, admin_get, free_port, request
 
 GEO_DB = os.path.abspath(os.path.join(REPO, "..", "shared", "geo", "GeoIP2-City-Test.mmdb"))
 
@@ -52,18 +52,6 @@ DEFAULT_LOC = (38.9, -77.0)
 # helpers (kept here: conftest has no geo/admin helpers)
 # --------------------------------------------------------------------------
 
-def admin_get(admin_port, path):
-    """GET on the admin listener. meridian opens it after the proxy listeners
-    (which is what the Meridian fixture waits for), so retry a refused
-    connect for a while."""
-    deadline = time.monotonic() + 5.0
-    while True:
-        try:
-            return request(admin_port, "GET", path)
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 def haversine_km(lat1, lon1, lat2, lon2):

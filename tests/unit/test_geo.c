@@ -14,6 +14,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -465,6 +466,44 @@ test_mmdb_geolite2_city(void **state)
     mrd_geo_free(g);
 }
 
+/* The cache answers exactly what mrd_geo_locate answers, hits on repeats,
+ * keeps IPv4 and IPv6 apart, and forgets everything on reset. */
+static void
+test_locate_cache(void **state)
+{
+    struct mrd_geo_conf conf = {.database = LITE_DB};
+    static const char *const ips[] = {"81.2.69.142", "175.16.199.5", "2001:218::1", "149.101.100.1",
+                                      "::ffff:89.160.20.128", "89.160.20.128"};
+    struct mrd_geo_cache *c = calloc(1, sizeof(*c));
+    struct mrd_geo *g;
+
+    require_file(LITE_DB);
+    g = geo_or_fail(&conf);
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < sizeof(ips) / sizeof(ips[0]); i++) {
+            struct mrd_ip ip;
+            struct mrd_location a, b;
+            assert_int_equal(mrd_ip_parse(ips[i], strlen(ips[i]), &ip), 0);
+            mrd_geo_locate(g, &ip, &a);
+            mrd_geo_locate_cached(g, c, &ip, &b);
+            assert_int_equal(a.known, b.known);
+            assert_int_equal(a.source, b.source);
+            assert_string_equal(a.country, b.country);
+            assert_string_equal(a.continent, b.continent);
+            assert_true(a.latitude == b.latitude && a.longitude == b.longitude);
+        }
+    }
+    /* 6 addresses, two of them the same after v4-mapped folding: 5 misses */
+    assert_int_equal(c->misses, 5);
+    assert_int_equal(c->hits, 13);
+    mrd_geo_cache_reset(c);
+    assert_int_equal(c->hits + c->misses, 0);
+    for (size_t i = 0; i < MRD_GEO_CACHE_SLOTS; i++)
+        assert_int_equal(c->slots[i].used, 0);
+    mrd_geo_free(g);
+    free(c);
+}
+
 /* A Country database has identity but no coordinates. */
 static void
 test_mmdb_country_only(void **state)
@@ -616,6 +655,7 @@ main(void)
         cmocka_unit_test(test_mmdb_geoip2_city),
         cmocka_unit_test(test_mmdb_geolite2_city),
         cmocka_unit_test(test_mmdb_country_only),
+        cmocka_unit_test(test_locate_cache),
         cmocka_unit_test(test_mmdb_open_errors),
         cmocka_unit_test(test_lpm_matches_linear_scan),
     };
