@@ -17,9 +17,11 @@
 
 #include "meridian/addr.h"
 #include "meridian/common.h"
+#include "meridian/h2.h"
 #include "meridian/headers.h"
 #include "meridian/log.h"
 #include "meridian/server.h"
+#include "meridian/tls.h"
 
 
 enum cstate {
@@ -40,7 +42,8 @@ struct mrd_conn {
     enum cstate state;
     size_t last_len;  /* head bytes already scanned */
     unsigned deferred : 1, tls : 1, keepalive : 1, close_after : 1, req_in_done : 1, resp_done : 1, resp_started : 1,
-        client_10 : 1, paused : 1, resp_chunked : 1, resp_none : 1, dead : 1, lingering : 1;
+        client_10 : 1, paused : 1, resp_chunked : 1, resp_none : 1, dead : 1, lingering : 1, served : 1,
+        h2c : 1; /* the listener accepts HTTP/2 prior knowledge */
     /* current request */
     struct mrd_req *req;
     enum mrd_h1_body in_body;
@@ -80,7 +83,8 @@ conn_free(struct mrd_conn *c)
             c->dnext->dprev = c->dprev;
     }
     atomic_fetch_sub(&mrd_connections_active, 1);
-    mrd_stream_free(c->s);
+    if (c->s != NULL) /* NULL: handed over to HTTP/2 */
+        mrd_stream_free(c->s);
     mrd_gen_release(c->gen);
     free(c);
 }
@@ -441,6 +445,7 @@ start_request(struct mrd_conn *c, struct mrd_h1_msg *m, size_t head_len)
     const char *detail, *extra;
     int status;
 
+    c->served = 1;
     c->client_10 = m->version_minor == 0;
     c->keepalive = !(m->flags & MRD_H1_F_CONN_CLOSE);
     c->close_after = 0;
@@ -563,6 +568,16 @@ process(struct mrd_conn *c)
     arm_head_timeout(c);
     if (len == 0)
         return;
+    /* h2c prior knowledge: the client preface as the connection's first bytes */
+    if (c->h2c && !c->served && (r = mrd_h2_preface(in)) >= 0) {
+        struct mrd_stream *s = c->s;
+        if (r == 0)
+            return; /* a prefix of it: wait for the rest */
+        c->s = NULL; /* the stream and its bytes go to h2.c */
+        mrd_h2_start(c->w, s, c->gen, &c->peer, 0);
+        conn_free(c);
+        return;
+    }
     n = MRD_MIN(len, max);
     p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
     r = mrd_h1_parse_request(p, n, c->last_len, m, &pos);
@@ -615,6 +630,18 @@ on_event(struct mrd_stream *st, short what, void *arg)
 {
     struct mrd_conn *c = arg;
 
+    if (what & MRD_STREAM_CONNECTED) {
+        /* TLS handshake done: ALPN decides the protocol */
+        if (mrd_tls_alpn(st->ssl) == MRD_PROTO_H2) {
+            c->s = NULL; /* the HTTP/2 connection takes the stream over */
+            mrd_h2_start(c->w, st, c->gen, &c->peer, 1);
+            conn_free(c);
+            return;
+        }
+        arm_head_timeout(c);
+        return;
+    }
+
     if (what & MRD_STREAM_TIMEOUT) {
         if (c->lingering || (what & MRD_STREAM_WRITING)) {
             conn_free(c);
@@ -654,12 +681,18 @@ mrd_conn_run_deferred(struct mrd_worker *w)
 }
 
 void
-mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int socklen, int tls)
+mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int socklen, size_t listener)
 {
     struct mrd_conn *c;
+    struct mrd_tls *tls = listener < w->gen->conf->n_listeners ? w->gen->tls[listener] : NULL;
+    SSL *ssl = NULL;
     int one = 1;
 
     if (atomic_load(&mrd_connections_active) >= w->gen->conf->limits.max_connections) {
+        evutil_closesocket(fd);
+        return;
+    }
+    if (tls != NULL && (ssl = mrd_tls_ssl_new(tls)) == NULL) {
         evutil_closesocket(fd);
         return;
     }
@@ -669,7 +702,8 @@ mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr 
     c->w = w;
     c->gen = w->gen;
     mrd_gen_acquire(c->gen);
-    c->tls = tls != 0;
+    c->tls = ssl != NULL;
+    c->h2c = listener < w->gen->conf->n_listeners && (w->gen->conf->listeners[listener].protocols & MRD_PROTO_H2C);
     if (mrd_ip_from_sockaddr(sa, &c->peer) == -1)
         memset(&c->peer, 0, sizeof(c->peer)); /* accept() gives IPv4 or IPv6: not reached */
     c->s = mrd_stream_new(&w->sloop, fd);
@@ -681,7 +715,14 @@ mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr 
     w->conns = c;
     w->n_conns++;
     atomic_fetch_add(&mrd_connections_active, 1);
-    arm_head_timeout(c);
+    if (ssl != NULL) {
+        /* the handshake gets the request_header budget */
+        uint32_t ms = ms32(w->gen->conf->timeouts.request_header_ms);
+        mrd_stream_tls_accept(c->s, ssl);
+        mrd_stream_set_timeouts(c->s, ms, ms);
+    } else {
+        arm_head_timeout(c);
+    }
     mrd_stream_read(c->s, 1);
 }
 
@@ -695,4 +736,5 @@ mrd_conn_shutdown_all(struct mrd_worker *w, int force)
         if (force || (c->state == CS_HEAD && evbuffer_get_length(c->s->in) == 0))
             conn_free(c);
     }
+    mrd_h2_shutdown_all(w, force);
 }

@@ -13,6 +13,7 @@
 #include "meridian/gen.h"
 #include "meridian/geo.h"
 #include "meridian/score.h"
+#include "meridian/tls.h"
 
 unsigned mrd_n_workers = 1;
 
@@ -147,6 +148,21 @@ mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag)
     }
     g = mrd_xcalloc(1, sizeof(*g));
     g->geo = geo;
+    g->tls = mrd_xcalloc(conf->n_listeners ? conf->n_listeners : 1, sizeof(*g->tls));
+    for (size_t i = 0; i < conf->n_listeners; i++) {
+        if (!conf->listeners[i].tls)
+            continue;
+        g->tls[i] = mrd_tls_new(conf, &conf->listeners[i], diag);
+        if (g->tls[i] == NULL) {
+            for (size_t j = 0; j < i; j++)
+                mrd_tls_free(g->tls[j]);
+            free(g->tls);
+            mrd_geo_free(geo);
+            free(g);
+            mrd_config_free(conf);
+            return NULL;
+        }
+    }
     g->route = mrd_route_table_new(conf);
     if (conf->policies.client_rate_enabled) {
         uint64_t seed[2] = {(uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)g, mrd_now_ms() * 0x9E3779B97F4A7C15ULL};
@@ -204,6 +220,9 @@ mrd_gen_release(struct mrd_gen *g)
     }
     free(g->regions);
     mrd_route_table_free(g->route);
+    for (size_t i = 0; i < g->conf->n_listeners; i++)
+        mrd_tls_free(g->tls[i]);
+    free(g->tls);
     mrd_geo_free(g->geo);
     if (g->climit != NULL)
         mrd_client_limiter_free(g->climit);

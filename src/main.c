@@ -224,17 +224,17 @@ main(int argc, char **argv)
     }
     mrd_diag_dispose(&d);
     if (test_only) {
-        printf("%s: configuration is valid\n", conf_path);
-        mrd_config_free(conf);
-        return 0;
-    }
-    for (size_t i = 0; i < conf->n_listeners; i++) {
-        if (conf->listeners[i].tls) {
-            fprintf(stderr, "%s:%u:%u: TLS listeners need the TLS edge (issue 5), not in this build\n",
-                    conf->file, conf->listeners[i].pos.line, conf->listeners[i].pos.col);
-            mrd_config_free(conf);
+        /* also what only building it finds: certificates, the geo database */
+        struct mrd_gen *g;
+        mrd_diag_init(&d);
+        g = mrd_gen_new(conf, &d);
+        print_diag(&d);
+        mrd_diag_dispose(&d);
+        if (g == NULL)
             return 1;
-        }
+        mrd_gen_release(g);
+        printf("%s: configuration is valid\n", conf_path);
+        return 0;
     }
     signal(SIGPIPE, SIG_IGN);
     /* buffers come and go with every request: keep freed memory in the
@@ -257,9 +257,6 @@ main(int argc, char **argv)
         return 1;
     size_t nl = current->conf->n_listeners;
     int *fds = mrd_xcalloc(nl * mrd_n_workers + 1, sizeof(int));
-    int *tls = mrd_xcalloc(nl + 1, sizeof(int));
-    for (size_t i = 0; i < nl; i++)
-        tls[i] = current->conf->listeners[i].tls;
     for (unsigned w = 0; w < mrd_n_workers; w++) {
         for (size_t i = 0; i < nl; i++) {
             const struct mrd_listener_conf *l = &current->conf->listeners[i];
@@ -289,7 +286,7 @@ main(int argc, char **argv)
     done_ev = event_new(main_base, -1, 0, on_worker_done, NULL);
     workers = mrd_xcalloc(mrd_n_workers, sizeof(*workers));
     for (unsigned w = 0; w < mrd_n_workers; w++) {
-        if (mrd_worker_init(&workers[w], w, current, &fds[w * nl], tls, nl) == -1) {
+        if (mrd_worker_init(&workers[w], w, current, &fds[w * nl], nl) == -1) {
             mrd_log(MRD_LOG_ERR, "cannot start worker %u", w);
             return 1;
         }
@@ -297,7 +294,6 @@ main(int argc, char **argv)
         workers[w].done_count = &workers_done;
     }
     free(fds);
-    free(tls);
     if (mrd_admin_start(main_base, current, admin_fd) == -1)
         return 1;
     mrd_health_start(main_base, current);

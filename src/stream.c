@@ -12,6 +12,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "meridian/common.h"
 #include "meridian/stream.h"
 
@@ -70,10 +72,66 @@ add_write_event(struct mrd_stream *s)
     s->wr_added = 1;
 }
 
+static void
+fail_stream(struct mrd_stream *s, short what)
+{
+    s->closed = 1;
+    update_read(s);
+    if (s->wr_added) {
+        event_del(s->wev);
+        s->wr_added = 0;
+    }
+    s->eventcb(s, what, s->arg);
+}
+
+/* TLS: write records until the output is empty or the socket is full.
+ * Returns 1 when all was written, 0 to wait, -1 after a failure (callback ran). */
+static int
+tls_write(struct mrd_stream *s)
+{
+    while (evbuffer_get_length(s->out) > 0) {
+        size_t n = MRD_MIN(evbuffer_get_length(s->out), 16384);
+        const void *p = evbuffer_pullup(s->out, (ev_ssize_t)n);
+        int r;
+
+        ERR_clear_error();
+        r = SSL_write(s->ssl, p, (int)n);
+        if (r > 0) {
+            evbuffer_drain(s->out, (size_t)r);
+            continue;
+        }
+        switch (SSL_get_error(s->ssl, r)) {
+        case SSL_ERROR_WANT_WRITE:
+            if (!s->wr_added)
+                add_write_event(s);
+            return 0;
+        case SSL_ERROR_WANT_READ:
+            s->write_wants_read = 1; /* resumed from on_readable */
+            return 0;
+        default:
+            fail_stream(s, MRD_STREAM_ERROR | MRD_STREAM_WRITING);
+            return -1;
+        }
+    }
+    return 1;
+}
+
 /* write what is queued; returns -1 when the stream failed (callback ran) */
 static int
 do_write(struct mrd_stream *s)
 {
+    if (s->ssl != NULL) {
+        int r = tls_write(s);
+        if (r <= 0)
+            return r;
+        if (s->wr_added) {
+            event_del(s->wev);
+            s->wr_added = 0;
+        }
+        if (s->writecb != NULL)
+            s->writecb(s, s->arg);
+        return 0;
+    }
     while (evbuffer_get_length(s->out) > 0) {
         int n = evbuffer_write(s->out, s->fd);
         if (n > 0)
@@ -85,13 +143,7 @@ do_write(struct mrd_stream *s)
         }
         if (n == -1 && errno == EINTR)
             continue;
-        s->closed = 1;
-        update_read(s);
-        if (s->wr_added) {
-            event_del(s->wev);
-            s->wr_added = 0;
-        }
-        s->eventcb(s, MRD_STREAM_ERROR | MRD_STREAM_WRITING, s->arg);
+        fail_stream(s, MRD_STREAM_ERROR | MRD_STREAM_WRITING);
         return -1;
     }
     if (s->wr_added) {
@@ -112,7 +164,7 @@ on_flush(evutil_socket_t fd, short what, void *arg)
     /* callbacks may free streams or dirty others: always take the head */
     while ((s = l->dirty) != NULL) {
         dirty_unlink(s);
-        if (s->connecting || s->wr_added || s->closed)
+        if (s->connecting || s->wr_added || s->closed || s->handshaking)
             continue;
         do_write(s);
     }
@@ -133,6 +185,82 @@ kick(struct mrd_stream *s)
     event_active(&s->loop->flush_ev, EV_TIMEOUT, 0);
 }
 
+/* TLS handshake step; calls back CONNECTED when done */
+static void
+do_handshake(struct mrd_stream *s)
+{
+    int r;
+
+    ERR_clear_error();
+    r = SSL_do_handshake(s->ssl);
+    if (r == 1) {
+        s->handshaking = 0;
+        if (s->wr_added) {
+            event_del(s->wev);
+            s->wr_added = 0;
+        }
+        s->eventcb(s, MRD_STREAM_CONNECTED, s->arg);
+        return;
+    }
+    switch (SSL_get_error(s->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        if (!s->wr_added)
+            add_write_event(s);
+        return;
+    default:
+        fail_stream(s, MRD_STREAM_ERROR | MRD_STREAM_READING);
+    }
+}
+
+/* TLS: decrypt what is available into `in`. Returns bytes read (> 0), 0 to
+ * wait, -1 after a failure or EOF (callback ran). */
+static int
+tls_read(struct mrd_stream *s)
+{
+    size_t total = 0;
+
+    do {
+        struct evbuffer_iovec v[1];
+        int r;
+
+        if (evbuffer_reserve_space(s->in, READ_CHUNK, v, 1) < 1)
+            break;
+        ERR_clear_error();
+        r = SSL_read(s->ssl, v[0].iov_base, (int)MRD_MIN(v[0].iov_len, (size_t)INT32_MAX));
+        if (r > 0) {
+            v[0].iov_len = (size_t)r;
+            evbuffer_commit_space(s->in, v, 1);
+            total += (size_t)r;
+            continue;
+        }
+        evbuffer_commit_space(s->in, v, 0);
+        switch (SSL_get_error(s->ssl, r)) {
+        case SSL_ERROR_WANT_READ:
+            return (int)MRD_MIN(total, (size_t)INT32_MAX);
+        case SSL_ERROR_WANT_WRITE:
+            s->read_wants_write = 1;
+            if (!s->wr_added)
+                add_write_event(s);
+            return (int)MRD_MIN(total, (size_t)INT32_MAX);
+        case SSL_ERROR_ZERO_RETURN:
+            if (total)
+                return (int)MRD_MIN(total, (size_t)INT32_MAX); /* deliver first; EOF is seen next time */
+            s->reading = 0;
+            update_read(s);
+            s->eventcb(s, MRD_STREAM_EOF | MRD_STREAM_READING, s->arg);
+            return -1;
+        default:
+            if (total)
+                return (int)MRD_MIN(total, (size_t)INT32_MAX);
+            fail_stream(s, MRD_STREAM_ERROR | MRD_STREAM_READING);
+            return -1;
+        }
+    } while (SSL_pending(s->ssl) > 0 && total < 4 * READ_CHUNK);
+    return (int)MRD_MIN(total, (size_t)INT32_MAX);
+}
+
 static void
 on_readable(evutil_socket_t fd, short what, void *arg)
 {
@@ -142,6 +270,26 @@ on_readable(evutil_socket_t fd, short what, void *arg)
 
     if (what & EV_TIMEOUT) {
         s->eventcb(s, MRD_STREAM_TIMEOUT | MRD_STREAM_READING, s->arg);
+        return;
+    }
+    if (s->ssl != NULL) {
+        if (s->handshaking) {
+            do_handshake(s);
+            return;
+        }
+        if (s->write_wants_read) {
+            s->write_wants_read = 0;
+            if (do_write(s) == -1)
+                return;
+        }
+        int r = tls_read(s);
+        if (r > 0) {
+            if (s->rhigh && evbuffer_get_length(s->in) >= s->rhigh) {
+                s->rblocked = 1;
+                update_read(s);
+            }
+            s->readcb(s, s->arg);
+        }
         return;
     }
     if (evbuffer_reserve_space(s->in, READ_CHUNK, v, 1) < 1)
@@ -174,6 +322,15 @@ on_writable(evutil_socket_t fd, short what, void *arg)
     s->wr_added = 0; /* not persistent */
     if (what & EV_TIMEOUT) {
         s->eventcb(s, MRD_STREAM_TIMEOUT | MRD_STREAM_WRITING, s->arg);
+        return;
+    }
+    if (s->ssl != NULL && s->handshaking) {
+        do_handshake(s);
+        return;
+    }
+    if (s->ssl != NULL && s->read_wants_write) {
+        s->read_wants_write = 0;
+        on_readable(s->fd, EV_READ, s);
         return;
     }
     if (s->connecting) {
@@ -236,6 +393,8 @@ mrd_stream_free(struct mrd_stream *s)
         event_del(&s->rev);
     if (s->wev != NULL)
         event_free(s->wev);
+    if (s->ssl != NULL)
+        SSL_free(s->ssl);
     evbuffer_free(s->in);
     evbuffer_free(s->out);
     if (s->fd != -1)
@@ -317,5 +476,17 @@ mrd_stream_move(struct mrd_stream *s, struct evbuffer *src, size_t n, int chunke
 void
 mrd_stream_shutdown_write(struct mrd_stream *s)
 {
+    if (s->ssl != NULL && !s->handshaking) {
+        ERR_clear_error();
+        SSL_shutdown(s->ssl); /* best effort close_notify; never waits */
+    }
     shutdown(s->fd, SHUT_WR);
+}
+
+void
+mrd_stream_tls_accept(struct mrd_stream *s, SSL *ssl)
+{
+    s->ssl = ssl;
+    s->handshaking = 1;
+    SSL_set_fd(ssl, s->fd);
 }

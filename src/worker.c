@@ -19,7 +19,7 @@
 
 struct listener_ctx {
     struct mrd_worker *w;
-    int tls;
+    size_t idx; /* index of the listener in the configuration */
 };
 
 uint64_t
@@ -38,7 +38,7 @@ static void
 on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int socklen, void *arg)
 {
     struct listener_ctx *lc = arg;
-    mrd_conn_accept(lc->w, fd, sa, socklen, lc->tls);
+    mrd_conn_accept(lc->w, fd, sa, socklen, lc->idx);
 }
 
 static void
@@ -168,8 +168,7 @@ mrd_worker_dispose(struct mrd_worker *w)
 }
 
 int
-mrd_worker_init(struct mrd_worker *w, unsigned id, struct mrd_gen *g, const int *fds, const int *tls,
-                size_t n_fds)
+mrd_worker_init(struct mrd_worker *w, unsigned id, struct mrd_gen *g, const int *fds, size_t n_fds)
 {
     struct event_config *cfg;
 
@@ -200,7 +199,7 @@ mrd_worker_init(struct mrd_worker *w, unsigned id, struct mrd_gen *g, const int 
     for (size_t i = 0; i < n_fds; i++) {
         struct listener_ctx *lc = &((struct listener_ctx *)w->_lctx)[i];
         lc->w = w;
-        lc->tls = tls[i];
+        lc->idx = i;
         w->listeners[i] = evconnlistener_new(w->base, on_accept, lc, LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
         if (w->listeners[i] == NULL)
             return -1;

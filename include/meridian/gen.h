@@ -58,6 +58,7 @@ struct mrd_region_state {
 };
 
 struct mrd_route_table;
+struct mrd_tls;
 struct mrd_geo;
 struct mrd_client_limiter;
 
@@ -81,6 +82,7 @@ struct mrd_gen {
     struct mrd_route_table *route;     /* scoring data derived from conf */
     struct mrd_geo *geo;               /* networks table + MaxMind DB */
     struct mrd_client_limiter *climit; /* policies.client_rate_limit, NULL when off */
+    struct mrd_tls **tls;              /* per listener; NULL entries for plaintext ones */
 };
 
 /* bound on the per-client rate limit table (policies.client_rate_limit) */

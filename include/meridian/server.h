@@ -48,6 +48,7 @@ struct mrd_worker {
     uint64_t rnd_state;
     unsigned n_conns;          /* open downstream connections */
     struct mrd_conn *conns;    /* list, for graceful shutdown */
+    struct mrd_h2_conn *h2_conns; /* HTTP/2 connections (h2.c) */
     struct event *done_ev;     /* main's event, activated when the loop ends */
     atomic_uint *done_count;
     void *_lctx;               /* listener callback contexts */
@@ -56,8 +57,7 @@ struct mrd_worker {
 
 int mrd_listen_socket(const struct sockaddr *sa, socklen_t len, const char **err);
 /* fds: one listening socket per listener for this worker (ownership passes) */
-int mrd_worker_init(struct mrd_worker *w, unsigned id, struct mrd_gen *g, const int *fds, const int *tls,
-                    size_t n_fds);
+int mrd_worker_init(struct mrd_worker *w, unsigned id, struct mrd_gen *g, const int *fds, size_t n_fds);
 int mrd_worker_start(struct mrd_worker *w);
 /* from the main thread: hand over a generation reference and/or ask to
  * stop (1: gracefully, 2: now) */
@@ -71,6 +71,7 @@ uint64_t mrd_worker_rand(struct mrd_worker *w);
 /* ---- requests (proxy.c) ---- */
 
 struct mrd_req;
+struct mrd_h2_conn;
 
 struct mrd_req_ops {
     /* the final (or 101) response head from the upstream; fields valid during the call */
@@ -141,8 +142,9 @@ void mrd_pool_drain(struct mrd_worker *w, struct mrd_gen *g);
 /* ---- downstream HTTP/1 (conn.c) ---- */
 
 struct mrd_conn;
+/* listener: index into the generation's listeners (TLS when it has a tls block) */
 void mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int socklen,
-                     int tls);
+                     size_t listener);
 void mrd_conn_run_deferred(struct mrd_worker *w);
 /* graceful shutdown: close idle connections now, the others after their
  * request; force closes them all (shutdown timeout) */

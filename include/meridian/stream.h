@@ -20,6 +20,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <openssl/ssl.h>
 
 #define MRD_STREAM_EOF 0x01
 #define MRD_STREAM_ERROR 0x02
@@ -46,7 +47,9 @@ struct mrd_stream {
     size_t rhigh;  /* stop reading when `in` holds this much (0 = no limit);
                       mrd_stream_read(s, 1) resumes once the owner drained it */
     uint32_t rd_timeout_ms, wr_timeout_ms; /* 0 = none */
-    unsigned reading : 1, rd_added : 1, wr_added : 1, connecting : 1, dirty : 1, closed : 1, rblocked : 1;
+    unsigned reading : 1, rd_added : 1, wr_added : 1, connecting : 1, dirty : 1, closed : 1, rblocked : 1,
+        handshaking : 1, read_wants_write : 1, write_wants_read : 1;
+    SSL *ssl; /* TLS: owned by the stream; NULL for plaintext */
     struct mrd_stream *dnext, *dprev; /* dirty list */
     struct event rev;
     struct event *wev; /* created when first needed: most sockets never fill up */
@@ -69,7 +72,12 @@ void mrd_stream_setcb(struct mrd_stream *s, mrd_stream_cb readcb, mrd_stream_cb 
                       mrd_stream_event_cb eventcb, void *arg);
 /* start a non-blocking connect; the event callback gets CONNECTED or ERROR/TIMEOUT */
 int mrd_stream_connect(struct mrd_stream *s, const struct sockaddr *sa, socklen_t len);
-/* reading on (1) or off (0); on by default after setcb */
+/* Serve TLS on this (accepted) socket: the stream takes ssl, runs the
+ * handshake, then calls the event callback with MRD_STREAM_CONNECTED (or
+ * ERROR); from then on reads and writes go through TLS. */
+void mrd_stream_tls_accept(struct mrd_stream *s, SSL *ssl);
+
+/* reading on (1) or off (0); off until the owner turns it on */
 void mrd_stream_read(struct mrd_stream *s, int on);
 /* inactivity timeouts in ms (0 = none): reading while enabled, writing while output is pending */
 void mrd_stream_set_timeouts(struct mrd_stream *s, uint32_t rd_ms, uint32_t wr_ms);
