@@ -508,6 +508,7 @@ start_request(struct mrd_conn *c, struct mrd_h1_msg *m, size_t head_len)
         .body = (m->body == MRD_H1_BODY_LENGTH && m->content_length == 0) ? MRD_H1_BODY_NONE : m->body,
         .content_length = m->content_length,
         .upgrade = is_websocket_upgrade(m),
+        .version = m->version_minor == 0 ? "1.0" : "1.1",
     };
     c->req_in_done = info.body == MRD_H1_BODY_NONE;
     c->state = CS_REQ;

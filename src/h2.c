@@ -523,6 +523,7 @@ start_request(struct h2s *st, int end_stream)
         .client_ip = h->client_ip,
         .peer = &h->peer,
         .proto = h->tls ? "https" : "http",
+        .version = "2",
         .body = end_stream ? MRD_H1_BODY_NONE : has_cl ? MRD_H1_BODY_LENGTH : MRD_H1_BODY_CHUNKED,
         .content_length = cl,
         .upgrade = 0,

@@ -106,7 +106,10 @@ mrd_build_request_head(struct mrd_buf *out, const char *method, size_t method_le
     mrd_buf_str(out, f->client_ip);
     mrd_buf_lit(out, "\r\nX-Forwarded-Proto: ");
     mrd_buf_str(out, f->proto);
-    mrd_buf_lit(out, "\r\nVia: " MRD_VIA_TOKEN "\r\n\r\n");
+    /* Via names the protocol the request was received with (RFC 9110 7.6.3) */
+    mrd_buf_lit(out, "\r\nVia: ");
+    mrd_buf_str(out, f->version != NULL ? f->version : "1.1");
+    mrd_buf_lit(out, " meridian\r\n\r\n");
 }
 
 void

@@ -614,6 +614,7 @@ mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char *
         .body = info->body,
         .content_length = info->content_length,
         .upgrade = info->upgrade,
+        .version = info->version,
     };
 
     struct mrd_route_result res;

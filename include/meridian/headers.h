@@ -27,6 +27,7 @@ struct mrd_fwd_req {
     enum mrd_h1_body body; /* framing on the upstream hop: NONE, LENGTH or CHUNKED */
     uint64_t content_length;
     int upgrade; /* forward Upgrade with "Connection: upgrade" (WebSocket) */
+    const char *version; /* the client's protocol version for Via ("1.0", "1.1", "2"); NULL: "1.1" */
 };
 
 /* Request head for the upstream hop: "METHOD TARGET HTTP/1.1", the client's

@@ -102,6 +102,7 @@ struct mrd_req_info {
     enum mrd_h1_body body; /* framing of the body the downstream will deliver */
     uint64_t content_length;
     int upgrade;           /* WebSocket upgrade requested */
+    const char *version;   /* client protocol version for Via: "1.0", "1.1" or "2" */
 };
 
 struct mrd_req *mrd_req_new(struct mrd_worker *w, struct mrd_gen *gen, const struct mrd_req_ops *ops, void *ctx);

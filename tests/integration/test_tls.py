@@ -142,6 +142,7 @@ def test_h2_over_tls_by_alpn(meridian, backend, certs):
     assert rc == 0 and code == "200" and version == "2" and verify == "0", (rc, code, version, err)
     headers = {k.lower(): v for k, v in json.loads(body)["headers"]}
     assert headers["x-forwarded-proto"] == "https"
+    assert headers["via"] == "2 meridian"  # the protocol the request came in with
     p = subprocess.run(["h2load", "-n", "2000", "-c", "4", "-m", "10", "https://127.0.0.1:%d/" % m.port],
                        capture_output=True, text=True, timeout=60)
     assert "Application protocol: h2" in p.stdout, p.stdout

@@ -73,14 +73,14 @@ request_keeps_websocket_upgrade(void **state)
     struct mrd_h1_header h[] = {
         H("Host", "a"), H("Connection", "Upgrade"), H("Upgrade", "websocket"), H("Sec-WebSocket-Key", "k"),
     };
-    struct mrd_fwd_req f = {.client_ip = "::1", .proto = "http", .upgrade = 1};
+    struct mrd_fwd_req f = {.client_ip = "::1", .proto = "http", .upgrade = 1, .version = "1.0"};
     struct mrd_buf b = {0};
 
     mrd_build_request_head(&b, "GET", 3, "/ws", 3, h, 4, &f);
     char *s = str(&b);
     assert_string_equal(s, "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n"
                            "Connection: upgrade\r\nX-Forwarded-For: ::1\r\nX-Forwarded-Proto: http\r\n"
-                           "Via: 1.1 meridian\r\n\r\n");
+                           "Via: 1.0 meridian\r\n\r\n");
     free(s);
     mrd_buf_dispose(&b);
 }
