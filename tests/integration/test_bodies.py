@@ -193,6 +193,10 @@ def test_download_100mib_streams_with_bounded_memory(meridian, backend):
             if not b:
                 break
             got += len(b)
+            # a reader slower than the backend: meridian must hold the
+            # upstream back rather than buffer (and the transfer lasts long
+            # enough to be sampled)
+            time.sleep(0.002)
         conn.close()
     finally:
         stop.set()
