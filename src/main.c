@@ -76,6 +76,22 @@ load(struct mrd_diag *d)
     return mrd_gen_new(c, d);
 }
 
+/* Workers keep the sockets they were started with and find a listener's TLS
+ * context by its index, so a reload must keep the listener list as it is. */
+static int
+same_listeners(const struct mrd_config *a, const struct mrd_config *b)
+{
+    if (a->n_listeners != b->n_listeners)
+        return 0;
+    for (size_t i = 0; i < a->n_listeners; i++) {
+        const struct mrd_listener_conf *x = &a->listeners[i], *y = &b->listeners[i];
+        if (x->addrlen != y->addrlen || memcmp(&x->addr, &y->addr, x->addrlen) != 0 || x->tls != y->tls ||
+            x->protocols != y->protocols)
+            return 0;
+    }
+    return 1;
+}
+
 static void
 on_reload(evutil_socket_t sig, short what, void *arg)
 {
@@ -84,6 +100,14 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 
     mrd_diag_init(&d);
     g = load(&d);
+    if (g != NULL && !same_listeners(current->conf, g->conf)) {
+        mrd_log(MRD_LOG_ERR, "reload failed: %s: the listeners changed; adding, removing or changing a listener "
+                             "takes a restart",
+                conf_path);
+        mrd_gen_release(g);
+        mrd_diag_dispose(&d);
+        return;
+    }
     if (g == NULL) {
         for (size_t i = 0; i < d.n; i++)
             mrd_log(MRD_LOG_ERR, "reload failed: %s", d.msgs[i]);
