@@ -276,8 +276,15 @@ r_on_end(struct mrd_req *req)
 {
     struct mrd_conn *c = mrd_req_ctx(req);
 
-    if (c->resp_chunked)
-        mrd_stream_write(c->s, "0\r\n\r\n", 5);
+    if (c->resp_chunked) {
+        struct evbuffer *t = mrd_req_trailers(req);
+        if (t != NULL) {
+            mrd_stream_write(c->s, "0\r\n", 3);
+            mrd_stream_move(c->s, t, evbuffer_get_length(t), 0);
+        } else {
+            mrd_stream_write(c->s, "0\r\n\r\n", 5);
+        }
+    }
     c->resp_done = 1;
     if (c->state == CS_TUNNEL) {
         c->close_after = 1;

@@ -57,6 +57,9 @@ struct h2s {
     } *hf;
     size_t n_hf, cap_hf, hdr_bytes;
     struct evbuffer *resp;    /* response body waiting for DATA frames */
+    struct mrd_buf trailer_buf; /* response trailer fields, lowercase names, back to back */
+    nghttp2_nv *trailer_nv;
+    size_t n_trailers;
     struct evbuffer *body_in; /* request body held while the proxy is paused */
     uint64_t body_total;
     size_t unconsumed; /* bytes in body_in, not yet given back to the windows */
@@ -144,6 +147,8 @@ stream_free(struct h2s *st)
     evbuffer_free(st->resp);
     evbuffer_free(st->body_in);
     mrd_buf_dispose(&st->hb);
+    mrd_buf_dispose(&st->trailer_buf);
+    free(st->trailer_nv);
     free(st->hf);
     free(st);
 }
@@ -173,6 +178,9 @@ data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t
     if (avail == 0) {
         if (st->resp_eof) {
             *flags |= NGHTTP2_DATA_FLAG_EOF;
+            /* trailers end the stream instead of this DATA frame */
+            if (st->n_trailers && nghttp2_submit_trailer(ng, id, st->trailer_nv, st->n_trailers) == 0)
+                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
             return 0;
         }
         st->deferred = 1;
@@ -181,8 +189,11 @@ data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t
     n = evbuffer_remove(st->resp, buf, MRD_MIN(avail, length));
     if (n < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    if ((size_t)n == avail && st->resp_eof)
+    if ((size_t)n == avail && st->resp_eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->n_trailers && nghttp2_submit_trailer(ng, id, st->trailer_nv, st->n_trailers) == 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
     if (st->upstream_paused && avail - (size_t)n <= RESP_LOW)
         st->h->need_resume = 1;
     return n;
@@ -345,11 +356,63 @@ r_on_body(struct mrd_req *req, struct evbuffer *src, size_t n)
     resume_data(st);
 }
 
+/* keep the upstream's trailer fields (HTTP/1 lines) as HTTP/2 name/value
+ * pairs: lowercase names, connection-specific fields dropped */
+static void
+keep_trailers(struct h2s *st, struct evbuffer *t)
+{
+    size_t len = evbuffer_get_length(t), n = 0, max = 0;
+    const char *p = (const char *)evbuffer_pullup(t, -1), *end = p + len;
+    size_t *offs;
+
+    for (size_t i = 0; i < len; i++)
+        max += p[i] == '\n';
+    offs = mrd_xcalloc(max * 4 + 1, sizeof(*offs));
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *ve;
+        if (eol == NULL || eol - p < 2)
+            break; /* the final empty line */
+        colon = memchr(p, ':', (size_t)(eol - p));
+        if (colon != NULL && !mrd_hdr_is_hop_by_hop(NULL, 0, p, (size_t)(colon - p))) {
+            v = colon + 1;
+            ve = eol - 1; /* CR */
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            offs[n * 4] = st->trailer_buf.len;
+            offs[n * 4 + 1] = (size_t)(colon - p);
+            for (const char *q = p; q < colon; q++) {
+                char ch = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
+                mrd_buf_add(&st->trailer_buf, &ch, 1);
+            }
+            offs[n * 4 + 2] = st->trailer_buf.len;
+            offs[n * 4 + 3] = (size_t)(ve - v);
+            mrd_buf_add(&st->trailer_buf, v, (size_t)(ve - v));
+            n++;
+        }
+        p = eol + 1;
+    }
+    st->trailer_nv = mrd_xcalloc(n ? n : 1, sizeof(*st->trailer_nv));
+    for (size_t i = 0; i < n; i++) {
+        st->trailer_nv[i].name = (uint8_t *)st->trailer_buf.p + offs[i * 4];
+        st->trailer_nv[i].namelen = offs[i * 4 + 1];
+        st->trailer_nv[i].value = (uint8_t *)st->trailer_buf.p + offs[i * 4 + 2];
+        st->trailer_nv[i].valuelen = offs[i * 4 + 3];
+        st->trailer_nv[i].flags = NGHTTP2_NV_FLAG_NONE;
+    }
+    st->n_trailers = n;
+    free(offs);
+}
+
 static void
 r_on_end(struct mrd_req *req)
 {
     struct h2s *st = mrd_req_ctx(req);
+    struct evbuffer *t = mrd_req_trailers(req);
 
+    if (t != NULL && st->trailer_nv == NULL)
+        keep_trailers(st, t);
     st->resp_eof = 1;
     st->req_done = 1;
     resume_data(st);

@@ -730,6 +730,9 @@ mrd_h1_chunk_parse(struct mrd_h1_chunk *c, const char *buf, size_t len, size_t m
             if (c->size == 0) {
                 c->state = MRD_H1_CHUNK_TRAILER;
                 c->sub = T_LINE0;
+                /* stop here: what the next calls consume is exactly the
+                 * trailer section, for a caller that forwards it */
+                return (int)i;
             } else {
                 c->state = MRD_H1_CHUNK_DATA;
                 c->remaining = c->size;

@@ -60,6 +60,7 @@ struct mrd_req {
     uint64_t resp_left;
     int resp_close; /* upstream said Connection: close */
     struct mrd_h1_chunk chunk;
+    struct evbuffer *trailers; /* the response's trailer section ("Name: v\r\n"... "\r\n"), or NULL */
     uint64_t t_sent_us;
 };
 
@@ -401,10 +402,18 @@ pump_body(struct mrd_req *req, struct evbuffer *in)
             } else {
                 size_t n = MRD_MIN(avail, 4096);
                 const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+                int in_trailers = req->chunk.state == MRD_H1_CHUNK_TRAILER;
                 int c = mrd_h1_chunk_parse(&req->chunk, p, n, req->gen->conf->limits.max_header_bytes);
                 if (c < 0) {
                     fail(req, 502, "malformed chunked response");
                     return -1;
+                }
+                if (in_trailers && c > 0) {
+                    /* the parser stops on entering the section, so these
+                     * bytes are all trailer fields (validated) */
+                    if (req->trailers == NULL)
+                        req->trailers = evbuffer_new();
+                    evbuffer_add(req->trailers, p, (size_t)c);
                 }
                 evbuffer_drain(in, (size_t)c);
                 if (req->chunk.state == MRD_H1_CHUNK_DONE)
@@ -529,6 +538,15 @@ mrd_req_new(struct mrd_worker *w, struct mrd_gen *gen, const struct mrd_req_ops 
     req->ctx = ctx;
     req->pending = evbuffer_new();
     return req;
+}
+
+struct evbuffer *
+mrd_req_trailers(struct mrd_req *req)
+{
+    /* only the final CRLF: no fields */
+    if (req->trailers == NULL || evbuffer_get_length(req->trailers) <= 2)
+        return NULL;
+    return req->trailers;
 }
 
 void *
@@ -691,6 +709,8 @@ mrd_req_free(struct mrd_req *req)
     evbuffer_free(req->pending);
     if (req->replay != NULL)
         evbuffer_free(req->replay);
+    if (req->trailers != NULL)
+        evbuffer_free(req->trailers);
     mrd_buf_dispose(&req->head);
     mrd_gen_release(req->gen);
     free(req);

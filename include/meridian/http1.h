@@ -139,7 +139,9 @@ void mrd_h1_chunk_init(struct mrd_h1_chunk *c);
 /*
  * Consume framing bytes of a chunked body from buf[0..len).
  * Stops (and returns the count consumed so far) as soon as it enters
- * MRD_H1_CHUNK_DATA with remaining > 0, or MRD_H1_CHUNK_DONE, or runs out of
+ * MRD_H1_CHUNK_DATA with remaining > 0, MRD_H1_CHUNK_TRAILER (so that every
+ * byte consumed in that state, through the final CRLF, is the trailer
+ * section: "Name: value\r\n"... "\r\n"), or MRD_H1_CHUNK_DONE, or runs out of
  * input. In DATA state it consumes nothing and returns 0: the caller moves up
  * to `remaining` data bytes itself, decrements `remaining`, and when it reaches
  * 0 sets nothing: the next call sees remaining == 0 and continues with the CRLF.

@@ -117,6 +117,9 @@ void mrd_req_resume(struct mrd_req *req);
 /* free; closes an upstream connection still attached (aborted request) */
 void mrd_req_free(struct mrd_req *req);
 void *mrd_req_ctx(struct mrd_req *req);
+/* in on_end: the response's trailer section as HTTP/1.1 lines ending with an
+ * empty line ("Name: value\r\n"... "\r\n", validated), or NULL when none */
+struct evbuffer *mrd_req_trailers(struct mrd_req *req);
 const char *mrd_req_region(struct mrd_req *req);
 
 /* ---- upstream connections (upstream.c) ---- */

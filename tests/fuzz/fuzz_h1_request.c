@@ -97,6 +97,8 @@ chunk_feed(struct chunk_run *cr, const char *in, size_t n)
         }
         if (cr->c.state == MRD_H1_CHUNK_DATA && cr->c.remaining > 0)
             continue;
+        if (cr->c.state == MRD_H1_CHUNK_TRAILER && r > 0 && pos < n)
+            continue; /* stopped on entering the trailer section */
         REQUIRE(pos == n);
         break;
     }
