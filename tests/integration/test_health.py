@@ -233,7 +233,11 @@ def test_checks_follow_the_interval_with_jitter(meridian, pyupstream, capsys):
         print("\nhealth check gaps: min %.1f ms, max %.1f ms, mean %.1f ms over %d"
               % (1000 * min(gaps), 1000 * max(gaps), 1000 * sum(gaps) / len(gaps), len(gaps)))
     assert min(gaps) > 0.085, ["%.3f" % g for g in gaps]
-    assert max(gaps) < 0.110 + 0.030 * SLOW, ["%.3f" % g for g in gaps]
+    # the median shows the schedule (interval +-10% plus the check's round
+    # trip); single gaps may stretch when the machine is busy
+    median = sorted(gaps)[len(gaps) // 2]
+    assert 0.090 < median < 0.115 + 0.010 * SLOW, ["%.3f" % g for g in gaps]
+    assert max(gaps) < 0.110 + 0.100 * SLOW, ["%.3f" % g for g in gaps]
     assert max(gaps) - min(gaps) > 0.004, "no jitter: %r" % ["%.4f" % g for g in gaps]
 
 
