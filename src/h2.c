@@ -17,7 +17,9 @@
  * the session and schedule the deferred event; requests of closed streams
  * are freed from that event, never inside a proxy or nghttp2 callback.
  */
+#include <malloc.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,9 +88,112 @@ struct mrd_h2_conn {
     uint64_t cheap_window_ms;
     unsigned cheap_frames;
     unsigned tls : 1, in_flush : 1, in_recv : 1, goaway : 1, closing : 1, lingering : 1, dead : 1,
-        need_resume : 1, need_body : 1;
+        need_resume : 1, need_body : 1, big_dirty : 1;
     size_t conn_unconsumed; /* connection-level bytes to give back (closed streams) */
+    /* nghttp2's large buffers (its 16 KiB frame buffer): mapped on their own
+     * so that an idle connection can hand their pages back (see trim) */
+    struct {
+        void *p;
+        size_t len;
+    } big[4];
+    struct event trim_ev;
+    nghttp2_mem mem;
 };
+
+/* ---- memory for nghttp2: large blocks apart, returned to the kernel when idle ---- */
+
+#define BIG_ALLOC 8192
+#define TRIM_AFTER_MS 1000
+
+static int
+big_find(struct mrd_h2_conn *h, void *p)
+{
+    for (int i = 0; i < (int)MRD_ARRAY_LEN(h->big); i++)
+        if (h->big[i].p == p && p != NULL)
+            return i;
+    return -1;
+}
+
+static void *
+big_alloc(struct mrd_h2_conn *h, size_t size)
+{
+    for (size_t i = 0; i < MRD_ARRAY_LEN(h->big); i++) {
+        if (h->big[i].p != NULL)
+            continue;
+        size_t len = (size + 4095) & ~(size_t)4095;
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        h->big[i].p = p;
+        h->big[i].len = len;
+        return p;
+    }
+    return NULL;
+}
+
+static void *
+ng_malloc(size_t size, void *ud)
+{
+    void *p = size >= BIG_ALLOC ? big_alloc(ud, size) : NULL;
+    return p != NULL ? p : malloc(size);
+}
+
+static void
+ng_free(void *p, void *ud)
+{
+    struct mrd_h2_conn *h = ud;
+    int i = big_find(h, p);
+
+    if (i < 0) {
+        free(p);
+        return;
+    }
+    munmap(h->big[i].p, h->big[i].len);
+    h->big[i].p = NULL;
+}
+
+static void *
+ng_calloc(size_t n, size_t size, void *ud)
+{
+    void *p = (n && size <= SIZE_MAX / n && n * size >= BIG_ALLOC) ? big_alloc(ud, n * size) : NULL;
+    return p != NULL ? p : calloc(n, size); /* fresh mappings are zero already */
+}
+
+static void *
+ng_realloc(void *p, size_t size, void *ud)
+{
+    struct mrd_h2_conn *h = ud;
+    int i = big_find(h, p);
+    void *q;
+    size_t old;
+
+    if (i < 0 && size < BIG_ALLOC)
+        return realloc(p, size);
+    old = i >= 0 ? h->big[i].len : (p != NULL ? malloc_usable_size(p) : 0);
+    q = ng_malloc(size, ud);
+    if (q == NULL)
+        return NULL;
+    if (p != NULL) {
+        memcpy(q, p, MRD_MIN(old, size));
+        ng_free(p, ud);
+    }
+    return q;
+}
+
+/* an idle connection's frame buffer holds nothing: give its pages back
+ * (they come back zeroed on the next frame) */
+static void
+on_trim(evutil_socket_t fd, short what, void *arg)
+{
+    struct mrd_h2_conn *h = arg;
+
+    if (h->n_streams != 0 || nghttp2_session_want_write(h->ng) || !h->big_dirty)
+        return;
+    for (size_t i = 0; i < MRD_ARRAY_LEN(h->big); i++)
+        if (h->big[i].p != NULL)
+            madvise(h->big[i].p, h->big[i].len, MADV_DONTNEED);
+    h->big_dirty = 0;
+}
 
 static const struct mrd_config *
 conf(struct mrd_h2_conn *h)
@@ -940,6 +1045,7 @@ flush(struct mrd_h2_conn *h)
             }
             if (n == 0)
                 break;
+            h->big_dirty = 1;
             mrd_stream_write(h->s, p, (size_t)n);
         }
         if (h->dead || !h->need_resume)
@@ -957,6 +1063,10 @@ flush(struct mrd_h2_conn *h)
         struct h2s *st = h->reap;
         h->reap = st->rnext;
         stream_free(st);
+    }
+    if (h->n_streams == 0 && h->big_dirty && !h->dead) {
+        static const struct timeval trim_tv = {TRIM_AFTER_MS / 1000, (TRIM_AFTER_MS % 1000) * 1000};
+        event_add(&h->trim_ev, &trim_tv);
     }
     h->in_flush = 0;
     if (!h->dead && !nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng))
@@ -1054,6 +1164,7 @@ conn_free(struct mrd_h2_conn *h)
     h->reap = NULL;
     nghttp2_session_del(h->ng);
     event_del(&h->defer_ev);
+    event_del(&h->trim_ev);
     if (h->prev != NULL)
         h->prev->next = h->next;
     else
@@ -1100,8 +1211,10 @@ mrd_h2_start(struct mrd_worker *w, struct mrd_stream *s, struct mrd_gen *gen, co
     nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
     nghttp2_option_set_max_continuations(opt, 8);
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
-    if (nghttp2_session_server_new2(&h->ng, callbacks(), h, opt) != 0)
+    h->mem = (nghttp2_mem){h, ng_malloc, ng_free, ng_calloc, ng_realloc};
+    if (nghttp2_session_server_new3(&h->ng, callbacks(), h, opt, &h->mem) != 0)
         abort();
+    event_assign(&h->trim_ev, w->base, -1, 0, on_trim, h);
     nghttp2_option_del(opt);
     nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, MRD_ARRAY_LEN(iv));
     nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
