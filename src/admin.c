@@ -8,13 +8,16 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
 #include "meridian/addr.h"
+#include "meridian/common.h"
 #include "meridian/log.h"
+#include "meridian/metrics.h"
 #include "meridian/route.h"
 #include "meridian/server.h"
 
@@ -139,6 +142,64 @@ route_explain(struct evhttp_request *r)
 }
 
 static void
+metrics(struct evhttp_request *r)
+{
+    struct mrd_buf b = {0};
+    struct evbuffer *out = evbuffer_new();
+
+    mrd_metrics_render(&b, admin_gen, &admin_scratch);
+    evbuffer_add(out, b.p, b.len);
+    evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(r, 200, NULL, out);
+    evbuffer_free(out);
+    mrd_buf_dispose(&b);
+}
+
+/* GET /v1/status: regions, upstreams, rates, latency, tokens, generation */
+static void
+status(struct evhttp_request *r)
+{
+    struct mrd_gen *g = admin_gen;
+    struct evbuffer *b = evbuffer_new();
+    uint64_t now = mrd_now_ms();
+    char loaded[32];
+    struct tm tm;
+
+    gmtime_r(&g->loaded_at, &tm);
+    strftime(loaded, sizeof(loaded), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    evbuffer_add_printf(b, "{\"version\": \"%s\", \"uptime_seconds\": %lld, \"connections_active\": %u,\n",
+                        MRD_VERSION, mrd_metrics_uptime_s(), atomic_load(&mrd_connections_active));
+    evbuffer_add_printf(b, " \"config\": {\"generation\": %llu, \"loaded_at\": \"%s\", \"file\": \"%s\"},\n",
+                        (unsigned long long)g->id, loaded, g->conf->file);
+    evbuffer_add_printf(b, " \"regions\": [");
+    for (size_t i = 0; i < g->n_regions; i++) {
+        const struct mrd_region *rg = &g->regions[i];
+        uint64_t ewma = atomic_load(&rg->st->ttfb_ewma_us);
+        evbuffer_add_printf(b, "%s{\"name\": \"%s\", \"rate\": %.3f, ", i ? ",\n  " : "", rg->conf->name,
+                            mrd_rate_per_s(&rg->st->rate, now));
+        if (ewma)
+            evbuffer_add_printf(b, "\"latency_ewma_ms\": %.3f, ", (double)ewma / 1000.0);
+        else
+            evbuffer_add_printf(b, "\"latency_ewma_ms\": null, ");
+        if (rg->conf->capacity_rps)
+            evbuffer_add_printf(b, "\"capacity_rps\": %llu, \"tokens\": %.3f, ",
+                                (unsigned long long)rg->conf->capacity_rps,
+                                (double)mrd_bucket_tokens_milli(&rg->st->bucket, now) / 1000.0);
+        else
+            evbuffer_add_printf(b, "\"capacity_rps\": null, \"tokens\": null, ");
+        evbuffer_add_printf(b, "\"upstreams\": [");
+        for (size_t j = 0; j < rg->n_ups; j++)
+            evbuffer_add_printf(b, "%s{\"address\": \"%s\", \"healthy\": %s, \"active\": %u}", j ? ", " : "",
+                                rg->ups[j]->name, atomic_load(&rg->ups[j]->healthy) ? "true" : "false",
+                                atomic_load(&rg->ups[j]->active));
+        evbuffer_add_printf(b, "]}");
+    }
+    evbuffer_add_printf(b, "]}\n");
+    reply_buf(r, 200, b);
+    evbuffer_free(b);
+}
+
+static void
 on_request(struct evhttp_request *r, void *arg)
 {
     const char *uri = evhttp_request_get_uri(r);
@@ -161,6 +222,14 @@ on_request(struct evhttp_request *r, void *arg)
     }
     if (plen == 9 && memcmp(uri, "/v1/route", 9) == 0) {
         route_explain(r);
+        return;
+    }
+    if (plen == 8 && memcmp(uri, "/metrics", 8) == 0) {
+        metrics(r);
+        return;
+    }
+    if (plen == 10 && memcmp(uri, "/v1/status", 10) == 0) {
+        status(r);
         return;
     }
     reply(r, 404, "text/plain", "404 Not Found\n");

@@ -20,6 +20,7 @@
 #include "meridian/h2.h"
 #include "meridian/headers.h"
 #include "meridian/log.h"
+#include "meridian/metrics.h"
 #include "meridian/server.h"
 #include "meridian/tls.h"
 
@@ -353,6 +354,7 @@ static const struct mrd_req_ops h1_ops = {
 static void
 client_error(struct mrd_conn *c, int status, const char *detail)
 {
+    mrd_metrics_request(NULL, status, 0);
     if (c->req != NULL && c->resp_started) {
         c->dead = 1;
         schedule(c);
@@ -640,6 +642,7 @@ on_event(struct mrd_stream *st, short what, void *arg)
 
     if (what & MRD_STREAM_CONNECTED) {
         /* TLS handshake done: ALPN decides the protocol */
+        mrd_metrics_tls_handshake();
         if (mrd_tls_alpn(st->ssl) == MRD_PROTO_H2) {
             c->s = NULL; /* the HTTP/2 connection takes the stream over */
             mrd_h2_start(c->w, st, c->gen, &c->peer, 1);

@@ -33,6 +33,7 @@
 #include "meridian/h2.h"
 #include "meridian/headers.h"
 #include "meridian/log.h"
+#include "meridian/metrics.h"
 #include "meridian/server.h"
 
 #define STREAM_WINDOW (256 * 1024) /* SETTINGS_INITIAL_WINDOW_SIZE we announce */
@@ -699,6 +700,7 @@ start_request(struct h2s *st, int end_stream)
     if (info.body == MRD_H1_BODY_LENGTH && cl == 0)
         info.body = MRD_H1_BODY_NONE; /* an empty DATA with END_STREAM follows */
     st->req = mrd_req_new(h->w, h->gen, &h2_ops, st);
+    mrd_metrics_h2_stream();
     status = mrd_req_start(st->req, &info, &detail, &extra);
     free(hdrs);
     mrd_buf_dispose(&cookie);

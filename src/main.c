@@ -26,6 +26,7 @@
 #include "meridian/config.h"
 #include "meridian/health.h"
 #include "meridian/log.h"
+#include "meridian/metrics.h"
 #include "meridian/server.h"
 
 static const char *conf_path = "conf/meridian.yaml";
@@ -106,12 +107,14 @@ on_reload(evutil_socket_t sig, short what, void *arg)
                 conf_path);
         mrd_gen_release(g);
         mrd_diag_dispose(&d);
+        mrd_metrics_reload(0);
         return;
     }
     if (g == NULL) {
         for (size_t i = 0; i < d.n; i++)
             mrd_log(MRD_LOG_ERR, "reload failed: %s", d.msgs[i]);
         mrd_diag_dispose(&d);
+        mrd_metrics_reload(0);
         return;
     }
     mrd_diag_dispose(&d);
@@ -123,6 +126,7 @@ on_reload(evutil_socket_t sig, short what, void *arg)
     mrd_health_start(main_base, g);
     mrd_gen_release(current);
     current = g;
+    mrd_metrics_reload(1);
     mrd_log(MRD_LOG_INFO, "configuration reloaded (generation %llu)", (unsigned long long)g->id);
 }
 
@@ -333,6 +337,7 @@ main(int argc, char **argv)
             return 1;
         }
     }
+    mrd_metrics_started();
     mrd_log(MRD_LOG_INFO, "meridian %s started: %u workers, %zu listeners, %zu regions", MRD_VERSION,
             mrd_n_workers, nl, current->n_regions);
     event_base_dispatch(main_base);

@@ -17,6 +17,7 @@
 #include "meridian/headers.h"
 #include "meridian/health.h"
 #include "meridian/log.h"
+#include "meridian/metrics.h"
 #include "meridian/server.h"
 
 #define HIGH_WATER (256 * 1024) /* pause the producer above this many queued bytes */
@@ -62,6 +63,8 @@ struct mrd_req {
     struct mrd_h1_chunk chunk;
     struct evbuffer *trailers; /* the response's trailer section ("Name: v\r\n"... "\r\n"), or NULL */
     uint64_t t_sent_us;
+    uint64_t t_start_us; /* for meridian_request_duration_seconds */
+    int status;          /* of the response head sent downstream */
 };
 
 static void attempt(struct mrd_req *req);
@@ -103,10 +106,17 @@ drop_upstream(struct mrd_req *req, int keep)
 
 /* the response failed; nothing more will come from the upstream side */
 static void
+count(struct mrd_req *req, int status)
+{
+    mrd_metrics_request(req->region != NULL ? req->region->st : NULL, status, mrd_now_us() - req->t_start_us);
+}
+
+static void
 fail(struct mrd_req *req, int status, const char *detail)
 {
     drop_upstream(req, 0);
     req->rs = RS_DONE;
+    count(req, req->head_sent ? req->status : status);
     if (req->head_sent)
         status = 0;
     req->ops->on_error(req, status, detail, NULL);
@@ -120,6 +130,7 @@ finish(struct mrd_req *req)
 
     drop_upstream(req, keep);
     req->rs = RS_DONE;
+    count(req, req->status);
     req->ops->on_end(req);
 }
 
@@ -145,6 +156,7 @@ upstream_failed(struct mrd_req *req, int status, const char *detail, int wrote)
     drop_upstream(req, 0);
     if (retryable(req, wrote)) {
         mrd_log(MRD_LOG_DEBUG, "retrying after: %s", detail);
+        mrd_metrics_retry();
         attempt(req);
         return;
     }
@@ -366,6 +378,7 @@ parse_head(struct mrd_req *req, struct evbuffer *in)
     req->rs = msg->status == 101 ? RS_TUNNEL : RS_BODY;
     mrd_stream_set_timeouts(req->uc->s, ms32(timeouts(req)->idle_ms), ms32(timeouts(req)->idle_ms));
     req->head_sent = 1;
+    req->status = msg->status;
     req->ops->on_head(req, msg, msg->status);
     evbuffer_drain(in, (size_t)r);
     return 1;
@@ -485,6 +498,7 @@ up_event(struct mrd_stream *st, short what, void *arg)
             return;
         }
         mrd_health_passive_fail(req->ups);
+        mrd_metrics_connect_error();
         upstream_failed(req, (what & MRD_STREAM_TIMEOUT) ? 504 : 502,
                         (what & MRD_STREAM_TIMEOUT) ? "upstream connect timeout" : "upstream connect failed", 0);
         return;
@@ -612,6 +626,7 @@ route(struct mrd_req *req, const struct mrd_req_info *info, struct mrd_route_res
     }
     if (res->region < 0) {
         if (res->reason == MRD_ROUTE_SHED) {
+            mrd_metrics_shed(g->regions[res->out.winner].st);
             *detail = "capacity";
             *extra = "Retry-After: 1\r\nX-Meridian-Shed: capacity\r\n";
         } else {
@@ -640,9 +655,12 @@ mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char *
 
     *detail = NULL;
     *extra = NULL;
+    req->t_start_us = mrd_now_us();
     status = route(req, info, &res, detail, extra);
-    if (status != 0)
+    if (status != 0) {
+        count(req, status);
         return status;
+    }
     req->region = &req->gen->regions[res.region];
     req->rule = res.out.rule;
     req->reason = res.reason;

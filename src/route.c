@@ -59,32 +59,11 @@ blocked(const struct mrd_config *c, const char *country)
     return 0;
 }
 
-void
-mrd_route_client(struct mrd_gen *g, const struct mrd_ip *client, int take, struct mrd_route_scratch *sc,
-                 struct mrd_route_result *res)
+/* live per-region data for the scoring (sc has room for every region) */
+static void
+snapshot(struct mrd_gen *g, struct mrd_route_scratch *sc, uint64_t now)
 {
-    size_t n = g->n_regions;
-    uint64_t now = mrd_now_ms();
-    struct mrd_route_in in;
-    struct take_ctx tc = {g, now, take};
-
-    if (sc->cap < n) {
-        sc->snap = mrd_xrealloc(sc->snap, n * sizeof(*sc->snap));
-        sc->factors = mrd_xrealloc(sc->factors, n * sizeof(*sc->factors));
-        sc->cap = n;
-    }
-    /* calloc: fresh zero pages, so RSS grows only with the slots used */
-    if (sc->geo_cache == NULL)
-        sc->geo_cache = mrd_xcalloc(1, sizeof(*sc->geo_cache));
-    if (sc->geo_cache_gen != g->id) {
-        if (sc->geo_cache->hits + sc->geo_cache->misses > 0)
-            mrd_geo_cache_reset(sc->geo_cache);
-        sc->geo_cache_gen = g->id;
-    }
-    mrd_geo_locate_cached(g->geo, sc->geo_cache, client, &res->loc);
-    res->region = -1;
-    res->block_status = blocked(g->conf, res->loc.country) ? g->conf->policies.block_status : 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < g->n_regions; i++) {
         struct mrd_region *r = &g->regions[i];
         struct mrd_region_snap *s = &sc->snap[i];
         uint64_t ewma = atomic_load_explicit(&r->st->ttfb_ewma_us, memory_order_relaxed);
@@ -97,6 +76,52 @@ mrd_route_client(struct mrd_gen *g, const struct mrd_ip *client, int take, struc
         s->has_latency = ewma != 0;
         s->latency_ms = (double)ewma / 1000.0;
     }
+}
+
+static void
+scratch_fit(struct mrd_route_scratch *sc, size_t n)
+{
+    if (sc->cap < n) {
+        sc->snap = mrd_xrealloc(sc->snap, n * sizeof(*sc->snap));
+        sc->factors = mrd_xrealloc(sc->factors, n * sizeof(*sc->factors));
+        sc->cap = n;
+    }
+}
+
+void
+mrd_route_factors_unknown(struct mrd_gen *g, struct mrd_route_scratch *sc, struct mrd_route_out *out)
+{
+    struct mrd_route_in in = {.table = g->route};
+
+    scratch_fit(sc, g->n_regions);
+    snapshot(g, sc, mrd_now_ms());
+    in.snap = sc->snap;
+    out->regions = sc->factors;
+    mrd_route_decide(&in, out);
+}
+
+void
+mrd_route_client(struct mrd_gen *g, const struct mrd_ip *client, int take, struct mrd_route_scratch *sc,
+                 struct mrd_route_result *res)
+{
+    size_t n = g->n_regions;
+    uint64_t now = mrd_now_ms();
+    struct mrd_route_in in;
+    struct take_ctx tc = {g, now, take};
+
+    scratch_fit(sc, n);
+    /* calloc: fresh zero pages, so RSS grows only with the slots used */
+    if (sc->geo_cache == NULL)
+        sc->geo_cache = mrd_xcalloc(1, sizeof(*sc->geo_cache));
+    if (sc->geo_cache_gen != g->id) {
+        if (sc->geo_cache->hits + sc->geo_cache->misses > 0)
+            mrd_geo_cache_reset(sc->geo_cache);
+        sc->geo_cache_gen = g->id;
+    }
+    mrd_geo_locate_cached(g->geo, sc->geo_cache, client, &res->loc);
+    res->region = -1;
+    res->block_status = blocked(g->conf, res->loc.country) ? g->conf->policies.block_status : 0;
+    snapshot(g, sc, now);
     in.table = g->route;
     in.snap = sc->snap;
     in.client.known = res->loc.known;

@@ -19,6 +19,7 @@
 
 #include "meridian/balance.h"
 #include "meridian/config.h"
+#include "meridian/metrics.h"
 #include "meridian/ratelimit.h"
 
 struct mrd_uconn;
@@ -51,6 +52,7 @@ struct mrd_region_state {
     struct mrd_bucket bucket __attribute__((aligned(64)));
     struct mrd_rate rate __attribute__((aligned(64)));
     atomic_uint_fast64_t ttfb_ewma_us; /* 0 = no sample */
+    struct mrd_region_metrics metrics;
     atomic_int refcnt;
     char name[64];
     uint64_t capacity_rps, capacity_burst;

@@ -38,6 +38,10 @@ void mrd_route_scratch_dispose(struct mrd_route_scratch *s);
 void mrd_route_client(struct mrd_gen *g, const struct mrd_ip *client, int take, struct mrd_route_scratch *scratch,
                       struct mrd_route_result *res);
 
+/* Factors of every region for a client of unknown location (g = 0.5), for
+ * the meridian_region_score metric. */
+void mrd_route_factors_unknown(struct mrd_gen *g, struct mrd_route_scratch *scratch, struct mrd_route_out *out);
+
 /* Take a token from region i for a retry walking its fallback chain. */
 int mrd_route_take(struct mrd_gen *g, size_t i);
 
