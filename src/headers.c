@@ -106,6 +106,10 @@ mrd_build_request_head(struct mrd_buf *out, const char *method, size_t method_le
     mrd_buf_str(out, f->client_ip);
     mrd_buf_lit(out, "\r\nX-Forwarded-Proto: ");
     mrd_buf_str(out, f->proto);
+    if (f->request_id != NULL) {
+        mrd_buf_lit(out, "\r\nX-Request-Id: ");
+        mrd_buf_str(out, f->request_id);
+    }
     /* Via names the protocol the request was received with (RFC 9110 7.6.3) */
     mrd_buf_lit(out, "\r\nVia: ");
     mrd_buf_str(out, f->version != NULL ? f->version : "1.1");

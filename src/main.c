@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 #include <yaml.h>
 
+#include "meridian/accesslog.h"
 #include "meridian/common.h"
 #include "meridian/config.h"
 #include "meridian/health.h"
@@ -127,7 +128,15 @@ on_reload(evutil_socket_t sig, short what, void *arg)
     mrd_gen_release(current);
     current = g;
     mrd_metrics_reload(1);
+    mrd_access_log_configure(g->conf->access_log.path, g->conf->access_log.json);
     mrd_log(MRD_LOG_INFO, "configuration reloaded (generation %llu)", (unsigned long long)g->id);
+}
+
+static void
+on_reopen(evutil_socket_t sig, short what, void *arg)
+{
+    mrd_log(MRD_LOG_INFO, "signal %d: reopening the access log", (int)sig);
+    mrd_access_log_reopen();
 }
 
 static void
@@ -226,7 +235,7 @@ main(int argc, char **argv)
     int opt, test_only = 0, daemon_mode = 0, rc = 0;
     struct mrd_diag d;
     struct mrd_config *conf;
-    struct event *ev_hup, *ev_term, *ev_int, *done_ev;
+    struct event *ev_hup, *ev_term, *ev_int, *ev_usr1, *done_ev;
 
     while ((opt = getopt(argc, argv, "c:tdp:Vh")) != -1) {
         switch (opt) {
@@ -310,6 +319,9 @@ main(int argc, char **argv)
         return 1;
     }
 
+    /* after daemonizing: the writer thread must belong to the final process */
+    if (mrd_access_log_configure(current->conf->access_log.path, current->conf->access_log.json) == -1)
+        return 1;
     main_base = event_base_new();
     done_ev = event_new(main_base, -1, 0, on_worker_done, NULL);
     workers = mrd_xcalloc(mrd_n_workers, sizeof(*workers));
@@ -328,6 +340,8 @@ main(int argc, char **argv)
     ev_hup = evsignal_new(main_base, SIGHUP, on_reload, NULL);
     ev_term = evsignal_new(main_base, SIGTERM, on_stop, NULL);
     ev_int = evsignal_new(main_base, SIGINT, on_stop, NULL);
+    ev_usr1 = evsignal_new(main_base, SIGUSR1, on_reopen, NULL);
+    evsignal_add(ev_usr1, NULL);
     evsignal_add(ev_hup, NULL);
     evsignal_add(ev_term, NULL);
     evsignal_add(ev_int, NULL);
@@ -353,11 +367,13 @@ main(int argc, char **argv)
     event_free(ev_hup);
     event_free(ev_term);
     event_free(ev_int);
+    event_free(ev_usr1);
     event_free(done_ev);
     if (shutdown_timer != NULL)
         event_free(shutdown_timer);
     mrd_admin_stop();
     mrd_health_stop();
+    mrd_access_log_stop();
     mrd_gen_release(current);
     event_base_free(main_base);
     libevent_global_shutdown();

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "meridian/accesslog.h"
 #include "meridian/clientip.h"
 #include "meridian/common.h"
 #include "meridian/headers.h"
@@ -64,7 +65,17 @@ struct mrd_req {
     struct evbuffer *trailers; /* the response's trailer section ("Name: v\r\n"... "\r\n"), or NULL */
     uint64_t t_sent_us;
     uint64_t t_start_us; /* for meridian_request_duration_seconds */
+    uint64_t ttfb_us;    /* upstream time to first byte of the response head */
     int status;          /* of the response head sent downstream */
+    char request_id[48];
+    char last_ups[64]; /* the upstream that served (or last failed) */
+    /* for the access log (only filled when it is on) */
+    char *log_line;      /* "METHOD TARGET" */
+    const char *version; /* static */
+    struct mrd_ip client;
+    char country[3];
+    uint64_t bytes_in, bytes_out;
+    unsigned logged : 1, id_generated : 1;
 };
 
 static void attempt(struct mrd_req *req);
@@ -106,9 +117,75 @@ drop_upstream(struct mrd_req *req, int keep)
 
 /* the response failed; nothing more will come from the upstream side */
 static void
+json_str(struct mrd_buf *b, const char *s, size_t n)
+{
+    mrd_buf_lit(b, "\"");
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\')
+            mrd_buf_printf(b, "\\%c", ch);
+        else if (ch < 0x20 || ch >= 0x7f)
+            mrd_buf_printf(b, "\\u%04x", ch);
+        else
+            mrd_buf_add(b, s + i, 1);
+    }
+    mrd_buf_lit(b, "\"");
+}
+
+/* one access log line, written by the logger thread (SPEC 2 access_log) */
+static void
+access_log(struct mrd_req *req, int status, uint64_t duration_us)
+{
+    struct mrd_buf *b = &req->w->scratch;
+    char ts[40], ip[MRD_IP_STRLEN];
+    struct timespec now;
+    struct tm tm;
+    const char *sp = req->log_line ? strchr(req->log_line, ' ') : NULL;
+    const char *region = req->region != NULL ? req->region->conf->name : "";
+    const char *reason = req->reason == MRD_ROUTE_FALLBACK ? "fallback"
+                         : req->reason == MRD_ROUTE_SHED   ? "shed"
+                         : req->region != NULL             ? "score"
+                                                           : "";
+
+    if (req->logged || req->log_line == NULL || sp == NULL)
+        return;
+    req->logged = 1;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    mrd_ip_format(&req->client, ip, sizeof(ip));
+    b->len = 0;
+    if (mrd_access_log_json()) {
+        mrd_buf_printf(b, "{\"time\":\"%s.%03ldZ\",\"request_id\":", ts, now.tv_nsec / 1000000);
+        json_str(b, req->request_id, strlen(req->request_id));
+        mrd_buf_printf(b, ",\"client_ip\":\"%s\",\"country\":\"%s\",\"region\":\"%s\",\"upstream\":\"%s\","
+                          "\"method\":",
+                       ip, req->country, region, req->last_ups[0] ? req->last_ups : "");
+        json_str(b, req->log_line, (size_t)(sp - req->log_line));
+        mrd_buf_lit(b, ",\"path\":");
+        json_str(b, sp + 1, strlen(sp + 1));
+        mrd_buf_printf(b,
+                       ",\"protocol\":\"HTTP/%s\",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+                       "\"duration_ms\":%.3f,\"upstream_ms\":%.3f,\"reason\":\"%s\"}\n",
+                       req->version ? req->version : "1.1", status, (unsigned long long)req->bytes_in,
+                       (unsigned long long)req->bytes_out, duration_us / 1000.0, req->ttfb_us / 1000.0, reason);
+    } else {
+        mrd_buf_printf(b, "%s - - [%s.%03ldZ] \"%s HTTP/%s\" %d %llu \"%s\" %s %s %.3f %s\n", ip, ts,
+                       now.tv_nsec / 1000000, req->log_line, req->version ? req->version : "1.1", status,
+                       (unsigned long long)req->bytes_out, req->request_id, region[0] ? region : "-",
+                       req->last_ups[0] ? req->last_ups : "-", duration_us / 1000.0, reason[0] ? reason : "-");
+    }
+    mrd_access_log_write(b->p, b->len);
+}
+
+static void
 count(struct mrd_req *req, int status)
 {
-    mrd_metrics_request(req->region != NULL ? req->region->st : NULL, status, mrd_now_us() - req->t_start_us);
+    uint64_t d = mrd_now_us() - req->t_start_us;
+
+    mrd_metrics_request(req->region != NULL ? req->region->st : NULL, status, d);
+    if (req->log_line != NULL)
+        access_log(req, status, d);
 }
 
 static void
@@ -298,6 +375,7 @@ attempt(struct mrd_req *req)
     req->attempts++;
     req->tried[i] = 1;
     req->ups = req->region->ups[i];
+    memcpy(req->last_ups, req->ups->name, sizeof(req->last_ups));
     atomic_fetch_add(&req->ups->active, 1);
     req->uc = mrd_pool_lease(req->w, req->ups);
     if (req->uc != NULL) {
@@ -316,6 +394,14 @@ attempt(struct mrd_req *req)
 }
 
 /* ---- receiving the response ---- */
+
+/* response body bytes to the downstream */
+static void
+deliver(struct mrd_req *req, struct evbuffer *src, size_t n)
+{
+    req->bytes_out += n;
+    req->ops->on_body(req, src, n);
+}
 
 static int
 resp_backpressure(struct mrd_req *req)
@@ -355,6 +441,7 @@ parse_head(struct mrd_req *req, struct evbuffer *in)
     if (req->t_sent_us != 0) {
         /* time to first byte feeds the region's latency factor and p2c_ewma */
         uint64_t ttfb = mrd_now_us() - req->t_sent_us;
+        req->ttfb_us = ttfb;
         mrd_ewma_add_atomic(&req->region->st->ttfb_ewma_us, ttfb);
         if (req->ups != NULL)
             mrd_ewma_add_atomic(&req->ups->ewma_us, ttfb);
@@ -398,19 +485,19 @@ pump_body(struct mrd_req *req, struct evbuffer *in)
         case MRD_H1_BODY_LENGTH: {
             size_t n = (size_t)MRD_MIN((uint64_t)avail, req->resp_left);
             if (n)
-                req->ops->on_body(req, in, n);
+                deliver(req, in, n);
             req->resp_left -= n;
             if (req->resp_left == 0)
                 return 1;
             break;
         }
         case MRD_H1_BODY_CLOSE:
-            req->ops->on_body(req, in, avail);
+            deliver(req, in, avail);
             break;
         case MRD_H1_BODY_CHUNKED:
             if (req->chunk.state == MRD_H1_CHUNK_DATA && req->chunk.remaining > 0) {
                 size_t n = (size_t)MRD_MIN((uint64_t)avail, req->chunk.remaining);
-                req->ops->on_body(req, in, n);
+                deliver(req, in, n);
                 req->chunk.remaining -= n;
             } else {
                 size_t n = MRD_MIN(avail, 4096);
@@ -468,7 +555,7 @@ up_read(struct mrd_stream *st, void *arg)
         }
         case RS_TUNNEL:
             if (evbuffer_get_length(in) > 0)
-                req->ops->on_body(req, in, evbuffer_get_length(in));
+                deliver(req, in, evbuffer_get_length(in));
             resp_backpressure(req);
             return;
         default:
@@ -527,7 +614,7 @@ up_event(struct mrd_stream *st, short what, void *arg)
     }
     if (req->rs == RS_BODY && req->resp_body == MRD_H1_BODY_CLOSE && (what & MRD_STREAM_EOF)) {
         if (evbuffer_get_length(st->in) > 0)
-            req->ops->on_body(req, st->in, evbuffer_get_length(st->in));
+            deliver(req, st->in, evbuffer_get_length(st->in));
         finish(req);
         return;
     }
@@ -575,6 +662,27 @@ mrd_req_region(struct mrd_req *req)
     return req->region != NULL ? req->region->conf->name : NULL;
 }
 
+/* X-Request-Id: the client's when it is a sane token, else a new random one
+ * (sent upstream; both appear in the access log) */
+static void
+request_id(struct mrd_req *req, const struct mrd_req_info *info)
+{
+    for (size_t i = 0; i < info->n_headers; i++) {
+        const struct mrd_h1_header *h = &info->headers[i];
+        if (!mrd_strieq(h->name, h->name_len, "x-request-id"))
+            continue;
+        if (h->value_len == 0 || h->value_len >= sizeof(req->request_id))
+            break;
+        memcpy(req->request_id, h->value, h->value_len);
+        req->request_id[h->value_len] = '\0';
+        return;
+    }
+    uint64_t a = mrd_worker_rand(req->w), b = mrd_worker_rand(req->w);
+    snprintf(req->request_id, sizeof(req->request_id), "%016llx%016llx", (unsigned long long)a,
+             (unsigned long long)b);
+    req->id_generated = 1;
+}
+
 /* the client's address: the peer, or from client_ip.header when the peer is
  * a trusted proxy (SPEC 3.1) */
 static void
@@ -607,6 +715,7 @@ route(struct mrd_req *req, const struct mrd_req_info *info, struct mrd_route_res
     static _Thread_local char retry_after[40];
 
     client_address(g->conf, info, &client);
+    req->client = client;
     if (g->climit != NULL) {
         uint64_t wait_ms = 0;
         const void *key = client.bytes;
@@ -620,6 +729,7 @@ route(struct mrd_req *req, const struct mrd_req_info *info, struct mrd_route_res
         }
     }
     mrd_route_client(g, &client, 1, &req->w->route_scratch, res);
+    memcpy(req->country, res->loc.country, sizeof(req->country));
     if (res->block_status) {
         *detail = "geo-blocked";
         return res->block_status;
@@ -656,6 +766,16 @@ mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char *
     *detail = NULL;
     *extra = NULL;
     req->t_start_us = mrd_now_us();
+    req->version = info->version;
+    request_id(req, info);
+    f.request_id = req->id_generated ? req->request_id : NULL;
+    if (mrd_access_log_enabled()) {
+        req->log_line = mrd_xmalloc(info->method_len + info->target_len + 2);
+        memcpy(req->log_line, info->method, info->method_len);
+        req->log_line[info->method_len] = ' ';
+        memcpy(req->log_line + info->method_len + 1, info->target, info->target_len);
+        req->log_line[info->method_len + 1 + info->target_len] = '\0';
+    }
     status = route(req, info, &res, detail, extra);
     if (status != 0) {
         count(req, status);
@@ -680,6 +800,7 @@ mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char *
 void
 mrd_req_body(struct mrd_req *req, struct evbuffer *src, size_t n)
 {
+    req->bytes_in += n;
     if (req->rs == RS_DONE) {
         evbuffer_drain(src, n);
         return;
@@ -729,6 +850,7 @@ mrd_req_free(struct mrd_req *req)
         evbuffer_free(req->replay);
     if (req->trailers != NULL)
         evbuffer_free(req->trailers);
+    free(req->log_line);
     mrd_buf_dispose(&req->head);
     mrd_gen_release(req->gen);
     free(req);

@@ -28,6 +28,7 @@ struct mrd_fwd_req {
     uint64_t content_length;
     int upgrade; /* forward Upgrade with "Connection: upgrade" (WebSocket) */
     const char *version; /* the client's protocol version for Via ("1.0", "1.1", "2"); NULL: "1.1" */
+    const char *request_id; /* add X-Request-Id (the client sent none); NULL: nothing added */
 };
 
 /* Request head for the upstream hop: "METHOD TARGET HTTP/1.1", the client's
