@@ -92,3 +92,36 @@ bench: deps deps-bench all
 
 clean:
 	rm -rf build build-asan build-fuzz meridian
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary to $(PREFIX)/sbin, the
+# man page, the systemd unit (its @SBINDIR@ replaced by $(PREFIX)/sbin) and,
+# only when there is none yet, /etc/meridian/meridian.yaml: an operator's
+# configuration is never overwritten. make uninstall removes the same files
+# except the configuration. Both are idempotent.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SBINDIR  = $(PREFIX)/sbin
+MAN8DIR  = $(PREFIX)/share/man/man8
+UNITDIR  = $(PREFIX)/lib/systemd/system
+CONFDIR  = /etc/meridian
+
+.PHONY: install uninstall
+install: $(BIN) doc/meridian.8 conf/meridian.service conf/meridian.yaml
+	install -D -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/meridian
+	install -D -m 0644 doc/meridian.8 $(DESTDIR)$(MAN8DIR)/meridian.8
+	sed 's|@SBINDIR@|$(SBINDIR)|g' conf/meridian.service | install -D -m 0644 /dev/stdin $(DESTDIR)$(UNITDIR)/meridian.service
+	@if [ -e "$(DESTDIR)$(CONFDIR)/meridian.yaml" ]; then \
+	  echo "keeping the existing $(DESTDIR)$(CONFDIR)/meridian.yaml"; \
+	else \
+	  echo "install -D -m 0640 conf/meridian.yaml $(DESTDIR)$(CONFDIR)/meridian.yaml"; \
+	  install -D -m 0640 conf/meridian.yaml "$(DESTDIR)$(CONFDIR)/meridian.yaml" || exit 1; \
+	  if [ -z "$(DESTDIR)" ] && getent group meridian >/dev/null; then \
+	    chgrp meridian "$(CONFDIR)/meridian.yaml"; \
+	  else \
+	    echo "note: make $(CONFDIR)/meridian.yaml readable by the meridian group (chgrp meridian)"; \
+	  fi; \
+	fi
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/meridian $(DESTDIR)$(MAN8DIR)/meridian.8 $(DESTDIR)$(UNITDIR)/meridian.service
+	@if [ -e "$(DESTDIR)$(CONFDIR)/meridian.yaml" ]; then \
+	  echo "kept $(DESTDIR)$(CONFDIR)/meridian.yaml (remove it by hand)"; fi

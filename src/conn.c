@@ -455,6 +455,12 @@ start_request(struct mrd_conn *c, struct mrd_h1_msg *m, size_t head_len)
     int status;
 
     c->served = 1;
+    if (c->gen != c->w->gen) {
+        /* reloaded since the last request: limits and timeouts follow */
+        mrd_gen_release(c->gen);
+        c->gen = c->w->gen;
+        mrd_gen_acquire(c->gen);
+    }
     c->client_10 = m->version_minor == 0;
     c->keepalive = !(m->flags & MRD_H1_F_CONN_CLOSE);
     c->close_after = 0;

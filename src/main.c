@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -222,6 +224,30 @@ daemonize(void)
     return 0;
 }
 
+/* `user:`: after binding, give up root for that user's ids (SPEC 2) */
+static int
+drop_privileges(const char *user)
+{
+    struct passwd *pw;
+
+    if (user == NULL)
+        return 0;
+    if (geteuid() != 0) {
+        mrd_log(MRD_LOG_WARN, "user \"%s\": not running as root, keeping the current user", user);
+        return 0;
+    }
+    pw = getpwnam(user);
+    if (pw == NULL) {
+        fprintf(stderr, "meridian: user \"%s\": no such user\n", user);
+        return -1;
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1) {
+        fprintf(stderr, "meridian: cannot switch to user \"%s\": %s\n", user, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static unsigned
 cpu_count(void)
 {
@@ -306,6 +332,8 @@ main(int argc, char **argv)
             fds[w * nl + i] = fd;
         }
     }
+    if (drop_privileges(current->conf->user) == -1)
+        return 1;
     if (daemon_mode) {
         if (pid_path == NULL)
             pid_path = "/run/meridian.pid";

@@ -632,9 +632,12 @@ mrd_req_new(struct mrd_worker *w, struct mrd_gen *gen, const struct mrd_req_ops 
 {
     struct mrd_req *req = mrd_xcalloc(1, sizeof(*req));
 
+    /* a request runs on the configuration current when it starts (SPEC 6),
+     * even on a connection accepted before a reload */
+    (void)gen;
     req->w = w;
-    req->gen = gen;
-    mrd_gen_acquire(gen);
+    req->gen = w->gen;
+    mrd_gen_acquire(req->gen);
     req->ops = ops;
     req->ctx = ctx;
     req->pending = evbuffer_new();

@@ -180,3 +180,24 @@ def test_bind_conflict_is_an_error(tmp_path):
         assert str(port) in err, err
     finally:
         blocker.close()
+
+
+def test_user_drops_privileges_after_binding(meridian, backend):
+    import os
+    import pwd
+    import subprocess
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("needs root to change user")
+    nobody = pwd.getpwnam("nobody")
+    m = meridian.start("user: nobody\n" + simple_config([backend.address]))
+    with open("/proc/%d/status" % m.pid) as f:
+        uids = [ln.split()[1:] for ln in f if ln.startswith("Uid:")][0]
+    assert all(int(u) == nobody.pw_uid for u in uids), uids
+    assert m.request("GET", "/").status == 200
+    bad = m.yaml_text.replace("user: nobody", "user: no-such-user-zz")
+    path = m.conf + ".bad"
+    with open(path, "w") as f:
+        f.write(bad.replace("127.0.0.1:%d" % m.port, "127.0.0.1:1"))
+    p = subprocess.run([os.environ["MERIDIAN_BIN"], "-c", path], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1 and 'user "no-such-user-zz": no such user' in p.stderr, p.stderr
