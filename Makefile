@@ -29,7 +29,7 @@ BACKEND    = $(BUILD)/mrd-backend
 PYTHON   := /usr/bin/python3
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libnghttp2-dev libmaxminddb-dev libyaml-dev \
-            libcmocka-dev python3 python3-pytest python3-h2 curl nghttp2-client openssl
+            libcmocka-dev python3 python3-pytest python3-h2 curl nghttp2-client openssl prometheus
 BENCH_PKGS := wrk haproxy nginx nghttp2-client util-linux
 FUZZ_PKGS  := clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60

@@ -123,3 +123,15 @@ def test_healthz_token_and_errors(meridian, backend):
     assert request(admin, "GET", "/nope", headers=[("Authorization", "Bearer s3cret")]).status == 404
     assert request(admin, "POST", "/healthz", headers=[("Authorization", "Bearer s3cret")]).status == 405
     assert m.alive()
+
+
+def test_metrics_pass_promtool(meridian, backend):
+    """The exposition passes `promtool check metrics` (Debian's prometheus package)."""
+    import subprocess
+    admin = free_port()
+    m = meridian.start(admin_config(backend, admin, region_extra="    capacity_rps: 3\n    capacity_burst: 1\n"))
+    for _ in range(5):
+        m.request("GET", "/")
+    text = admin_get(admin, "/metrics").body
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30)
+    assert p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(), (p.stdout, p.stderr)
