@@ -262,6 +262,8 @@ main(int argc, char **argv)
     struct mrd_diag d;
     struct mrd_config *conf;
     struct event *ev_hup, *ev_term, *ev_int, *ev_usr1, *done_ev;
+    int admin_fd = -1, *fds = NULL;
+    size_t nl = 0;
 
     while ((opt = getopt(argc, argv, "c:tdp:Vh")) != -1) {
         switch (opt) {
@@ -315,11 +317,13 @@ main(int argc, char **argv)
     mrd_diag_dispose(&d);
 
     /* bind everything before detaching, so errors reach the terminal */
-    int admin_fd = mrd_admin_listen(current);
+    admin_fd = mrd_admin_listen(current);
     if (admin_fd == -1)
-        return 1;
-    size_t nl = current->conf->n_listeners;
-    int *fds = mrd_xcalloc(nl * mrd_n_workers + 1, sizeof(int));
+        goto fail_early;
+    nl = current->conf->n_listeners;
+    fds = mrd_xcalloc(nl * mrd_n_workers + 1, sizeof(int));
+    for (size_t i = 0; i < nl * mrd_n_workers; i++)
+        fds[i] = -1;
     for (unsigned w = 0; w < mrd_n_workers; w++) {
         for (size_t i = 0; i < nl; i++) {
             const struct mrd_listener_conf *l = &current->conf->listeners[i];
@@ -327,29 +331,29 @@ main(int argc, char **argv)
             int fd = mrd_listen_socket((const struct sockaddr *)&l->addr, l->addrlen, &err);
             if (fd == -1) {
                 fprintf(stderr, "meridian: cannot listen on %s: %s\n", l->address, err);
-                return 1;
+                goto fail_early;
             }
             fds[w * nl + i] = fd;
         }
     }
     if (drop_privileges(current->conf->user) == -1)
-        return 1;
+        goto fail_early;
     if (daemon_mode) {
         if (pid_path == NULL)
             pid_path = "/run/meridian.pid";
         if (daemonize() == -1) {
             fprintf(stderr, "meridian: cannot daemonize: %s\n", strerror(errno));
-            return 1;
+            goto fail_early;
         }
     }
     if (pid_path != NULL && write_pid_file(pid_path) == -1) {
         mrd_log(MRD_LOG_ERR, "cannot write pid file %s: %s", pid_path, strerror(errno));
-        return 1;
+        goto fail_early;
     }
 
     /* after daemonizing: the writer thread must belong to the final process */
     if (mrd_access_log_configure(current->conf->access_log.path, current->conf->access_log.json) == -1)
-        return 1;
+        goto fail_early;
     main_base = event_base_new();
     done_ev = event_new(main_base, -1, 0, on_worker_done, NULL);
     workers = mrd_xcalloc(mrd_n_workers, sizeof(*workers));
@@ -409,4 +413,16 @@ main(int argc, char **argv)
         unlink(pid_path);
     mrd_log(MRD_LOG_INFO, "stopped");
     return rc;
+
+fail_early:
+    /* a start-up error before any worker ran: release what was taken */
+    for (size_t i = 0; fds != NULL && i < nl * mrd_n_workers; i++)
+        if (fds[i] != -1)
+            close(fds[i]);
+    free(fds);
+    if (admin_fd >= 0)
+        close(admin_fd);
+    mrd_access_log_stop();
+    mrd_gen_release(current);
+    return 1;
 }
