@@ -75,9 +75,9 @@ test-inner: all $(UNIT_BINS)
 
 FUZZ_TARGETS := fuzz_h1_request fuzz_h1_response
 FUZZ_CFLAGS := $(CSTD) -O1 -g -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-build-fuzz/%: tests/fuzz/%.c src/http1.c src/common.c include/meridian/http1.h
+build-fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_h1_common.h src/http1.c src/common.c include/meridian/http1.h
 	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< src/http1.c src/common.c
+	clang $(FUZZ_CFLAGS) -Itests/fuzz -o $@ $< src/http1.c src/common.c
 fuzz: deps-fuzz $(FUZZ_TARGETS:%=build-fuzz/%)
 	@for t in $(FUZZ_TARGETS); do mkdir -p build-fuzz/corpus-$$t; \
 	  echo "== $$t for $(FUZZ_SECONDS)s"; \
