@@ -24,6 +24,8 @@ KEEP_WORK=${KEEP_WORK:-0}
 PY=/usr/bin/python3
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 STAMP=$(date +%Y%m%d-%H%M%S)
 RESULTS=$BENCH_DIR/results/$STAMP
 WORK=$(mktemp -d /tmp/meridian-bench.XXXXXX)
@@ -79,53 +81,14 @@ if (( IDLE_CONNS > MAXCONN - 100 )); then
     IDLE_CONNS=$(( MAXCONN - 100 ))
 fi
 
-# n free loopback TCP ports (bound to port 0 by the kernel, then released)
-free_ports() {
-    "$PY" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 
-# waits until 127.0.0.1:$1 accepts connections and pid $2 still runs
-wait_port() {
-    local port=$1 pid=$2 i
-    for (( i = 0; i < 100; i++ )); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    return 1
-}
 
 render() {    # render TEMPLATE OUT PROXY_PORT
     sed -e "s|@PROXY_PORT@|$3|g" -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" -e "s|@MAXCONN@|$MAXCONN|g" \
         -e "s|@NOFILE@|$NOFILE|g" -e "s|@WORK@|$WORK|g" -e "s|@GEO_DB@|$GEO_DB|g" "$1" > "$2"
 }
 
-# ns of CPU used by all threads of the given processes (schedstat field 1)
-cpu_ns() {
-    local pid total=0 f v
-    for pid in "$@"; do
-        for f in /proc/"$pid"/task/*/schedstat; do
-            read -r v _ < "$f" 2>/dev/null || continue
-            total=$(( total + v ))
-        done
-    done
-    echo "$total"
-}
 
-backend_conns() {
-    curl -s --max-time 5 "http://127.0.0.1:$BACKEND_PORT/stats" |
-        "$PY" -c 'import json, sys; print(json.load(sys.stdin)["connections"])'
-}
 
 # --- processes ------------------------------------------------------------------
 
@@ -226,14 +189,6 @@ stop_pids() {
     forget_pids "$@"
 }
 
-# forget_pids PID...: drop exited processes from the cleanup list
-forget_pids() {
-    local pid keep=()
-    for pid in "${PIDS[@]}"; do
-        [[ " $* " == *" $pid "* ]] || keep+=("$pid")
-    done
-    PIDS=("${keep[@]}")
-}
 
 # --- measurements ---------------------------------------------------------------
 

@@ -32,6 +32,8 @@ LOAD_WARN=${LOAD_WARN:-1.5}
 PY=/usr/bin/python3
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 STAMP=$(date +%Y%m%d-%H%M%S)
 RESULTS=$BENCH_DIR/results/h2-$STAMP
 WORK=$(mktemp -d /tmp/meridian-bench-h2.XXXXXX)
@@ -99,31 +101,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -keyout "$KEY" -out "$CERT" 2> "$WORK/openssl.err" || die "openssl: $(cat "$WORK/openssl.err")"
 cat "$CERT" "$KEY" > "$PEM"
 
-# n free loopback TCP ports (bound to port 0 by the kernel, then released)
-free_ports() {
-    "$PY" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 
-# waits until 127.0.0.1:$1 accepts connections and pid $2 still runs
-wait_port() {
-    local port=$1 pid=$2 i
-    for (( i = 0; i < 100; i++ )); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    return 1
-}
 
 render() {    # render TEMPLATE OUT PROXY_PORT PLAIN_PORT
     sed -e "s|@PROXY_PORT@|$3|g" -e "s|@PLAIN_PORT@|$4|g" -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" \
@@ -131,17 +109,6 @@ render() {    # render TEMPLATE OUT PROXY_PORT PLAIN_PORT
         -e "s|@CERT@|$CERT|g" -e "s|@KEY@|$KEY|g" -e "s|@PEM@|$PEM|g" "$1" > "$2"
 }
 
-# ns of CPU used by all threads of the given processes (schedstat field 1)
-cpu_ns() {
-    local pid total=0 f v
-    for pid in "$@"; do
-        for f in /proc/"$pid"/task/*/schedstat; do
-            read -r v _ < "$f" 2>/dev/null || continue
-            total=$(( total + v ))
-        done
-    done
-    echo "$total"
-}
 
 # busy ns of all CPUs together (/proc/stat: everything but idle and iowait)
 CLK_TCK=$(getconf CLK_TCK)
@@ -168,10 +135,6 @@ children_ns() {
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
-backend_conns() {
-    curl -s --max-time 5 "http://127.0.0.1:$BACKEND_PORT/stats" |
-        "$PY" -c 'import json, sys; print(json.load(sys.stdin)["connections"])'
-}
 
 now_ns() { date +%s%N; }
 
@@ -280,13 +243,6 @@ stop_pids() {
     forget_pids "$@"
 }
 
-forget_pids() {
-    local pid keep=()
-    for pid in "${PIDS[@]}"; do
-        [[ " $* " == *" $pid "* ]] || keep+=("$pid")
-    done
-    PIDS=("${keep[@]}")
-}
 
 # is the target still alive? (a crash mid-run must not go unnoticed)
 alive() {

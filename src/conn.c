@@ -527,7 +527,7 @@ start_request(struct mrd_conn *c, struct mrd_h1_msg *m, size_t head_len)
     };
     c->req_in_done = info.body == MRD_H1_BODY_NONE;
     c->state = CS_REQ;
-    c->req = mrd_req_new(c->w, c->gen, &h1_ops, c);
+    c->req = mrd_req_new(c->w, &h1_ops, c);
     status = mrd_req_start(c->req, &info, &detail, &extra);
     /* the head's bytes were used to build the upstream request: drop them */
     evbuffer_drain(in, head_len);

@@ -699,7 +699,7 @@ start_request(struct h2s *st, int end_stream)
     };
     if (info.body == MRD_H1_BODY_LENGTH && cl == 0)
         info.body = MRD_H1_BODY_NONE; /* an empty DATA with END_STREAM follows */
-    st->req = mrd_req_new(h->w, h->gen, &h2_ops, st);
+    st->req = mrd_req_new(h->w, &h2_ops, st);
     mrd_metrics_h2_stream();
     status = mrd_req_start(st->req, &info, &detail, &extra);
     free(hdrs);

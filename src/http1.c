@@ -437,6 +437,24 @@ msg_reset(struct mrd_h1_msg *msg)
 
 /* ---- public: head parsers ---- */
 
+/* what requests and responses share after their first line: the fields,
+ * then the framing headers checked; returns the head length or an error */
+static int
+parse_rest(const unsigned char *b, size_t n, int start_line, int is_request, struct mrd_h1_msg *msg,
+           struct framing *f, size_t *ep)
+{
+    int r;
+
+    if (start_line < 0)
+        return start_line;
+    if ((r = parse_fields(b, (size_t)start_line, msg, ep)) < 0)
+        return r;
+    assert((size_t)r == n);
+    scan_fields((const char *)b, msg, is_request, f);
+    int e = check_framing(f, msg->version_minor, ep);
+    return e < 0 ? e : r;
+}
+
 static int
 parse_request(const unsigned char *b, size_t n, struct mrd_h1_msg *msg, size_t *ep)
 {
@@ -444,15 +462,8 @@ parse_request(const unsigned char *b, size_t n, struct mrd_h1_msg *msg, size_t *
     int r;
 
     msg_reset(msg);
-    if ((r = parse_request_line(b, msg, ep)) < 0)
+    if ((r = parse_rest(b, n, parse_request_line(b, msg, ep), 1, msg, &f, ep)) < 0)
         return r;
-    if ((r = parse_fields(b, (size_t)r, msg, ep)) < 0)
-        return r;
-    assert((size_t)r == n);
-    scan_fields((const char *)b, msg, 1, &f);
-    int e = check_framing(&f, msg->version_minor, ep);
-    if (e < 0)
-        return e;
     if (f.hosts > 1 || (f.hosts == 0 && msg->version_minor == 1)) {
         *ep = f.hosts > 1 ? f.host_pos : 0;
         return MRD_H1_ERR_HOST;
@@ -491,15 +502,8 @@ parse_response(const unsigned char *b, size_t n, const char *req_method, size_t 
     int r;
 
     msg_reset(msg);
-    if ((r = parse_status_line(b, msg, ep)) < 0)
+    if ((r = parse_rest(b, n, parse_status_line(b, msg, ep), 0, msg, &f, ep)) < 0)
         return r;
-    if ((r = parse_fields(b, (size_t)r, msg, ep)) < 0)
-        return r;
-    assert((size_t)r == n);
-    scan_fields((const char *)b, msg, 0, &f);
-    int e = check_framing(&f, msg->version_minor, ep);
-    if (e < 0)
-        return e;
     f.flags &= ~(unsigned)MRD_H1_F_HAS_HOST;
     msg->flags = conn_flags(f.flags, msg->version_minor);
     if (f.cl_seen)

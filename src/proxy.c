@@ -628,13 +628,12 @@ up_event(struct mrd_stream *st, short what, void *arg)
 /* ---- public entry points ---- */
 
 struct mrd_req *
-mrd_req_new(struct mrd_worker *w, struct mrd_gen *gen, const struct mrd_req_ops *ops, void *ctx)
+mrd_req_new(struct mrd_worker *w, const struct mrd_req_ops *ops, void *ctx)
 {
     struct mrd_req *req = mrd_xcalloc(1, sizeof(*req));
 
     /* a request runs on the configuration current when it starts (SPEC 6),
      * even on a connection accepted before a reload */
-    (void)gen;
     req->w = w;
     req->gen = w->gen;
     mrd_gen_acquire(req->gen);

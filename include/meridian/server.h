@@ -105,7 +105,8 @@ struct mrd_req_info {
     const char *version;   /* client protocol version for Via: "1.0", "1.1" or "2" */
 };
 
-struct mrd_req *mrd_req_new(struct mrd_worker *w, struct mrd_gen *gen, const struct mrd_req_ops *ops, void *ctx);
+/* a request runs on the worker's current configuration generation */
+struct mrd_req *mrd_req_new(struct mrd_worker *w, const struct mrd_req_ops *ops, void *ctx);
 /* Start proxying. Returns 0, or an HTTP status the downstream must answer with
  * (nothing was sent upstream then; detail/extra describe it). */
 int mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char **detail, const char **extra);
