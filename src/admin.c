@@ -270,14 +270,49 @@ mrd_admin_start(struct event_base *base, struct mrd_gen *g, int fd)
     return 0;
 }
 
-void
-mrd_admin_set_gen(struct mrd_gen *g)
+/* reload, step 1: bind the new admin address if it moved (nothing changes yet) */
+static int admin_next_fd = -1, admin_moved;
+
+int
+mrd_admin_prepare(const struct mrd_config *old, const struct mrd_gen *g, char *err, size_t errlen)
 {
-    if (admin_http == NULL)
+    const struct mrd_admin_conf *a = &old->admin, *b = &g->conf->admin;
+    const char *why;
+
+    admin_moved = a->enabled != b->enabled ||
+                  (b->enabled && (a->addrlen != b->addrlen || memcmp(&a->addr, &b->addr, a->addrlen) != 0));
+    admin_next_fd = -1;
+    if (!admin_moved || !b->enabled)
+        return 0;
+    admin_next_fd = mrd_listen_socket((const struct sockaddr *)&b->addr, b->addrlen, &why);
+    if (admin_next_fd == -1) {
+        snprintf(err, errlen, "admin.address: cannot listen on %s: %s", b->address, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* reload, step 2: serve the new generation, on the new address if it moved */
+void
+mrd_admin_commit(struct event_base *base, struct mrd_gen *g)
+{
+    if (!admin_moved) {
+        if (admin_http != NULL) {
+            mrd_gen_acquire(g);
+            mrd_gen_release(admin_gen);
+            admin_gen = g;
+        }
         return;
-    mrd_gen_acquire(g);
+    }
+    if (admin_http != NULL)
+        evhttp_free(admin_http);
+    admin_http = NULL;
     mrd_gen_release(admin_gen);
-    admin_gen = g;
+    admin_gen = NULL;
+    if (admin_next_fd >= 0 && mrd_admin_start(base, g, admin_next_fd) == 0)
+        mrd_log(MRD_LOG_INFO, "admin API now on %s", g->conf->admin.address);
+    admin_next_fd = -1;
+    admin_moved = 0;
 }
 
 void

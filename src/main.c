@@ -80,20 +80,57 @@ load(struct mrd_diag *d)
     return mrd_gen_new(c, d);
 }
 
-/* Workers keep the sockets they were started with and find a listener's TLS
- * context by its index, so a reload must keep the listener list as it is. */
+/* Listening sockets of the current generation: lfds[w * n_lfds + i] is
+ * worker w's socket for listener i (SO_REUSEPORT, one per worker). The
+ * workers own them; main keeps the numbers to hand the unchanged ones over
+ * to the next generation. */
+static int *lfds;
+static size_t n_lfds;
+
 static int
-same_listeners(const struct mrd_config *a, const struct mrd_config *b)
+same_address(const struct mrd_listener_conf *a, const struct mrd_listener_conf *b)
 {
-    if (a->n_listeners != b->n_listeners)
-        return 0;
-    for (size_t i = 0; i < a->n_listeners; i++) {
-        const struct mrd_listener_conf *x = &a->listeners[i], *y = &b->listeners[i];
-        if (x->addrlen != y->addrlen || memcmp(&x->addr, &y->addr, x->addrlen) != 0 || x->tls != y->tls ||
-            x->protocols != y->protocols)
-            return 0;
+    return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
+}
+
+/* The sockets for `nc`'s listeners: those of `old` at the same address are
+ * kept (with whatever protocols or certificates the new file gives them),
+ * the others are bound now. NULL, with the failing listener in err, when a
+ * socket cannot be bound; what was bound here is closed again. */
+static int *
+open_listeners(const struct mrd_config *old, const int *old_fds, const struct mrd_config *nc, char *err, size_t errlen)
+{
+    size_t nl = nc->n_listeners, onl = old != NULL ? old->n_listeners : 0;
+    int *fds = mrd_xmalloc((nl * mrd_n_workers + 1) * sizeof(int));
+    unsigned char *fresh = mrd_xcalloc(nl + 1, 1);
+
+    for (size_t i = 0; i < nl; i++) {
+        const struct mrd_listener_conf *l = &nc->listeners[i];
+        size_t j = 0;
+        while (j < onl && !same_address(&old->listeners[j], l))
+            j++;
+        fresh[i] = j == onl;
+        for (unsigned w = 0; w < mrd_n_workers; w++) {
+            const char *why;
+            if (!fresh[i]) {
+                fds[w * nl + i] = old_fds[w * onl + j];
+                continue;
+            }
+            fds[w * nl + i] = mrd_listen_socket((const struct sockaddr *)&l->addr, l->addrlen, &why);
+            if (fds[w * nl + i] == -1) {
+                snprintf(err, errlen, "%s:%u:%u: listeners[%zu]: cannot listen on %s: %s", conf_path, l->pos.line,
+                         l->pos.col, i, l->address, why);
+                for (size_t k = 0; k <= i; k++)
+                    for (unsigned v = 0; fresh[k] && v < mrd_n_workers && (k < i || v < w); v++)
+                        close(fds[v * nl + k]);
+                free(fresh);
+                free(fds);
+                return NULL;
+            }
+        }
     }
-    return 1;
+    free(fresh);
+    return fds;
 }
 
 static void
@@ -101,18 +138,15 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 {
     struct mrd_diag d;
     struct mrd_gen *g;
+    int *fds;
+    char err[1024];
 
-    mrd_diag_init(&d);
-    g = load(&d);
-    if (g != NULL && !same_listeners(current->conf, g->conf)) {
-        mrd_log(MRD_LOG_ERR, "reload failed: %s: the listeners changed; adding, removing or changing a listener "
-                             "takes a restart",
-                conf_path);
-        mrd_gen_release(g);
-        mrd_diag_dispose(&d);
-        mrd_metrics_reload(0);
+    if (stopping) {
+        mrd_log(MRD_LOG_WARN, "reload ignored: stopping");
         return;
     }
+    mrd_diag_init(&d);
+    g = load(&d);
     if (g == NULL) {
         for (size_t i = 0; i < d.n; i++)
             mrd_log(MRD_LOG_ERR, "reload failed: %s", d.msgs[i]);
@@ -121,17 +155,43 @@ on_reload(evutil_socket_t sig, short what, void *arg)
         return;
     }
     mrd_diag_dispose(&d);
+    /* everything that can fail comes before anything changes */
+    fds = open_listeners(current->conf, lfds, g->conf, err, sizeof(err));
+    if (fds == NULL || mrd_admin_prepare(current->conf, g, err, sizeof(err)) == -1) {
+        if (fds != NULL) {
+            /* close the sockets bound for this attempt, keep the current ones */
+            for (size_t i = 0; i < g->conf->n_listeners * mrd_n_workers; i++) {
+                size_t k = 0;
+                while (k < n_lfds * mrd_n_workers && lfds[k] != fds[i])
+                    k++;
+                if (k == n_lfds * mrd_n_workers)
+                    close(fds[i]);
+            }
+            free(fds);
+        }
+        mrd_log(MRD_LOG_ERR, "reload failed: %s", err);
+        mrd_gen_release(g);
+        mrd_metrics_reload(0);
+        return;
+    }
+    if (g->conf->workers != 0 && g->conf->workers != mrd_n_workers)
+        mrd_log(MRD_LOG_WARN, "%s: workers: %u takes effect at the next restart (running %u)", conf_path,
+                g->conf->workers, mrd_n_workers);
     for (unsigned i = 0; i < mrd_n_workers; i++) {
         mrd_gen_acquire(g);
-        mrd_worker_post(&workers[i], g, 0);
+        mrd_worker_post_gen(&workers[i], g, &fds[i * g->conf->n_listeners], g->conf->n_listeners);
     }
-    mrd_admin_set_gen(g);
+    free(lfds);
+    lfds = fds;
+    n_lfds = g->conf->n_listeners;
+    mrd_admin_commit(main_base, g);
     mrd_health_start(main_base, g);
     mrd_gen_release(current);
     current = g;
     mrd_metrics_reload(1);
     mrd_access_log_configure(g->conf->access_log.path, g->conf->access_log.json);
-    mrd_log(MRD_LOG_INFO, "configuration reloaded (generation %llu)", (unsigned long long)g->id);
+    mrd_log(MRD_LOG_INFO, "configuration reloaded (generation %llu, %zu listeners)", (unsigned long long)g->id,
+            n_lfds);
 }
 
 static void
@@ -146,7 +206,7 @@ on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
 {
     mrd_log(MRD_LOG_WARN, "shutdown timeout: closing remaining connections");
     for (unsigned i = 0; i < mrd_n_workers; i++)
-        mrd_worker_post(&workers[i], NULL, 2);
+        mrd_worker_post_stop(&workers[i], 2);
 }
 
 static atomic_uint workers_done;
@@ -171,7 +231,7 @@ on_stop(evutil_socket_t sig, short what, void *arg)
     mrd_admin_stop();
     mrd_health_stop();
     for (unsigned i = 0; i < mrd_n_workers; i++)
-        mrd_worker_post(&workers[i], NULL, 1);
+        mrd_worker_post_stop(&workers[i], 1);
     tv.tv_sec = (time_t)(current->conf->timeouts.shutdown_ms / 1000);
     tv.tv_usec = (suseconds_t)(current->conf->timeouts.shutdown_ms % 1000) * 1000;
     shutdown_timer = evtimer_new(main_base, on_shutdown_timeout, NULL);
@@ -262,8 +322,7 @@ main(int argc, char **argv)
     struct mrd_diag d;
     struct mrd_config *conf;
     struct event *ev_hup, *ev_term, *ev_int, *ev_usr1, *done_ev;
-    int admin_fd = -1, *fds = NULL;
-    size_t nl = 0;
+    int admin_fd = -1;
 
     while ((opt = getopt(argc, argv, "c:tdp:Vh")) != -1) {
         switch (opt) {
@@ -320,21 +379,14 @@ main(int argc, char **argv)
     admin_fd = mrd_admin_listen(current);
     if (admin_fd == -1)
         goto fail_early;
-    nl = current->conf->n_listeners;
-    fds = mrd_xcalloc(nl * mrd_n_workers + 1, sizeof(int));
-    for (size_t i = 0; i < nl * mrd_n_workers; i++)
-        fds[i] = -1;
-    for (unsigned w = 0; w < mrd_n_workers; w++) {
-        for (size_t i = 0; i < nl; i++) {
-            const struct mrd_listener_conf *l = &current->conf->listeners[i];
-            const char *err;
-            int fd = mrd_listen_socket((const struct sockaddr *)&l->addr, l->addrlen, &err);
-            if (fd == -1) {
-                fprintf(stderr, "meridian: cannot listen on %s: %s\n", l->address, err);
-                goto fail_early;
-            }
-            fds[w * nl + i] = fd;
+    {
+        char err[1024];
+        lfds = open_listeners(NULL, NULL, current->conf, err, sizeof(err));
+        if (lfds == NULL) {
+            fprintf(stderr, "meridian: %s\n", err);
+            goto fail_early;
         }
+        n_lfds = current->conf->n_listeners;
     }
     if (drop_privileges(current->conf->user) == -1)
         goto fail_early;
@@ -358,14 +410,13 @@ main(int argc, char **argv)
     done_ev = event_new(main_base, -1, 0, on_worker_done, NULL);
     workers = mrd_xcalloc(mrd_n_workers, sizeof(*workers));
     for (unsigned w = 0; w < mrd_n_workers; w++) {
-        if (mrd_worker_init(&workers[w], w, current, &fds[w * nl], nl) == -1) {
+        if (mrd_worker_init(&workers[w], w, current, &lfds[w * n_lfds], n_lfds) == -1) {
             mrd_log(MRD_LOG_ERR, "cannot start worker %u", w);
             return 1;
         }
         workers[w].done_ev = done_ev;
         workers[w].done_count = &workers_done;
     }
-    free(fds);
     if (mrd_admin_start(main_base, current, admin_fd) == -1)
         return 1;
     mrd_health_start(main_base, current);
@@ -385,17 +436,18 @@ main(int argc, char **argv)
     }
     mrd_metrics_started();
     mrd_log(MRD_LOG_INFO, "meridian %s started: %u workers, %zu listeners, %zu regions", MRD_VERSION,
-            mrd_n_workers, nl, current->n_regions);
+            mrd_n_workers, n_lfds, current->n_regions);
     event_base_dispatch(main_base);
 
     /* workers have exited (or were told to by the shutdown timer) */
     for (unsigned w = 0; w < mrd_n_workers; w++)
-        mrd_worker_post(&workers[w], NULL, 2);
+        mrd_worker_post_stop(&workers[w], 2);
     for (unsigned w = 0; w < mrd_n_workers; w++) {
         pthread_join(workers[w].thread, NULL);
         mrd_worker_dispose(&workers[w]);
     }
     free(workers);
+    free(lfds);
     event_free(ev_hup);
     event_free(ev_term);
     event_free(ev_int);
@@ -416,10 +468,9 @@ main(int argc, char **argv)
 
 fail_early:
     /* a start-up error before any worker ran: release what was taken */
-    for (size_t i = 0; fds != NULL && i < nl * mrd_n_workers; i++)
-        if (fds[i] != -1)
-            close(fds[i]);
-    free(fds);
+    for (size_t i = 0; lfds != NULL && i < n_lfds * mrd_n_workers; i++)
+        close(lfds[i]);
+    free(lfds);
     if (admin_fd >= 0)
         close(admin_fd);
     mrd_access_log_stop();

@@ -17,9 +17,21 @@
 #include "meridian/log.h"
 #include "meridian/server.h"
 
-struct listener_ctx {
+/* one listening socket of one worker; `idx` follows the listener's place in
+ * the worker's current generation, which can change on reload */
+struct mrd_wlistener {
+    struct evconnlistener *ev;
+    int fd;
+    size_t idx;
     struct mrd_worker *w;
-    size_t idx; /* index of the listener in the configuration */
+};
+
+/* a generation posted by the main thread, with this worker's sockets for it */
+struct mrd_worker_msg {
+    struct mrd_worker_msg *next;
+    struct mrd_gen *gen;
+    size_t n_fds;
+    int fds[];
 };
 
 uint64_t
@@ -37,8 +49,8 @@ mrd_worker_rand(struct mrd_worker *w)
 static void
 on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int socklen, void *arg)
 {
-    struct listener_ctx *lc = arg;
-    mrd_conn_accept(lc->w, fd, sa, socklen, lc->idx);
+    struct mrd_wlistener *wl = arg;
+    mrd_conn_accept(wl->w, fd, sa, socklen, wl->idx);
 }
 
 static void
@@ -73,6 +85,59 @@ mrd_listen_socket(const struct sockaddr *sa, socklen_t len, const char **err)
 }
 
 static void
+close_listeners(struct mrd_worker *w)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i] != NULL) {
+            evconnlistener_free(w->listeners[i]->ev); /* closes the socket */
+            free(w->listeners[i]);
+        }
+    }
+    free(w->listeners);
+    w->listeners = NULL;
+    w->n_listeners = 0;
+}
+
+/* Make the worker listen on exactly `fds` (one per listener of the new
+ * generation): keep the sockets it already has, close those no longer
+ * listed, start accepting on new ones. */
+static void
+set_listeners(struct mrd_worker *w, const int *fds, size_t n)
+{
+    struct mrd_wlistener **next = mrd_xcalloc(n ? n : 1, sizeof(*next));
+
+    for (size_t i = 0; i < n; i++) {
+        struct mrd_wlistener *wl = NULL;
+        if (fds[i] < 0)
+            continue;
+        for (size_t j = 0; j < w->n_listeners && wl == NULL; j++) {
+            if (w->listeners[j] != NULL && w->listeners[j]->fd == fds[i]) {
+                wl = w->listeners[j];
+                w->listeners[j] = NULL;
+            }
+        }
+        if (wl == NULL) {
+            wl = mrd_xcalloc(1, sizeof(*wl));
+            wl->w = w;
+            wl->fd = fds[i];
+            wl->ev = evconnlistener_new(w->base, on_accept, wl, LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
+            if (wl->ev == NULL) {
+                mrd_log(MRD_LOG_ERR, "worker %u: cannot accept on listener %zu", w->id, i);
+                close(fds[i]);
+                free(wl);
+                continue;
+            }
+            evconnlistener_set_error_cb(wl->ev, on_accept_error);
+        }
+        wl->idx = i;
+        next[i] = wl;
+    }
+    close_listeners(w); /* what is left was not carried over */
+    w->listeners = next;
+    w->n_listeners = n;
+}
+
+static void
 on_stop_check(evutil_socket_t fd, short what, void *arg)
 {
     struct mrd_worker *w = arg;
@@ -94,36 +159,38 @@ static void
 on_wake(evutil_socket_t fd, short what, void *arg)
 {
     struct mrd_worker *w = arg;
-    struct mrd_gen *next;
+    struct mrd_worker_msg *m;
     uint64_t v;
     int force;
 
     if (read(w->wake_fd, &v, sizeof(v)) == -1 && errno != EAGAIN)
         mrd_log(MRD_LOG_WARN, "worker %u: wake: %s", w->id, strerror(errno));
     pthread_mutex_lock(&w->_lock);
-    next = w->_next_gen;
-    w->_next_gen = NULL;
+    m = w->_msgs;
+    w->_msgs = NULL;
+    w->_msgs_tail = &w->_msgs;
     force = w->_force_stop;
     pthread_mutex_unlock(&w->_lock);
+    while (m != NULL) {
+        struct mrd_worker_msg *next = m->next;
+        /* the posted reference becomes the worker's; connections keep theirs.
+         * Generation and listener indexes change together, so an accept
+         * always finds its listener's TLS context in w->gen. */
+        mrd_gen_release(w->gen);
+        w->gen = m->gen;
+        set_listeners(w, m->fds, m->n_fds);
+        free(m);
+        m = next;
+    }
     if (force) {
         event_base_loopexit(w->base, NULL);
         return;
     }
-    if (next != NULL) {
-        /* the posted reference becomes the worker's; connections keep theirs */
-        mrd_gen_release(w->gen);
-        w->gen = next;
-    }
-    if (atomic_load(&w->stopping) && w->listeners != NULL) {
+    if (atomic_load(&w->stopping)) {
         static const struct timeval every = {0, 50000};
-        for (size_t i = 0; i < w->n_listeners; i++)
-            if (w->listeners[i] != NULL)
-                evconnlistener_free(w->listeners[i]);
-        free(w->listeners);
-        free(w->_lctx);
-        w->_lctx = NULL;
-        w->listeners = NULL;
-        w->n_listeners = 0;
+        close_listeners(w); /* new connections are refused from now on */
+        if (w->_stop_ev != NULL)
+            return;
         w->_stop_ev = event_new(w->base, -1, EV_PERSIST, on_stop_check, w);
         event_add(w->_stop_ev, &every);
         on_stop_check(-1, 0, w);
@@ -145,11 +212,17 @@ worker_main(void *arg)
 void
 mrd_worker_dispose(struct mrd_worker *w)
 {
-    for (size_t i = 0; i < w->n_listeners; i++)
-        if (w->listeners[i] != NULL)
-            evconnlistener_free(w->listeners[i]);
-    free(w->listeners);
-    free(w->_lctx);
+    struct mrd_worker_msg *m = w->_msgs;
+
+    /* posts never applied (forced stop): their new sockets are ours to close */
+    while (m != NULL) {
+        struct mrd_worker_msg *next = m->next;
+        set_listeners(w, m->fds, m->n_fds);
+        mrd_gen_release(m->gen);
+        free(m);
+        m = next;
+    }
+    close_listeners(w);
     mrd_conn_shutdown_all(w, 1);
     mrd_pool_drain(w, w->gen);
     if (w->_stop_ev != NULL)
@@ -158,8 +231,6 @@ mrd_worker_dispose(struct mrd_worker *w)
     event_del(&w->defer_ev);
     mrd_stream_loop_dispose(&w->sloop);
     close(w->wake_fd);
-    if (w->_next_gen != NULL)
-        mrd_gen_release(w->_next_gen);
     mrd_gen_release(w->gen);
     mrd_buf_dispose(&w->scratch);
     mrd_route_scratch_dispose(&w->route_scratch);
@@ -193,18 +264,11 @@ mrd_worker_init(struct mrd_worker *w, unsigned id, struct mrd_gen *g, const int 
     event_assign(&w->defer_ev, w->base, -1, 0, on_defer, w);
     event_assign(&w->wake, w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
     event_add(&w->wake, NULL);
-    w->listeners = mrd_xcalloc(n_fds ? n_fds : 1, sizeof(*w->listeners));
-    w->n_listeners = n_fds;
-    w->_lctx = mrd_xcalloc(n_fds ? n_fds : 1, sizeof(struct listener_ctx));
-    for (size_t i = 0; i < n_fds; i++) {
-        struct listener_ctx *lc = &((struct listener_ctx *)w->_lctx)[i];
-        lc->w = w;
-        lc->idx = i;
-        w->listeners[i] = evconnlistener_new(w->base, on_accept, lc, LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
-        if (w->listeners[i] == NULL)
+    w->_msgs_tail = &w->_msgs;
+    set_listeners(w, fds, n_fds);
+    for (size_t i = 0; i < n_fds; i++)
+        if (fds[i] >= 0 && w->listeners[i] == NULL)
             return -1;
-        evconnlistener_set_error_cb(w->listeners[i], on_accept_error);
-    }
     return 0;
 }
 
@@ -214,22 +278,39 @@ mrd_worker_start(struct mrd_worker *w)
     return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
 }
 
-void
-mrd_worker_post(struct mrd_worker *w, struct mrd_gen *g, int stop)
+static void
+wake(struct mrd_worker *w)
 {
     uint64_t one = 1;
 
-    pthread_mutex_lock(&w->_lock);
-    if (g != NULL) {
-        if (w->_next_gen != NULL)
-            mrd_gen_release(w->_next_gen);
-        w->_next_gen = g;
-    }
-    if (stop)
-        atomic_store(&w->stopping, 1);
-    if (stop > 1)
-        w->_force_stop = 1;
-    pthread_mutex_unlock(&w->_lock);
     if (write(w->wake_fd, &one, sizeof(one)) == -1)
         mrd_log(MRD_LOG_WARN, "worker %u: cannot wake: %s", w->id, strerror(errno));
+}
+
+void
+mrd_worker_post_gen(struct mrd_worker *w, struct mrd_gen *g, const int *fds, size_t n_fds)
+{
+    struct mrd_worker_msg *m = mrd_xmalloc(sizeof(*m) + n_fds * sizeof(int));
+
+    m->next = NULL;
+    m->gen = g;
+    m->n_fds = n_fds;
+    if (n_fds > 0)
+        memcpy(m->fds, fds, n_fds * sizeof(int));
+    pthread_mutex_lock(&w->_lock);
+    *w->_msgs_tail = m;
+    w->_msgs_tail = &m->next;
+    pthread_mutex_unlock(&w->_lock);
+    wake(w);
+}
+
+void
+mrd_worker_post_stop(struct mrd_worker *w, int how)
+{
+    pthread_mutex_lock(&w->_lock);
+    atomic_store(&w->stopping, 1);
+    if (how > 1)
+        w->_force_stop = 1;
+    pthread_mutex_unlock(&w->_lock);
+    wake(w);
 }

@@ -31,7 +31,7 @@ struct mrd_worker {
     pthread_t thread;
     struct event_base *base;
     struct mrd_gen *gen; /* current generation (one ref) */
-    struct evconnlistener **listeners;
+    struct mrd_wlistener **listeners; /* index = listener index in w->gen->conf */
     size_t n_listeners;
     struct mrd_stream_loop sloop; /* output flushing for this worker's streams */
     struct mrd_conn *deferred;    /* connections to post-process (conn.c) */
@@ -39,7 +39,7 @@ struct mrd_worker {
     int wake_fd;        /* eventfd: main -> worker messages (shutdown, new generation) */
     struct event wake;
     atomic_int stopping;
-    struct mrd_gen *_next_gen; /* posted by main, protected by _lock */
+    struct mrd_worker_msg *_msgs, **_msgs_tail; /* posted by main, protected by _lock */
     int _force_stop;           /* protected by _lock */
     pthread_mutex_t _lock;
     struct mrd_buf scratch;    /* reusable head builder */
@@ -51,17 +51,22 @@ struct mrd_worker {
     struct mrd_h2_conn *h2_conns; /* HTTP/2 connections (h2.c) */
     struct event *done_ev;     /* main's event, activated when the loop ends */
     atomic_uint *done_count;
-    void *_lctx;               /* listener callback contexts */
     struct event *_stop_ev;    /* periodic check while draining */
 };
 
 int mrd_listen_socket(const struct sockaddr *sa, socklen_t len, const char **err);
-/* fds: one listening socket per listener for this worker (ownership passes) */
+/* fds: one listening socket per listener of g for this worker (ownership
+ * passes; -1 entries accept nothing) */
 int mrd_worker_init(struct mrd_worker *w, unsigned id, struct mrd_gen *g, const int *fds, size_t n_fds);
 int mrd_worker_start(struct mrd_worker *w);
-/* from the main thread: hand over a generation reference and/or ask to
- * stop (1: gracefully, 2: now) */
-void mrd_worker_post(struct mrd_worker *w, struct mrd_gen *g, int stop);
+/* from the main thread: hand over a generation reference with this worker's
+ * listening sockets for it (one per listener of g, in order). A socket the
+ * worker already listens on is kept (found by descriptor); one it listens on
+ * that is not in fds is closed; the rest are new and become the worker's.
+ * Posts are applied in order. */
+void mrd_worker_post_gen(struct mrd_worker *w, struct mrd_gen *g, const int *fds, size_t n_fds);
+/* ask to stop (1: gracefully, 2: now) */
+void mrd_worker_post_stop(struct mrd_worker *w, int how);
 void mrd_worker_dispose(struct mrd_worker *w);
 
 extern atomic_uint mrd_connections_active;
@@ -160,7 +165,10 @@ void mrd_conn_shutdown_all(struct mrd_worker *w, int force);
  * are); -2 when none is configured, -1 on error (reported on stderr) */
 int mrd_admin_listen(const struct mrd_gen *g);
 int mrd_admin_start(struct event_base *base, struct mrd_gen *g, int fd);
-void mrd_admin_set_gen(struct mrd_gen *g);
+/* reload: bind a moved admin address first (-1 and err when it cannot be),
+ * then switch to the new generation once nothing else can fail */
+int mrd_admin_prepare(const struct mrd_config *old, const struct mrd_gen *g, char *err, size_t errlen);
+void mrd_admin_commit(struct event_base *base, struct mrd_gen *g);
 void mrd_admin_stop(void);
 
 #endif
