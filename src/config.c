@@ -853,6 +853,7 @@ config_new(const char *file)
     c->policies.block_status = 403;
     c->response_header_region = 1;
     c->access_log.json = 1;
+    c->error_log.level = 2;
     return c;
 }
 
@@ -897,6 +898,7 @@ mrd_config_free(struct mrd_config *c)
     free(c->policies.residency);
     free(c->policies.block_countries);
     free(c->access_log.path);
+    free(c->error_log.path);
     free(c->user);
     free(c->file);
     free(c);

@@ -756,6 +756,13 @@ static const struct mrd_conf_key access_log_keys[] = {
 };
 static const struct mrd_conf_table access_log_table = TABLE(access_log_keys, NULL, NULL);
 
+static const struct mrd_conf_word level_words[] = {{"error", 0}, {"warn", 1}, {"info", 2}, {"debug", 3}, {NULL, 0}};
+static const struct mrd_conf_key error_log_keys[] = {
+    {"path", mrd_conf_set_string, offsetof(struct mrd_error_log_conf, path), .aux = NULL},
+    {"level", mrd_conf_set_word, offsetof(struct mrd_error_log_conf, level), .aux = level_words},
+};
+static const struct mrd_conf_table error_log_table = TABLE(error_log_keys, NULL, NULL);
+
 /* ------------------------------------------------------------------------ */
 /* cross-references, once everything is read */
 
@@ -900,7 +907,8 @@ enum {
     T_REGIONS,
     T_POLICIES,
     T_RESPONSE_HEADERS,
-    T_ACCESS_LOG
+    T_ACCESS_LOG,
+    T_ERROR_LOG
 };
 
 static void
@@ -933,6 +941,8 @@ static const struct mrd_conf_key top_keys[] = {
     [T_RESPONSE_HEADERS] = {"response_headers", mrd_conf_set_submap, 0, .aux = &response_header_table},
     [T_ACCESS_LOG] = {"access_log", mrd_conf_set_submap, offsetof(struct mrd_config, access_log),
                       .aux = &access_log_table},
+    [T_ERROR_LOG] = {"error_log", mrd_conf_set_submap, offsetof(struct mrd_config, error_log),
+                     .aux = &error_log_table},
 };
 const struct mrd_conf_table mrd_conf_top_table = TABLE(top_keys, NULL, top_check);
 

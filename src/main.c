@@ -36,6 +36,7 @@ static const char *conf_path = "conf/meridian.yaml";
 static const char *pid_path;
 static struct event_base *main_base;
 static struct mrd_worker *workers;
+static int daemon_mode; /* -d */
 static struct mrd_gen *current;
 static struct event *shutdown_timer;
 static int stopping;
@@ -190,6 +191,8 @@ on_reload(evutil_socket_t sig, short what, void *arg)
     current = g;
     mrd_metrics_reload(1);
     mrd_access_log_configure(g->conf->access_log.path, g->conf->access_log.json);
+    if (mrd_log_configure(g->conf->error_log.path, g->conf->error_log.level, daemon_mode, err, sizeof(err)) == -1)
+        mrd_log(MRD_LOG_ERR, "%s: %s (the error log stays where it was)", conf_path, err);
     mrd_log(MRD_LOG_INFO, "configuration reloaded (generation %llu, %zu listeners)", (unsigned long long)g->id,
             n_lfds);
 }
@@ -197,7 +200,8 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 static void
 on_reopen(evutil_socket_t sig, short what, void *arg)
 {
-    mrd_log(MRD_LOG_INFO, "signal %d: reopening the access log", (int)sig);
+    mrd_log(MRD_LOG_INFO, "signal %d: reopening the log files", (int)sig);
+    mrd_log_reopen();
     mrd_access_log_reopen();
 }
 
@@ -256,8 +260,9 @@ write_pid_file(const char *path)
     return 0;
 }
 
+/* keep_stderr: fd 2 is already the error log file */
 static int
-daemonize(void)
+daemonize(int keep_stderr)
 {
     pid_t pid = fork();
     int fd;
@@ -277,7 +282,8 @@ daemonize(void)
     if (fd != -1) {
         dup2(fd, STDIN_FILENO);
         dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
+        if (!keep_stderr)
+            dup2(fd, STDERR_FILENO);
         if (fd > STDERR_FILENO)
             close(fd);
     }
@@ -318,7 +324,7 @@ cpu_count(void)
 int
 main(int argc, char **argv)
 {
-    int opt, test_only = 0, daemon_mode = 0, rc = 0;
+    int opt, test_only = 0, rc = 0;
     struct mrd_diag d;
     struct mrd_config *conf;
     struct event *ev_hup, *ev_term, *ev_int, *ev_usr1, *done_ev;
@@ -388,12 +394,21 @@ main(int argc, char **argv)
         }
         n_lfds = current->conf->n_listeners;
     }
+    {
+        /* opened before dropping privileges and detaching, like the sockets */
+        char err[512];
+        const struct mrd_error_log_conf *el = &current->conf->error_log;
+        if (mrd_log_configure(el->path, el->level, daemon_mode, err, sizeof(err)) == -1) {
+            fprintf(stderr, "meridian: %s: %s\n", conf_path, err);
+            goto fail_early;
+        }
+    }
     if (drop_privileges(current->conf->user) == -1)
         goto fail_early;
     if (daemon_mode) {
         if (pid_path == NULL)
             pid_path = "/run/meridian.pid";
-        if (daemonize() == -1) {
+        if (daemonize(mrd_log_to_file()) == -1) {
             fprintf(stderr, "meridian: cannot daemonize: %s\n", strerror(errno));
             goto fail_early;
         }

@@ -177,6 +177,12 @@ struct mrd_access_log_conf {
     int json;    /* format: json (1) or text (0, "common") */
 };
 
+/* extension: where meridian's own messages go (see README) */
+struct mrd_error_log_conf {
+    char *path; /* NULL: stderr, or syslog when running as a daemon; "-" stderr; "syslog"; a file */
+    int level;  /* enum mrd_log_level: error 0, warn 1, info 2 (default), debug 3 */
+};
+
 struct mrd_config {
     char *file; /* the name diagnostics use */
     unsigned workers; /* 0 = auto (number of CPUs) */
@@ -194,6 +200,7 @@ struct mrd_config {
     struct mrd_policies_conf policies;
     int response_header_region; /* default 1 */
     struct mrd_access_log_conf access_log;
+    struct mrd_error_log_conf error_log;
 };
 
 /* Parse and validate YAML in buf. On success returns 0 and *out (free with

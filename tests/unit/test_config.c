@@ -290,6 +290,10 @@ static const struct bad_case bad_cases[] = {
     {"bool 1", BASE "response_headers: {region: 1}\n", "t.yaml:7:28:", "expected true or false"},
     {"log format", BASE "access_log: {format: xml}\n", "t.yaml:7:22:", "access_log.format: expected one of json, text"},
     {"log path empty", BASE "access_log: {path: ''}\n", "t.yaml:7:20:", "access_log.path: must not be empty"},
+    {"error log level", BASE "error_log: {level: loud}\n", "t.yaml:7:20:",
+     "error_log.level: expected one of error, warn, info, debug"},
+    {"error log path empty", BASE "error_log: {path: ''}\n", "t.yaml:7:19:", "error_log.path: must not be empty"},
+    {"error log unknown key", BASE "error_log: {file: x}\n", "t.yaml:7:13:", "unknown key \"file\" in error_log"},
 };
 
 static void
@@ -491,6 +495,8 @@ test_defaults(void **state)
     assert_int_equal(c->response_header_region, 1);
     assert_null(c->access_log.path);
     assert_int_equal(c->access_log.json, 1);
+    assert_null(c->error_log.path);
+    assert_int_equal(c->error_log.level, 2);
     mrd_config_free(c);
 }
 
