@@ -606,6 +606,17 @@ process(struct mrd_conn *c)
         return;
     }
     if (r < 0) {
+        /* An h2c listener whose first bytes are not HTTP/1.x at all (the
+         * version is wrong, as in "PRI * HTTP/2.0" with a broken preface):
+         * the client may be speaking HTTP/2 with an invalid preface, a
+         * connection error (RFC 9113 3.4). An HTTP/1 response would be read
+         * as garbage frames by such a client (h2spec http2/3.5/2 expects the
+         * connection closed), so close without one. */
+        if (c->h2c && !c->served && r == MRD_H1_ERR_VERSION) {
+            mrd_metrics_request(NULL, 400, 0);
+            close_soon(c);
+            return;
+        }
         client_error(c, r == MRD_H1_ERR_TOO_MANY_HEADERS ? 431 : 400, mrd_h1_strerror(r));
         return;
     }

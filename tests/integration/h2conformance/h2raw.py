@@ -4,6 +4,7 @@ writes frames byte by byte (struct) so that tests can break the rules on
 purpose, and uses python3-hpack only to encode valid header blocks.
 """
 import socket
+import ssl
 import struct
 import time
 
@@ -56,8 +57,20 @@ class Closed:
 
 
 class H2Raw:
-    def __init__(self, port, host="127.0.0.1", preface=True, client_settings=(), timeout=5.0):
+    def __init__(self, port, host="127.0.0.1", preface=True, client_settings=(), timeout=5.0, tls=False,
+                 window_updates=True):
+        """tls: TLS with ALPN h2 (certificate not verified, as h2spec -k);
+        window_updates: give back every received DATA byte at once (off:
+        the caller manages the windows)."""
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        if tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.set_alpn_protocols(["h2"])
+            self.sock = ctx.wrap_socket(self.sock, server_hostname=host)
+            assert self.sock.selected_alpn_protocol() == "h2", self.sock.selected_alpn_protocol()
+        self.window_updates = window_updates
         self.timeout = timeout
         self.buf = bytearray()
         self.closed = False
@@ -80,7 +93,7 @@ class H2Raw:
     def send(self, data):
         try:
             self.sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # BrokenPipe, ConnectionReset, ssl errors after the peer closed
             self.closed = True
 
     def send_frame(self, ftype, flags, sid, payload=b""):
@@ -171,7 +184,7 @@ class H2Raw:
                 st[0][k] = v
         elif f.type == DATA:
             st[1] += f.payload
-            if f.payload:
+            if f.payload and self.window_updates:
                 self.send_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", len(f.payload)))
                 if not f.flags & END_STREAM:
                     self.send_frame(WINDOW_UPDATE, 0, f.sid, struct.pack(">I", len(f.payload)))
