@@ -7,7 +7,7 @@
 # section "HTTP/2 over TLS". Run from the repo root. Settings (environment):
 #   ROUNDS=5 REQS=100000 CONNS=50 STREAMS=10
 #   HANDSHAKES=1500 HANDSHAKE_RATE=250 HS_MODES="tls-h1 tls-h2 plain-h1"
-#   IDLE_CONNS=4000 TARGETS="meridian haproxy nginx"
+#   IDLE_CONNS=4000 TARGETS="meridian haproxy nginx" PHASES="throughput memory"
 #   TLS13_CIPHERS=TLS_AES_128_GCM_SHA256 (what the clients offer, so that every
 #   proxy runs the same cipher)
 #   MERIDIAN_BIN=./meridian BACKEND_BIN=./build/mrd-backend KEEP_WORK=0
@@ -28,6 +28,7 @@ BACKEND_BIN=${BACKEND_BIN:-./build/mrd-backend}
 HAPROXY_BIN=${HAPROXY_BIN:-haproxy}
 NGINX_BIN=${NGINX_BIN:-nginx}
 KEEP_WORK=${KEEP_WORK:-0}
+PHASES=${PHASES:-"throughput memory"}
 LOAD_WARN=${LOAD_WARN:-1.5}
 PY=/usr/bin/python3
 
@@ -412,14 +413,18 @@ for t in $TARGETS; do
 done
 (( ${#ACTIVE[@]} > 0 )) || die "no target started"
 
-log "bench-h2: warm-up (not recorded)"
+has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
+
+has_phase throughput && log "bench-h2: warm-up (not recorded)"
 for t in "${ACTIVE[@]}"; do
+    has_phase throughput || break
     run_load /dev/null "${PIN_LOAD[@]}" h2load --tls13-ciphers="$TLS13_CIPHERS" -n $(( REQS / 5 )) \
         -c "$CONNS" -m "$STREAMS" "https://127.0.0.1:${PORT[$t]}/"
     run_load /dev/null "${PIN_LOAD[@]}" h2load --h1 -n 100 -c 100 "https://127.0.0.1:${PORT[$t]}/"
 done
 
 for (( r = 1; r <= ROUNDS; r++ )); do
+    has_phase throughput || break
     ld=$(check_load "round $r")
     log "bench-h2: round $r/$ROUNDS (load average $ld)"
     for t in "${ACTIVE[@]}"; do
@@ -434,6 +439,7 @@ for t in "${ACTIVE[@]}"; do
     stop_pids ${TPIDS[$t]}
 done
 for (( r = 1; r <= ROUNDS; r++ )); do
+    has_phase memory || break
     ld=$(check_load "memory round $r")
     log "bench-h2: idle TLS h2 connection memory round $r/$ROUNDS ($IDLE_CONNS connections, load average $ld)"
     for t in "${ACTIVE[@]}"; do

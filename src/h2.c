@@ -85,6 +85,19 @@ struct mrd_h2_conn {
     char client_ip[MRD_IP_STRLEN];
     int32_t last_sid;   /* highest client stream id seen in a HEADERS frame */
     int32_t gaps[8][2]; /* odd ids skipped below it (RFC 9113 5.1.1), oldest dropped */
+    /* nghttp2 forgets closed streams (no_closed_streams: an idle connection
+     * then holds no stream state). One bit per recent client stream id,
+     * (id >> 1) & 127, for ids in (last_sid - 256, last_sid]: set when we
+     * sent RST_STREAM on it, whose late frames must be ignored (RFC 9113
+     * 5.4.2); a frame on any other closed stream there is STREAM_CLOSED. */
+    uint64_t rst_sent[2];
+    /* frame boundaries in the input, to check a frame's stream against
+     * nghttp2's state as of the frames before it (nghttp2 says nothing of
+     * frames it ignores on streams it forgot) */
+    uint32_t scan_skip; /* bytes before the next frame header */
+    uint8_t scan_hdr[9];
+    uint8_t scan_have;
+    int32_t scan_max_sid; /* highest HEADERS stream id the scan has passed */
     unsigned n_gaps;
     uint64_t cheap_window_ms;
     unsigned cheap_frames;
@@ -103,7 +116,8 @@ struct mrd_h2_conn {
 
 /* ---- memory for nghttp2: large blocks apart, returned to the kernel when idle ---- */
 
-#define BIG_ALLOC 8192
+#define BIG_ALLOC 4096 /* nghttp2's stream map table is exactly one page */
+#define SCRATCH_ALLOC 8192 /* at least this: nghttp2's frame buffers */
 #define TRIM_AFTER_MS 1000
 
 static int
@@ -190,9 +204,24 @@ on_trim(evutil_socket_t fd, short what, void *arg)
 
     if (h->n_streams != 0 || nghttp2_session_want_write(h->ng) || !h->big_dirty)
         return;
-    for (size_t i = 0; i < MRD_ARRAY_LEN(h->big); i++)
-        if (h->big[i].p != NULL)
-            madvise(h->big[i].p, h->big[i].len, MADV_DONTNEED);
+    for (size_t i = 0; i < MRD_ARRAY_LEN(h->big); i++) {
+        unsigned char *p = h->big[i].p;
+        if (p == NULL)
+            continue;
+        if (h->big[i].len >= SCRATCH_ALLOC) {
+            madvise(p, h->big[i].len, MADV_DONTNEED);
+            continue;
+        }
+        /* other blocks hold state (the stream map): only pages that are all
+         * zeros go, which a dropped page reads back as, so nothing changes */
+        for (size_t off = 0; off < h->big[i].len; off += 4096) {
+            size_t k = 0;
+            while (k < 4096 && p[off + k] == 0)
+                k++;
+            if (k == 4096)
+                madvise(p + off, 4096, MADV_DONTNEED);
+        }
+    }
     h->big_dirty = 0;
 }
 
@@ -836,11 +865,54 @@ on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *arg)
     return 0;
 }
 
+static unsigned
+rst_slot(int32_t id)
+{
+    return ((uint32_t)id >> 1) & 127;
+}
+
+/* the slots of the ids entering the window (above last_sid, up to id) start clear */
+static void
+rst_window_advance(struct mrd_h2_conn *h, int32_t id)
+{
+    if ((int64_t)id - h->last_sid >= 2 * 128) {
+        h->rst_sent[0] = h->rst_sent[1] = 0;
+        return;
+    }
+    for (int32_t k = h->last_sid + 2; k <= id; k += 2)
+        h->rst_sent[rst_slot(k) >> 6] &= ~(1ULL << (rst_slot(k) & 63));
+}
+
+static void
+rst_mark(struct mrd_h2_conn *h, int32_t id)
+{
+    if ((id & 1) && id <= h->last_sid && h->last_sid - id < 2 * 128)
+        h->rst_sent[rst_slot(id) >> 6] |= 1ULL << (rst_slot(id) & 63);
+}
+
+/* a client stream that was open and is closed now, not by our RST_STREAM:
+ * frames other than PRIORITY, WINDOW_UPDATE and RST_STREAM on it are a
+ * STREAM_CLOSED error (RFC 9113 5.1). Beyond the window we cannot tell,
+ * and let nghttp2 ignore the frame. */
+static int
+closed_not_by_us(struct mrd_h2_conn *h, int32_t id)
+{
+    if (!(id & 1) || id > h->last_sid || h->last_sid - id >= 2 * 128 ||
+        nghttp2_session_find_stream(h->ng, id) != NULL)
+        return 0;
+    for (unsigned i = 0; i < h->n_gaps; i++)
+        if (id >= h->gaps[i][0] && id <= h->gaps[i][1])
+            return 0; /* never opened: skipped_id's case */
+    return !(h->rst_sent[rst_slot(id) >> 6] & (1ULL << (rst_slot(id) & 63)));
+}
+
 static int
 on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *arg)
 {
     struct h2s *st;
 
+    if (frame->hd.type == NGHTTP2_RST_STREAM)
+        rst_mark(arg, frame->hd.stream_id);
     /* RFC 9113 8.1: a complete response before the whole request: ask the
      * client to stop sending without an error */
     if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
@@ -877,6 +949,7 @@ skipped_id(struct mrd_h2_conn *h, int32_t id)
     if (!(id & 1))
         return 0; /* nghttp2 rejects even ids itself */
     if (id > h->last_sid) {
+        rst_window_advance(h, id);
         if (id > h->last_sid + 2) {
             if (h->n_gaps == MRD_ARRAY_LEN(h->gaps)) {
                 memmove(h->gaps[0], h->gaps[1], sizeof(h->gaps) - sizeof(h->gaps[0]));
@@ -984,6 +1057,61 @@ arm_timeouts(struct mrd_h2_conn *h)
     mrd_stream_set_timeouts(h->s, h->n_streams == 0 ? idle : 0, idle);
 }
 
+static int32_t
+hd_stream_id(const uint8_t *hd)
+{
+    return (int32_t)(((uint32_t)(hd[5] & 0x7f) << 24) | ((uint32_t)hd[6] << 16) | ((uint32_t)hd[7] << 8) | hd[8]);
+}
+
+/* does the frame with this header need closed_not_by_us()? (a DATA or
+ * HEADERS on a stream that was opened before, perhaps earlier in this
+ * very input, which nghttp2 has not read yet) */
+static int
+scan_wants_check(const struct mrd_h2_conn *h, const uint8_t *hd)
+{
+    int32_t id = hd_stream_id(hd);
+
+    return (hd[3] == NGHTTP2_DATA || hd[3] == NGHTTP2_HEADERS) && (id & 1) &&
+           (id <= h->last_sid || id <= h->scan_max_sid);
+}
+
+/*
+ * How many of the n bytes at p to give nghttp2 now: up to the next frame
+ * whose stream must be checked, so that the check sees the state the frames
+ * before it left. *bad: that frame is on a stream closed not by us (a
+ * connection error STREAM_CLOSED, RFC 9113 5.1).
+ */
+static size_t
+scan_input(struct mrd_h2_conn *h, const uint8_t *p, size_t n, int *bad)
+{
+    size_t i = 0;
+
+    *bad = 0;
+    while (i < n) {
+        if (h->scan_skip > 0) {
+            size_t k = MRD_MIN(h->scan_skip, n - i);
+            h->scan_skip -= (uint32_t)k;
+            i += k;
+            continue;
+        }
+        if (h->scan_have == 0 && i > 0 && n - i >= 9 && scan_wants_check(h, p + i))
+            return i; /* let nghttp2 take what comes before first */
+        while (h->scan_have < 9 && i < n)
+            h->scan_hdr[h->scan_have++] = p[i++];
+        if (h->scan_have < 9)
+            break;
+        h->scan_have = 0;
+        h->scan_skip = ((uint32_t)h->scan_hdr[0] << 16) | ((uint32_t)h->scan_hdr[1] << 8) | h->scan_hdr[2];
+        if (scan_wants_check(h, h->scan_hdr) && closed_not_by_us(h, hd_stream_id(h->scan_hdr))) {
+            *bad = 1;
+            return 0;
+        }
+        if (h->scan_hdr[3] == NGHTTP2_HEADERS && hd_stream_id(h->scan_hdr) > h->scan_max_sid)
+            h->scan_max_sid = hd_stream_id(h->scan_hdr);
+    }
+    return n;
+}
+
 /* feed received bytes to the session */
 static void
 recv_input(struct mrd_h2_conn *h)
@@ -997,6 +1125,15 @@ recv_input(struct mrd_h2_conn *h)
     while ((len = evbuffer_get_length(in)) > 0 && evbuffer_get_length(h->s->out) < OUT_HIGH) {
         size_t n = MRD_MIN(len, 16384);
         const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
+        int bad;
+        n = scan_input(h, p, n, &bad);
+        if (bad) {
+            mrd_log(MRD_LOG_DEBUG, "%s: h2: frame on a closed stream", h->client_ip);
+            evbuffer_drain(in, len);
+            nghttp2_session_terminate_session(h->ng, NGHTTP2_STREAM_CLOSED);
+            h->closing = 1;
+            break;
+        }
         ssize_t r = nghttp2_session_mem_recv(h->ng, p, n);
         if (r < 0) {
             mrd_log(MRD_LOG_DEBUG, "%s: h2: %s", h->client_ip, nghttp2_strerror((int)r));
@@ -1205,6 +1342,8 @@ mrd_h2_start(struct mrd_worker *w, struct mrd_stream *s, struct mrd_gen *gen, co
     mrd_ip_format(&h->peer, h->client_ip, sizeof(h->client_ip));
     h->tmp = evbuffer_new();
     h->last_sid = -1;
+    h->scan_skip = NGHTTP2_CLIENT_MAGIC_LEN; /* the client's preface */
+    h->scan_max_sid = -1;
     if (nghttp2_option_new(&opt) != 0)
         abort();
     nghttp2_option_set_no_auto_window_update(opt, 1);
@@ -1213,6 +1352,7 @@ mrd_h2_start(struct mrd_worker *w, struct mrd_stream *s, struct mrd_gen *gen, co
     nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
     nghttp2_option_set_max_continuations(opt, 8);
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    nghttp2_option_set_no_closed_streams(opt, 1);
     h->mem = (nghttp2_mem){h, ng_malloc, ng_free, ng_calloc, ng_realloc};
     if (nghttp2_session_server_new3(&h->ng, callbacks(), h, opt, &h->mem) != 0)
         abort();

@@ -145,6 +145,41 @@ def test_data_on_closed_stream(h2):
     stream_or_conn_error(h2, 1, STREAM_CLOSED)
 
 
+def test_data_on_stream_we_reset_is_ignored(meridian, backend):
+    """RFC 9113 5.4.2: after meridian resets a stream (here: a 413 before the
+    body, then RST_STREAM NO_ERROR), DATA the client had already sent on it
+    is ignored, not a connection error; the connection serves on."""
+    m = meridian.start(H2C + simple_config([backend.address], extra="limits: {max_body_bytes: 100}\n"))
+    with H2Raw(m.port, timeout=5.0 * SLOW) as c:
+        c.handshake()
+        c.request(1, method="POST", extra=[("content-length", "1000")], end_stream=False)
+        status, _, _ = c.response(1)
+        assert status == 413
+        rst = c.expect(lambda f: f.type in (RST_STREAM, GOAWAY) and f.sid in (0, 1))
+        assert rst is not None and rst.type == RST_STREAM and rst.error_code == NO_ERROR, rst
+        c.send_frame(DATA, 0, 1, b"x" * 500)
+        c.send_frame(DATA, END_STREAM, 1, b"x" * 500)
+        c.request(3)
+        status, _, _ = c.response(3)
+        assert status == 200
+        assert not any(f.type == GOAWAY for f in c.frames), c.frames[-10:]
+
+
+def test_data_after_client_reset_in_one_segment(meridian, backend):
+    """Telling a stream the client closed from one meridian reset must use the
+    state the earlier frames of the same read left: HEADERS(3), the client's
+    RST_STREAM(3), then DATA(3), in one segment, is STREAM_CLOSED."""
+    m = meridian.start(H2C + simple_config([backend.address]))
+    with H2Raw(m.port, timeout=5.0 * SLOW) as c:
+        c.handshake()
+        c.request(1)
+        assert c.response(1)[0] == 200
+        block = c.header_block([(":method", "POST"), (":path", "/"), (":scheme", "http"), (":authority", "t")])
+        c.send(frame(HEADERS, END_HEADERS, 3, block) + frame(RST_STREAM, 0, 3, struct.pack(">I", CANCEL))
+               + frame(DATA, 0, 3, b"late"))
+        stream_or_conn_error(c, 3, STREAM_CLOSED)
+
+
 def test_headers_on_half_closed_stream(h2):
     """HEADERS again on a stream the client already ended (half-closed remote)."""
     h2.request(1, path="/?delay=300")
