@@ -404,11 +404,14 @@ pump_request_body(struct mrd_conn *c)
                 return;
             size_t n = MRD_MIN(avail, 4096);
             const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+            int in_trailers = c->in_chunk.state == MRD_H1_CHUNK_TRAILER;
             int r = mrd_h1_chunk_parse(&c->in_chunk, p, n, conf(c)->limits.max_header_bytes);
             if (r < 0) {
                 client_error(c, 400, "malformed chunked body");
                 return;
             }
+            if (in_trailers && r > 0)
+                mrd_req_trailer_section(c->req, p, (size_t)r);
             evbuffer_drain(in, (size_t)r);
             if (c->in_chunk.state == MRD_H1_CHUNK_DONE) {
                 c->req_in_done = 1;

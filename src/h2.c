@@ -4,7 +4,7 @@
  * HEADERS + DATA from a per-stream buffer. nghttp2 does the framing, HPACK
  * and RFC 9113 checks (HTTP messaging checks stay on); this file does the
  * glue, flow control towards the proxy, limits and connection lifetime.
- * No server push, no trailers, no Upgrade/CONNECT tunnels.
+ * No server push, no Upgrade/CONNECT tunnels.
  *
  * Flow control: the connection and stream windows are reopened only as the
  * proxy takes request body bytes (automatic WINDOW_UPDATE is off), so a paused
@@ -70,7 +70,7 @@ struct h2s {
         deferred : 1, upstream_paused : 1, hdr_too_big : 1, discard : 1, req_done : 1;
 };
 
-struct mrd_h2_conn {
+struct mrd_h2_conn { /* packed by hand: one per idle TLS h2 connection */
     struct mrd_worker *w;
     struct mrd_gen *gen; /* one ref */
     struct mrd_stream *s;
@@ -78,40 +78,37 @@ struct mrd_h2_conn {
     struct mrd_h2_conn *next, *prev; /* per-worker list (shutdown) */
     struct h2s *streams;
     struct h2s *reap;
-    unsigned n_streams;
-    struct event defer_ev;
-    struct evbuffer *tmp; /* request body chunk on its way to the proxy */
-    struct mrd_ip peer;
-    char client_ip[MRD_IP_STRLEN];
-    int32_t last_sid;   /* highest client stream id seen in a HEADERS frame */
-    int32_t gaps[8][2]; /* odd ids skipped below it (RFC 9113 5.1.1), oldest dropped */
     /* nghttp2 forgets closed streams (no_closed_streams: an idle connection
      * then holds no stream state). One bit per recent client stream id,
      * (id >> 1) & 127, for ids in (last_sid - 256, last_sid]: set when we
      * sent RST_STREAM on it, whose late frames must be ignored (RFC 9113
      * 5.4.2); a frame on any other closed stream there is STREAM_CLOSED. */
     uint64_t rst_sent[2];
-    /* frame boundaries in the input, to check a frame's stream against
-     * nghttp2's state as of the frames before it (nghttp2 says nothing of
-     * frames it ignores on streams it forgot) */
-    uint32_t scan_skip; /* bytes before the next frame header */
+    /* one event for two jobs: activated with EV_READ for deferred work,
+     * added with a timeout to trim an idle connection's buffers */
+    struct event defer_ev;
+    /* nghttp2's page-sized and larger blocks, mapped on their own so that
+     * an idle connection can hand their pages back (see trim) */
+    void *big_p[3];
+    uint32_t big_len[3];
+    struct mrd_ip peer;
+    char client_ip[MRD_IP_STRLEN];
     uint8_t scan_hdr[9];
     uint8_t scan_have;
+    uint8_t n_gaps;
+    uint16_t cheap_frames;
+    unsigned n_streams;
+    int32_t last_sid;   /* highest client stream id seen in a HEADERS frame */
+    int32_t gaps[3][2]; /* odd ids skipped below it (RFC 9113 5.1.1), oldest dropped */
+    /* frame boundaries in the input (scan_hdr, scan_have above), to check a
+     * frame's stream against nghttp2's state as of the frames before it
+     * (nghttp2 says nothing of frames it ignores on streams it forgot) */
+    uint32_t scan_skip;   /* bytes before the next frame header */
     int32_t scan_max_sid; /* highest HEADERS stream id the scan has passed */
-    unsigned n_gaps;
-    uint64_t cheap_window_ms;
-    unsigned cheap_frames;
+    uint32_t cheap_window_ms; /* low 32 bits of the clock, compared wrap-safe */
+    uint32_t conn_unconsumed; /* connection-level bytes to give back (closed streams) */
     unsigned tls : 1, in_flush : 1, in_recv : 1, goaway : 1, closing : 1, lingering : 1, dead : 1,
         need_resume : 1, need_body : 1, big_dirty : 1;
-    size_t conn_unconsumed; /* connection-level bytes to give back (closed streams) */
-    /* nghttp2's large buffers (its 16 KiB frame buffer): mapped on their own
-     * so that an idle connection can hand their pages back (see trim) */
-    struct {
-        void *p;
-        size_t len;
-    } big[4];
-    struct event trim_ev;
-    nghttp2_mem mem;
 };
 
 /* ---- memory for nghttp2: large blocks apart, returned to the kernel when idle ---- */
@@ -123,8 +120,8 @@ struct mrd_h2_conn {
 static int
 big_find(struct mrd_h2_conn *h, void *p)
 {
-    for (int i = 0; i < (int)MRD_ARRAY_LEN(h->big); i++)
-        if (h->big[i].p == p && p != NULL)
+    for (int i = 0; i < (int)MRD_ARRAY_LEN(h->big_p); i++)
+        if (h->big_p[i] == p && p != NULL)
             return i;
     return -1;
 }
@@ -132,15 +129,15 @@ big_find(struct mrd_h2_conn *h, void *p)
 static void *
 big_alloc(struct mrd_h2_conn *h, size_t size)
 {
-    for (size_t i = 0; i < MRD_ARRAY_LEN(h->big); i++) {
-        if (h->big[i].p != NULL)
+    for (size_t i = 0; i < MRD_ARRAY_LEN(h->big_p); i++) {
+        if (h->big_p[i] != NULL)
             continue;
         size_t len = (size + 4095) & ~(size_t)4095;
         void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
             return NULL;
-        h->big[i].p = p;
-        h->big[i].len = len;
+        h->big_p[i] = p;
+        h->big_len[i] = (uint32_t)len;
         return p;
     }
     return NULL;
@@ -163,8 +160,8 @@ ng_free(void *p, void *ud)
         free(p);
         return;
     }
-    munmap(h->big[i].p, h->big[i].len);
-    h->big[i].p = NULL;
+    munmap(h->big_p[i], h->big_len[i]);
+    h->big_p[i] = NULL;
 }
 
 static void *
@@ -184,7 +181,7 @@ ng_realloc(void *p, size_t size, void *ud)
 
     if (i < 0 && size < BIG_ALLOC)
         return realloc(p, size);
-    old = i >= 0 ? h->big[i].len : (p != NULL ? malloc_usable_size(p) : 0);
+    old = i >= 0 ? h->big_len[i] : (p != NULL ? malloc_usable_size(p) : 0);
     q = ng_malloc(size, ud);
     if (q == NULL)
         return NULL;
@@ -198,23 +195,21 @@ ng_realloc(void *p, size_t size, void *ud)
 /* an idle connection's frame buffer holds nothing: give its pages back
  * (they come back zeroed on the next frame) */
 static void
-on_trim(evutil_socket_t fd, short what, void *arg)
+trim(struct mrd_h2_conn *h)
 {
-    struct mrd_h2_conn *h = arg;
-
     if (h->n_streams != 0 || nghttp2_session_want_write(h->ng) || !h->big_dirty)
         return;
-    for (size_t i = 0; i < MRD_ARRAY_LEN(h->big); i++) {
-        unsigned char *p = h->big[i].p;
+    for (size_t i = 0; i < MRD_ARRAY_LEN(h->big_p); i++) {
+        unsigned char *p = h->big_p[i];
         if (p == NULL)
             continue;
-        if (h->big[i].len >= SCRATCH_ALLOC) {
-            madvise(p, h->big[i].len, MADV_DONTNEED);
+        if (h->big_len[i] >= SCRATCH_ALLOC) {
+            madvise(p, h->big_len[i], MADV_DONTNEED);
             continue;
         }
         /* other blocks hold state (the stream map): only pages that are all
          * zeros go, which a dropped page reads back as, so nothing changes */
-        for (size_t off = 0; off < h->big[i].len; off += 4096) {
+        for (size_t off = 0; off < h->big_len[i]; off += 4096) {
             size_t k = 0;
             while (k < 4096 && p[off + k] == 0)
                 k++;
@@ -243,7 +238,7 @@ static void conn_free(struct mrd_h2_conn *h);
 static void
 schedule(struct mrd_h2_conn *h)
 {
-    event_active(&h->defer_ev, EV_TIMEOUT, 0);
+    event_active(&h->defer_ev, EV_READ, 0);
 }
 
 /* ---- streams ---- */
@@ -772,9 +767,17 @@ on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name, 
     struct mrd_h2_conn *h = arg;
     struct h2s *st;
 
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* trailers: not forwarded */
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
     st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        /* trailers (nghttp2 has checked them: END_STREAM, no pseudo fields):
+         * to the upstream after the last chunk */
+        if (st != NULL && st->req != NULL && !st->discard &&
+            mrd_req_trailer_field(st->req, (const char *)name, namelen, (const char *)value, valuelen) == -1)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM: too large */
+        return 0;
+    }
     if (st == NULL || st->hdr_too_big)
         return 0;
     st->hdr_bytes += namelen + valuelen + 32;
@@ -826,9 +829,11 @@ on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *dat
         st->unconsumed += len;
         return 0;
     }
-    evbuffer_add(h->tmp, data, len);
-    mrd_req_body(st->req, h->tmp, len);
-    evbuffer_drain(h->tmp, evbuffer_get_length(h->tmp));
+    if (h->w->h2_body == NULL)
+        h->w->h2_body = evbuffer_new();
+    evbuffer_add(h->w->h2_body, data, len);
+    mrd_req_body(st->req, h->w->h2_body, len);
+    evbuffer_drain(h->w->h2_body, evbuffer_get_length(h->w->h2_body));
     consume(h, st, len);
     return 0;
 }
@@ -848,7 +853,7 @@ on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *arg)
         if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
             start_request(st, es);
         } else if (es) {
-            /* trailers end the body; their fields are not forwarded */
+            /* trailers end the body (their fields went to the request) */
             st->in_done = 1;
             body_end(st);
         }
@@ -1004,8 +1009,8 @@ on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *arg)
     }
     if (!cheap)
         return 0;
-    uint64_t now = mrd_now_ms();
-    if (now - h->cheap_window_ms >= 1000) {
+    uint32_t now = (uint32_t)mrd_now_ms();
+    if ((uint32_t)(now - h->cheap_window_ms) >= 1000) {
         h->cheap_window_ms = now;
         h->cheap_frames = 0;
     }
@@ -1205,7 +1210,7 @@ flush(struct mrd_h2_conn *h)
     }
     if (h->n_streams == 0 && h->big_dirty && !h->dead) {
         static const struct timeval trim_tv = {TRIM_AFTER_MS / 1000, (TRIM_AFTER_MS % 1000) * 1000};
-        event_add(&h->trim_ev, &trim_tv);
+        event_add(&h->defer_ev, &trim_tv);
     }
     h->in_flush = 0;
     if (!h->dead && !nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng))
@@ -1243,6 +1248,10 @@ on_defer(evutil_socket_t fd, short what, void *arg)
 {
     struct mrd_h2_conn *h = arg;
 
+    if (what & EV_TIMEOUT)
+        trim(h);
+    if (!(what & EV_READ))
+        return;
     if (!h->lingering && !h->closing && evbuffer_get_length(h->s->in) > 0)
         recv_input(h);
     flush(h);
@@ -1303,7 +1312,6 @@ conn_free(struct mrd_h2_conn *h)
     h->reap = NULL;
     nghttp2_session_del(h->ng);
     event_del(&h->defer_ev);
-    event_del(&h->trim_ev);
     if (h->prev != NULL)
         h->prev->next = h->next;
     else
@@ -1313,7 +1321,6 @@ conn_free(struct mrd_h2_conn *h)
     h->w->n_conns--;
     atomic_fetch_sub(&mrd_connections_active, 1);
     mrd_stream_free(h->s);
-    evbuffer_free(h->tmp);
     mrd_gen_release(h->gen);
     free(h);
 }
@@ -1340,7 +1347,6 @@ mrd_h2_start(struct mrd_worker *w, struct mrd_stream *s, struct mrd_gen *gen, co
     h->tls = tls != 0;
     h->peer = *peer;
     mrd_ip_format(&h->peer, h->client_ip, sizeof(h->client_ip));
-    h->tmp = evbuffer_new();
     h->last_sid = -1;
     h->scan_skip = NGHTTP2_CLIENT_MAGIC_LEN; /* the client's preface */
     h->scan_max_sid = -1;
@@ -1351,12 +1357,14 @@ mrd_h2_start(struct mrd_worker *w, struct mrd_stream *s, struct mrd_gen *gen, co
     nghttp2_option_set_max_settings(opt, 32);
     nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
     nghttp2_option_set_max_continuations(opt, 8);
-    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    /* responses are not indexed (as HAProxy and nginx do): no header
+     * copies kept per connection */
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 0);
     nghttp2_option_set_no_closed_streams(opt, 1);
-    h->mem = (nghttp2_mem){h, ng_malloc, ng_free, ng_calloc, ng_realloc};
-    if (nghttp2_session_server_new3(&h->ng, callbacks(), h, opt, &h->mem) != 0)
+    /* nghttp2 keeps its own copy of the allocator */
+    nghttp2_mem mem = {h, ng_malloc, ng_free, ng_calloc, ng_realloc};
+    if (nghttp2_session_server_new3(&h->ng, callbacks(), h, opt, &mem) != 0)
         abort();
-    event_assign(&h->trim_ev, w->base, -1, 0, on_trim, h);
     nghttp2_option_del(opt);
     nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, MRD_ARRAY_LEN(iv));
     nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);

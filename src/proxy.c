@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "meridian/accesslog.h"
@@ -63,6 +64,8 @@ struct mrd_req {
     int resp_close; /* upstream said Connection: close */
     struct mrd_h1_chunk chunk;
     struct evbuffer *trailers; /* the response's trailer section ("Name: v\r\n"... "\r\n"), or NULL */
+    struct evbuffer *req_trailers; /* the request's trailer fields ("Name: v\r\n"...), or NULL */
+    struct evbuffer *req_trailer_raw; /* an HTTP/1 client's trailer section as it arrives */
     uint64_t t_sent_us;
     uint64_t t_start_us; /* for meridian_request_duration_seconds */
     uint64_t ttfb_us;    /* upstream time to first byte of the response head */
@@ -286,6 +289,19 @@ check_body_backpressure(struct mrd_req *req)
 }
 
 /* the upstream connection is writable: send the head and what body we hold */
+/* the end of a chunked request body, with the client's trailer fields
+ * (kept for a retry: the evbuffer is copied, not drained) */
+static void
+last_chunk(struct mrd_req *req, struct mrd_stream *st)
+{
+    mrd_stream_write(st, "0\r\n", 3);
+    if (req->req_trailers != NULL) {
+        size_t n = evbuffer_get_length(req->req_trailers);
+        mrd_stream_write(st, evbuffer_pullup(req->req_trailers, -1), n);
+    }
+    mrd_stream_write(st, "\r\n", 2);
+}
+
 static void
 start_sending(struct mrd_req *req)
 {
@@ -314,7 +330,7 @@ start_sending(struct mrd_req *req)
     }
     send_body_bytes(req, req->pending, evbuffer_get_length(req->pending));
     if (req->body_done && req->up_body == MRD_H1_BODY_CHUNKED)
-        mrd_stream_write(st, "0\r\n\r\n", 5);
+        last_chunk(req, st);
     check_body_backpressure(req);
 }
 
@@ -643,6 +659,29 @@ mrd_req_new(struct mrd_worker *w, const struct mrd_req_ops *ops, void *ctx)
     return req;
 }
 
+int
+mrd_req_trailer_field(struct mrd_req *req, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    /* fields that frame, route or manage the hop (RFC 9110 6.5.1, 7.6.1)
+     * have no business in a trailer: dropped, as the RFC allows */
+    static const char *const drop[] = {"content-length", "transfer-encoding", "host", "connection", "keep-alive",
+                                       "proxy-connection", "te", "trailer", "upgrade", NULL};
+    size_t have = req->req_trailers != NULL ? evbuffer_get_length(req->req_trailers) : 0;
+
+    for (size_t i = 0; drop[i] != NULL; i++)
+        if (strlen(drop[i]) == nlen && strncasecmp(drop[i], name, nlen) == 0)
+            return 0;
+    if (have + nlen + vlen + 4 > req->gen->conf->limits.max_header_bytes)
+        return -1;
+    if (req->req_trailers == NULL)
+        req->req_trailers = evbuffer_new();
+    evbuffer_add(req->req_trailers, name, nlen);
+    evbuffer_add(req->req_trailers, ": ", 2);
+    evbuffer_add(req->req_trailers, value, vlen);
+    evbuffer_add(req->req_trailers, "\r\n", 2);
+    return 0;
+}
+
 struct evbuffer *
 mrd_req_trailers(struct mrd_req *req)
 {
@@ -820,13 +859,49 @@ mrd_req_body(struct mrd_req *req, struct evbuffer *src, size_t n)
 }
 
 void
+mrd_req_trailer_section(struct mrd_req *req, const void *p, size_t n)
+{
+    if (req->req_trailer_raw == NULL)
+        req->req_trailer_raw = evbuffer_new();
+    evbuffer_add(req->req_trailer_raw, p, n);
+}
+
+/* the section mrd_h1_chunk_parse() validated, field by field */
+static void
+trailer_section_fields(struct mrd_req *req)
+{
+    size_t len = evbuffer_get_length(req->req_trailer_raw);
+    const char *p = (const char *)evbuffer_pullup(req->req_trailer_raw, -1), *end = p + len;
+
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *ve;
+        if (eol == NULL)
+            break;
+        ve = eol > p && eol[-1] == '\r' ? eol - 1 : eol;
+        colon = memchr(p, ':', (size_t)(ve - p));
+        if (colon != NULL) {
+            for (v = colon + 1; v < ve && (*v == ' ' || *v == '\t'); v++)
+                ;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            mrd_req_trailer_field(req, p, (size_t)(colon - p), v, (size_t)(ve - v));
+        }
+        p = eol + 1;
+    }
+    evbuffer_free(req->req_trailer_raw);
+    req->req_trailer_raw = NULL;
+}
+
+void
 mrd_req_body_end(struct mrd_req *req)
 {
     req->body_done = 1;
+    if (req->req_trailer_raw != NULL)
+        trailer_section_fields(req);
     if (req->uc == NULL || req->rs != RS_WAIT_HEAD)
         return;
     if (req->up_body == MRD_H1_BODY_CHUNKED)
-        mrd_stream_write(req->uc->s, "0\r\n\r\n", 5);
+        last_chunk(req, req->uc->s);
     mrd_stream_set_timeouts(req->uc->s, ms32(timeouts(req)->upstream_response_ms), ms32(timeouts(req)->idle_ms));
 }
 
@@ -852,6 +927,10 @@ mrd_req_free(struct mrd_req *req)
         evbuffer_free(req->replay);
     if (req->trailers != NULL)
         evbuffer_free(req->trailers);
+    if (req->req_trailers != NULL)
+        evbuffer_free(req->req_trailers);
+    if (req->req_trailer_raw != NULL)
+        evbuffer_free(req->req_trailer_raw);
     free(req->log_line);
     mrd_buf_dispose(&req->head);
     mrd_gen_release(req->gen);

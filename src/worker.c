@@ -230,6 +230,8 @@ mrd_worker_dispose(struct mrd_worker *w)
     event_del(&w->wake);
     event_del(&w->defer_ev);
     mrd_stream_loop_dispose(&w->sloop);
+    if (w->h2_body != NULL)
+        evbuffer_free(w->h2_body);
     close(w->wake_fd);
     mrd_gen_release(w->gen);
     mrd_buf_dispose(&w->scratch);

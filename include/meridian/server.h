@@ -49,6 +49,7 @@ struct mrd_worker {
     unsigned n_conns;          /* open downstream connections */
     struct mrd_conn *conns;    /* list, for graceful shutdown */
     struct mrd_h2_conn *h2_conns; /* HTTP/2 connections (h2.c) */
+    struct evbuffer *h2_body;     /* a request body chunk on its way to the proxy (h2.c) */
     struct event *done_ev;     /* main's event, activated when the loop ends */
     atomic_uint *done_count;
     struct event *_stop_ev;    /* periodic check while draining */
@@ -118,6 +119,13 @@ int mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const ch
 /* request body bytes (decoded; the proxy frames them for the upstream) */
 void mrd_req_body(struct mrd_req *req, struct evbuffer *src, size_t n);
 void mrd_req_body_end(struct mrd_req *req);
+/* a trailer field of the request, to send after a chunked body (dropped
+ * when the upstream request has a Content-Length); before mrd_req_body_end.
+ * -1 when the trailers together exceed limits.max_header_bytes. */
+int mrd_req_trailer_field(struct mrd_req *req, const char *name, size_t nlen, const char *value, size_t vlen);
+/* bytes of an HTTP/1 trailer section as the chunk parser consumed (and
+ * validated) them; split into fields at mrd_req_body_end */
+void mrd_req_trailer_section(struct mrd_req *req, const void *p, size_t n);
 /* the downstream drained its output: resume reading the response */
 void mrd_req_resume(struct mrd_req *req);
 /* free; closes an upstream connection still attached (aborted request) */

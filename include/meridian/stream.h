@@ -35,24 +35,24 @@ struct mrd_stream_loop;
 typedef void (*mrd_stream_cb)(struct mrd_stream *s, void *arg);
 typedef void (*mrd_stream_event_cb)(struct mrd_stream *s, short what, void *arg);
 
-struct mrd_stream {
-    evutil_socket_t fd;
+struct mrd_stream { /* ordered to pack into 240 bytes: one per connection */
     struct mrd_stream_loop *loop;
     struct evbuffer *in, *out;
     mrd_stream_cb readcb;      /* bytes arrived in `in` */
     mrd_stream_cb writecb;     /* `out` drained to <= wlow after a write */
     mrd_stream_event_cb eventcb;
     void *arg;
-    size_t wlow;   /* write low watermark */
-    size_t rhigh;  /* stop reading when `in` holds this much (0 = no limit);
-                      mrd_stream_read(s, 1) resumes once the owner drained it */
+    SSL *ssl; /* TLS: owned by the stream; NULL for plaintext */
+    struct mrd_stream *dnext, *dprev; /* dirty list */
+    struct event *wev; /* created when first needed: most sockets never fill up */
+    struct event rev;
+    evutil_socket_t fd;
+    uint32_t wlow;  /* write low watermark */
+    uint32_t rhigh; /* stop reading when `in` holds this much (0 = no limit);
+                       mrd_stream_read(s, 1) resumes once the owner drained it */
     uint32_t rd_timeout_ms, wr_timeout_ms; /* 0 = none */
     unsigned reading : 1, rd_added : 1, wr_added : 1, connecting : 1, dirty : 1, closed : 1, rblocked : 1,
         handshaking : 1, read_wants_write : 1, write_wants_read : 1;
-    SSL *ssl; /* TLS: owned by the stream; NULL for plaintext */
-    struct mrd_stream *dnext, *dprev; /* dirty list */
-    struct event rev;
-    struct event *wev; /* created when first needed: most sockets never fill up */
 };
 
 /* one per worker: the list of streams with output to flush */
