@@ -17,7 +17,7 @@
 #include "meridian/common.h"
 #include "meridian/stream.h"
 
-#define READ_CHUNK 16384
+#define READ_CHUNK MRD_STREAM_READ_CHUNK
 
 static struct timeval
 tv_ms(uint32_t ms)
@@ -222,20 +222,15 @@ tls_read(struct mrd_stream *s)
     size_t total = 0;
 
     do {
-        struct evbuffer_iovec v[1];
         int r;
 
-        if (evbuffer_reserve_space(s->in, READ_CHUNK, v, 1) < 1)
-            break;
         ERR_clear_error();
-        r = SSL_read(s->ssl, v[0].iov_base, (int)MRD_MIN(v[0].iov_len, (size_t)INT32_MAX));
+        r = SSL_read(s->ssl, s->loop->rbuf, READ_CHUNK);
         if (r > 0) {
-            v[0].iov_len = (size_t)r;
-            evbuffer_commit_space(s->in, v, 1);
+            evbuffer_add(s->in, s->loop->rbuf, (size_t)r);
             total += (size_t)r;
             continue;
         }
-        evbuffer_commit_space(s->in, v, 0);
         switch (SSL_get_error(s->ssl, r)) {
         case SSL_ERROR_WANT_READ:
             return (int)MRD_MIN(total, (size_t)INT32_MAX);
@@ -265,7 +260,6 @@ static void
 on_readable(evutil_socket_t fd, short what, void *arg)
 {
     struct mrd_stream *s = arg;
-    struct evbuffer_iovec v[1];
     ssize_t n;
 
     if (what & EV_TIMEOUT) {
@@ -292,12 +286,12 @@ on_readable(evutil_socket_t fd, short what, void *arg)
         }
         return;
     }
-    if (evbuffer_reserve_space(s->in, READ_CHUNK, v, 1) < 1)
-        return;
-    n = recv(s->fd, v[0].iov_base, v[0].iov_len, 0);
+    /* into the worker's read buffer, then copied: a small read costs a
+     * small chain, where reserving READ_CHUNK in `in` malloc'ed 32 KiB
+     * per read and freed it as soon as the bytes were consumed */
+    n = recv(s->fd, s->loop->rbuf, READ_CHUNK, 0);
     if (n > 0) {
-        v[0].iov_len = (size_t)n;
-        evbuffer_commit_space(s->in, v, 1);
+        evbuffer_add(s->in, s->loop->rbuf, (size_t)n);
         if (s->rhigh && evbuffer_get_length(s->in) >= s->rhigh) {
             s->rblocked = 1;
             update_read(s);
@@ -305,7 +299,6 @@ on_readable(evutil_socket_t fd, short what, void *arg)
         s->readcb(s, s->arg);
         return;
     }
-    evbuffer_commit_space(s->in, v, 0);
     if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     s->closed = n == -1;

@@ -56,10 +56,13 @@ struct mrd_stream { /* ordered to pack into 240 bytes: one per connection */
 };
 
 /* one per worker: the list of streams with output to flush */
+#define MRD_STREAM_READ_CHUNK 16384
+
 struct mrd_stream_loop {
     struct event_base *base;
     struct event flush_ev;
     struct mrd_stream *dirty;
+    unsigned char rbuf[MRD_STREAM_READ_CHUNK]; /* every read lands here first */
 };
 
 void mrd_stream_loop_init(struct mrd_stream_loop *l, struct event_base *base);
