@@ -109,3 +109,18 @@ mrd_buf_printf(struct mrd_buf *b, const char *fmt, ...)
     }
     b->len += (size_t)n;
 }
+
+size_t
+mrd_u64_dec(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}

@@ -243,15 +243,25 @@ schedule(struct mrd_h2_conn *h)
 
 /* ---- streams ---- */
 
+static void h2s_destroy(struct h2s *st);
+
 static struct h2s *
 stream_new(struct mrd_h2_conn *h, int32_t id)
 {
-    struct h2s *st = mrd_xcalloc(1, sizeof(*st));
+    struct h2s *st = h->w->h2s_pool;
 
+    if (st != NULL) {
+        /* kept from an earlier stream: empty buffers, everything else zero */
+        h->w->h2s_pool = st->rnext;
+        h->w->n_h2s_pool--;
+        st->rnext = NULL;
+    } else {
+        st = mrd_xcalloc(1, sizeof(*st));
+        st->resp = evbuffer_new();
+        st->body_in = evbuffer_new();
+    }
     st->h = h;
     st->id = id;
-    st->resp = evbuffer_new();
-    st->body_in = evbuffer_new();
     st->next = h->streams;
     if (h->streams != NULL)
         h->streams->prev = st;
@@ -274,13 +284,49 @@ stream_free(struct h2s *st)
     if (st->next != NULL)
         st->next->prev = st->prev;
     h->n_streams--;
+    mrd_buf_dispose(&st->trailer_buf);
+    free(st->trailer_nv);
+    if (h->w->n_h2s_pool < MRD_POOL_MAX && st->hb.cap <= 16384 && st->cap_hf <= 64) {
+        struct evbuffer *resp = st->resp, *body_in = st->body_in;
+        struct mrd_buf hb = st->hb;
+        struct hfield *hf = st->hf;
+        size_t cap_hf = st->cap_hf;
+        evbuffer_drain(resp, evbuffer_get_length(resp));
+        evbuffer_drain(body_in, evbuffer_get_length(body_in));
+        hb.len = 0;
+        memset(st, 0, sizeof(*st));
+        st->resp = resp;
+        st->body_in = body_in;
+        st->hb = hb;
+        st->hf = hf;
+        st->cap_hf = cap_hf;
+        st->rnext = h->w->h2s_pool;
+        h->w->h2s_pool = st;
+        h->w->n_h2s_pool++;
+        return;
+    }
+    h2s_destroy(st);
+}
+
+static void
+h2s_destroy(struct h2s *st)
+{
     evbuffer_free(st->resp);
     evbuffer_free(st->body_in);
     mrd_buf_dispose(&st->hb);
-    mrd_buf_dispose(&st->trailer_buf);
-    free(st->trailer_nv);
     free(st->hf);
     free(st);
+}
+
+void
+mrd_h2_pool_dispose(struct mrd_worker *w)
+{
+    while (w->h2s_pool != NULL) {
+        struct h2s *st = w->h2s_pool;
+        w->h2s_pool = st->rnext;
+        h2s_destroy(st);
+    }
+    w->n_h2s_pool = 0;
 }
 
 /* give request body bytes back to the client's windows */
@@ -414,19 +460,26 @@ r_on_head(struct mrd_req *req, const struct mrd_h1_msg *resp, int status)
     struct h2s *st = mrd_req_ctx(req);
     struct mrd_h2_conn *h = st->h;
     const char *region = conf(h)->response_header_region ? mrd_req_region(req) : NULL;
-    nghttp2_nv *nv;
+    nghttp2_nv *nv, nv_stack[64];
     struct mrd_buf *b = &h->w->scratch;
-    size_t n = 0, *offs;
-    char code[8], clen[24];
+    size_t n = 0, *offs, offs_stack[64];
+    char code[4], clen[24];
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
     int body;
 
     if (st->closed)
         return;
     st->resp_submitted = 1;
-    nv = mrd_xcalloc(resp->num_headers + 6, sizeof(*nv));
-    offs = mrd_xcalloc(resp->num_headers + 1, sizeof(*offs));
-    snprintf(code, sizeof(code), "%03d", status % 1000);
+    if (resp->num_headers + 6 <= MRD_ARRAY_LEN(nv_stack)) {
+        nv = nv_stack;
+        offs = offs_stack;
+    } else {
+        nv = mrd_xcalloc(resp->num_headers + 6, sizeof(*nv));
+        offs = mrd_xcalloc(resp->num_headers + 1, sizeof(*offs));
+    }
+    code[0] = (char)('0' + status / 100 % 10);
+    code[1] = (char)('0' + status / 10 % 10);
+    code[2] = (char)('0' + status % 10);
     nv_add(nv, &n, ":status", 7, code, 3);
     /* lowercase names go to the scratch buffer; pointers are set once it
      * stops growing */
@@ -449,8 +502,8 @@ r_on_head(struct mrd_req *req, const struct mrd_h1_msg *resp, int status)
         nv[i].name = (uint8_t *)b->p + offs[i - first];
     /* a known length is kept (also for HEAD and 304, which announce it) */
     if (resp->body == MRD_H1_BODY_LENGTH) {
-        snprintf(clen, sizeof(clen), "%llu", (unsigned long long)resp->content_length);
-        nv_add(nv, &n, "content-length", 14, clen, strlen(clen));
+        size_t k = mrd_u64_dec(clen, resp->content_length);
+        nv_add(nv, &n, "content-length", 14, clen, k);
     } else if (resp->body == MRD_H1_BODY_NONE && status != 204 && status != 304) {
         const struct mrd_h1_header *cl = mrd_h1_find(resp, "content-length");
         if (cl != NULL)
@@ -466,8 +519,10 @@ r_on_head(struct mrd_req *req, const struct mrd_h1_msg *resp, int status)
         st->resp_eof = 1;
     if (nghttp2_submit_response(h->ng, st->id, nv, n, body ? &prd : NULL) != 0)
         nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
-    free(nv);
-    free(offs);
+    if (nv != nv_stack) {
+        free(nv);
+        free(offs);
+    }
     schedule(h);
 }
 
@@ -632,7 +687,7 @@ static void
 start_request(struct h2s *st, int end_stream)
 {
     struct mrd_h2_conn *h = st->h;
-    struct mrd_h1_header *hdrs;
+    struct mrd_h1_header *hdrs, stack_hdrs[64];
     const char *method = NULL, *path = NULL, *authority = NULL;
     size_t method_len = 0, path_len = 0, authority_len = 0, n = 0;
     int has_host = 0, has_cl = 0;
@@ -647,7 +702,7 @@ start_request(struct h2s *st, int end_stream)
         reject(st, 431, "request header fields too large");
         return;
     }
-    hdrs = mrd_xcalloc(st->n_hf + 2, sizeof(*hdrs));
+    hdrs = st->n_hf + 2 <= MRD_ARRAY_LEN(stack_hdrs) ? stack_hdrs : mrd_xcalloc(st->n_hf + 2, sizeof(*hdrs));
     for (size_t i = 0; i < st->n_hf; i++) {
         const char *name = st->hb.p + st->hf[i].name_off, *value = st->hb.p + st->hf[i].value_off;
         size_t nl = st->hf[i].name_len, vl = st->hf[i].value_len;
@@ -669,7 +724,8 @@ start_request(struct h2s *st, int end_stream)
         }
         if (mrd_strieq(name, nl, "host")) {
             if (has_host || !mrd_h1_host_valid(value, vl)) {
-                free(hdrs);
+                if (hdrs != stack_hdrs)
+                    free(hdrs);
                 mrd_buf_dispose(&cookie);
                 reject(st, 400, "invalid Host");
                 return;
@@ -685,7 +741,8 @@ start_request(struct h2s *st, int end_stream)
     }
     if (!has_host && authority != NULL) {
         if (!mrd_h1_host_valid(authority, authority_len)) {
-            free(hdrs);
+            if (hdrs != stack_hdrs)
+                free(hdrs);
             mrd_buf_dispose(&cookie);
             reject(st, 400, "invalid :authority");
             return;
@@ -695,13 +752,15 @@ start_request(struct h2s *st, int end_stream)
     if (cookie.len)
         hdrs[n++] = (struct mrd_h1_header){"cookie", 6, cookie.p, cookie.len};
     if (method == NULL || mrd_strieq(method, method_len, "CONNECT") || path == NULL) {
-        free(hdrs);
+        if (hdrs != stack_hdrs)
+            free(hdrs);
         mrd_buf_dispose(&cookie);
         reject(st, 405, "CONNECT is not supported");
         return;
     }
     if (has_cl && cl > conf(h)->limits.max_body_bytes) {
-        free(hdrs);
+        if (hdrs != stack_hdrs)
+            free(hdrs);
         mrd_buf_dispose(&cookie);
         reject(st, 413, "request body too large");
         return;
@@ -726,13 +785,20 @@ start_request(struct h2s *st, int end_stream)
     st->req = mrd_req_new(h->w, &h2_ops, st);
     mrd_metrics_h2_stream();
     status = mrd_req_start(st->req, &info, &detail, &extra);
-    free(hdrs);
+    if (hdrs != stack_hdrs)
+        free(hdrs);
     mrd_buf_dispose(&cookie);
-    /* the header bytes were copied into the upstream head */
-    mrd_buf_dispose(&st->hb);
-    free(st->hf);
-    st->hf = NULL;
-    st->n_hf = st->cap_hf = 0;
+    /* the header bytes were copied into the upstream head; the storage
+     * stays for the stream's next life (pool) unless it grew large */
+    st->hb.len = 0;
+    st->n_hf = 0;
+    if (st->hb.cap > 16384)
+        mrd_buf_dispose(&st->hb);
+    if (st->cap_hf > 64) {
+        free(st->hf);
+        st->hf = NULL;
+        st->cap_hf = 0;
+    }
     if (status != 0) {
         r_on_error(st->req, status, detail, extra);
         mrd_req_free(st->req);

@@ -55,9 +55,12 @@ add_header(struct mrd_buf *out, const struct mrd_h1_header *h)
 static void
 add_framing(struct mrd_buf *out, enum mrd_h1_body body, uint64_t content_length)
 {
-    if (body == MRD_H1_BODY_LENGTH)
-        mrd_buf_printf(out, "Content-Length: %llu\r\n", (unsigned long long)content_length);
-    else if (body == MRD_H1_BODY_CHUNKED)
+    if (body == MRD_H1_BODY_LENGTH) {
+        char d[20];
+        mrd_buf_lit(out, "Content-Length: ");
+        mrd_buf_add(out, d, mrd_u64_dec(d, content_length));
+        mrd_buf_lit(out, "\r\n");
+    } else if (body == MRD_H1_BODY_CHUNKED)
         mrd_buf_lit(out, "Transfer-Encoding: chunked\r\n");
 }
 
@@ -120,7 +123,11 @@ void
 mrd_build_response_head(struct mrd_buf *out, const struct mrd_h1_header *hdrs, size_t n,
                         const struct mrd_fwd_resp *f)
 {
-    mrd_buf_printf(out, "HTTP/1.1 %03d ", f->status);
+    char code[4] = {(char)('0' + f->status / 100 % 10), (char)('0' + f->status / 10 % 10),
+                    (char)('0' + f->status % 10), ' '};
+
+    mrd_buf_lit(out, "HTTP/1.1 ");
+    mrd_buf_add(out, code, 4);
     if (f->reason != NULL)
         mrd_buf_add(out, f->reason, f->reason_len);
     else

@@ -39,6 +39,7 @@ struct mrd_req {
     const struct mrd_req_ops *ops;
     void *ctx;
     struct mrd_worker *w;
+    struct mrd_req *pool_next; /* in w->req_pool while unused */
     struct mrd_gen *gen; /* one ref */
     struct mrd_buf head; /* upstream request head, kept for retries */
     unsigned is_head : 1, idempotent : 1, upgrade : 1, body_done : 1, body_sent : 1, head_sent : 1,
@@ -646,8 +647,17 @@ up_event(struct mrd_stream *st, short what, void *arg)
 struct mrd_req *
 mrd_req_new(struct mrd_worker *w, const struct mrd_req_ops *ops, void *ctx)
 {
-    struct mrd_req *req = mrd_xcalloc(1, sizeof(*req));
+    struct mrd_req *req = w->req_pool;
 
+    if (req != NULL) {
+        /* kept from an earlier request: empty buffers, everything else zero */
+        w->req_pool = req->pool_next;
+        w->n_req_pool--;
+        req->pool_next = NULL;
+    } else {
+        req = mrd_xcalloc(1, sizeof(*req));
+        req->pending = evbuffer_new();
+    }
     /* a request runs on the configuration current when it starts (SPEC 6),
      * even on a connection accepted before a reload */
     req->w = w;
@@ -655,7 +665,6 @@ mrd_req_new(struct mrd_worker *w, const struct mrd_req_ops *ops, void *ctx)
     mrd_gen_acquire(req->gen);
     req->ops = ops;
     req->ctx = ctx;
-    req->pending = evbuffer_new();
     return req;
 }
 
@@ -718,9 +727,11 @@ request_id(struct mrd_req *req, const struct mrd_req_info *info)
         req->request_id[h->value_len] = '\0';
         return;
     }
-    uint64_t a = mrd_worker_rand(req->w), b = mrd_worker_rand(req->w);
-    snprintf(req->request_id, sizeof(req->request_id), "%016llx%016llx", (unsigned long long)a,
-             (unsigned long long)b);
+    static const char hex[] = "0123456789abcdef";
+    uint64_t r[2] = {mrd_worker_rand(req->w), mrd_worker_rand(req->w)};
+    for (int i = 0; i < 32; i++)
+        req->request_id[i] = hex[(r[i / 16] >> (60 - 4 * (i % 16))) & 15];
+    req->request_id[32] = '\0';
     req->id_generated = 1;
 }
 
@@ -922,7 +933,6 @@ mrd_req_free(struct mrd_req *req)
     if (req == NULL)
         return;
     drop_upstream(req, 0);
-    evbuffer_free(req->pending);
     if (req->replay != NULL)
         evbuffer_free(req->replay);
     if (req->trailers != NULL)
@@ -932,7 +942,35 @@ mrd_req_free(struct mrd_req *req)
     if (req->req_trailer_raw != NULL)
         evbuffer_free(req->req_trailer_raw);
     free(req->log_line);
-    mrd_buf_dispose(&req->head);
     mrd_gen_release(req->gen);
+    if (req->w->n_req_pool < MRD_POOL_MAX && req->head.cap <= 16384) {
+        struct mrd_worker *w = req->w;
+        struct evbuffer *pending = req->pending;
+        struct mrd_buf head = req->head;
+        evbuffer_drain(pending, evbuffer_get_length(pending));
+        head.len = 0;
+        memset(req, 0, sizeof(*req));
+        req->pending = pending;
+        req->head = head;
+        req->pool_next = w->req_pool;
+        w->req_pool = req;
+        w->n_req_pool++;
+        return;
+    }
+    evbuffer_free(req->pending);
+    mrd_buf_dispose(&req->head);
     free(req);
+}
+
+void
+mrd_req_pool_dispose(struct mrd_worker *w)
+{
+    while (w->req_pool != NULL) {
+        struct mrd_req *req = w->req_pool;
+        w->req_pool = req->pool_next;
+        evbuffer_free(req->pending);
+        mrd_buf_dispose(&req->head);
+        free(req);
+    }
+    w->n_req_pool = 0;
 }

@@ -232,6 +232,8 @@ mrd_worker_dispose(struct mrd_worker *w)
     mrd_stream_loop_dispose(&w->sloop);
     if (w->h2_body != NULL)
         evbuffer_free(w->h2_body);
+    mrd_h2_pool_dispose(w);
+    mrd_req_pool_dispose(w);
     close(w->wake_fd);
     mrd_gen_release(w->gen);
     mrd_buf_dispose(&w->scratch);

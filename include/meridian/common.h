@@ -24,6 +24,22 @@
 #define mrd_unlikely(x) __builtin_expect(!!(x), 0)
 
 void *mrd_xmalloc(size_t n);
+/* v in decimal at out (room for 20 digits, no NUL); returns the length */
+size_t mrd_u64_dec(char *out, uint64_t v);
+
+/* Per-worker free lists of request objects (proxy.c, h2.c) keep their
+ * buffers between requests. Off under AddressSanitizer, so that a use after
+ * free is still caught there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MRD_POOL_MAX 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MRD_POOL_MAX 0
+#endif
+#endif
+#ifndef MRD_POOL_MAX
+#define MRD_POOL_MAX 128
+#endif
 void *mrd_xcalloc(size_t nmemb, size_t n);
 void *mrd_xrealloc(void *p, size_t n);
 char *mrd_xstrdup(const char *s);

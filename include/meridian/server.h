@@ -50,6 +50,9 @@ struct mrd_worker {
     struct mrd_conn *conns;    /* list, for graceful shutdown */
     struct mrd_h2_conn *h2_conns; /* HTTP/2 connections (h2.c) */
     struct evbuffer *h2_body;     /* a request body chunk on its way to the proxy (h2.c) */
+    struct mrd_req *req_pool;     /* freed requests for reuse (proxy.c) */
+    void *h2s_pool;               /* freed HTTP/2 streams for reuse (h2.c) */
+    unsigned n_req_pool, n_h2s_pool;
     struct event *done_ev;     /* main's event, activated when the loop ends */
     atomic_uint *done_count;
     struct event *_stop_ev;    /* periodic check while draining */
@@ -73,6 +76,9 @@ void mrd_worker_dispose(struct mrd_worker *w);
 extern atomic_uint mrd_connections_active;
 
 uint64_t mrd_worker_rand(struct mrd_worker *w);
+/* at worker exit: free what the pools hold */
+void mrd_req_pool_dispose(struct mrd_worker *w);
+void mrd_h2_pool_dispose(struct mrd_worker *w);
 
 /* ---- requests (proxy.c) ---- */
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <stdlib.h>
 
+#include "meridian/common.h"
 #include "meridian/headers.h"
 
 #define H(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
@@ -141,13 +142,31 @@ error_response(void **state)
     mrd_buf_dispose(&b);
 }
 
+static void
+decimal_formatting(void **state)
+{
+    static const struct {
+        uint64_t v;
+        const char *want;
+    } cases[] = {{0, "0"}, {7, "7"}, {10, "10"}, {4096, "4096"}, {1000000007, "1000000007"},
+                 {UINT64_MAX, "18446744073709551615"}};
+    char out[20];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = mrd_u64_dec(out, cases[i].v);
+        assert_int_equal(n, strlen(cases[i].want));
+        assert_memory_equal(out, cases[i].want, n);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(request_drops_hop_by_hop),      cmocka_unit_test(request_appends_xff_and_length),
         cmocka_unit_test(request_keeps_websocket_upgrade), cmocka_unit_test(response_reframes_and_tags_region),
-        cmocka_unit_test(hop_by_hop_detection),          cmocka_unit_test(error_response),
+        cmocka_unit_test(hop_by_hop_detection),          cmocka_unit_test(error_response), cmocka_unit_test(decimal_formatting),
     };
     return cmocka_run_group_tests_name("headers", tests, NULL, NULL);
 }
