@@ -7,7 +7,7 @@
 # section "HTTP/2 over TLS". Run from the repo root. Settings (environment):
 #   ROUNDS=5 REQS=100000 CONNS=50 STREAMS=10
 #   HANDSHAKES=1500 HANDSHAKE_RATE=250 HS_MODES="tls-h1 tls-h2 plain-h1"
-#   IDLE_CONNS=4000 TARGETS="meridian haproxy nginx" PHASES="throughput memory"
+#   IDLE_CONNS=4000 TARGETS="meridian haproxy nginx" PHASES="throughput handshakes memory"
 #   TLS13_CIPHERS=TLS_AES_128_GCM_SHA256 (what the clients offer, so that every
 #   proxy runs the same cipher)
 #   MERIDIAN_BIN=./meridian BACKEND_BIN=./build/mrd-backend KEEP_WORK=0
@@ -28,7 +28,7 @@ BACKEND_BIN=${BACKEND_BIN:-./build/mrd-backend}
 HAPROXY_BIN=${HAPROXY_BIN:-haproxy}
 NGINX_BIN=${NGINX_BIN:-nginx}
 KEEP_WORK=${KEEP_WORK:-0}
-PHASES=${PHASES:-"throughput memory"}
+PHASES=${PHASES:-"throughput handshakes memory"}
 LOAD_WARN=${LOAD_WARN:-1.5}
 PY=/usr/bin/python3
 
@@ -415,21 +415,24 @@ done
 
 has_phase() { [[ " $PHASES " == *" $1 "* ]]; }
 
-has_phase throughput && log "bench-h2: warm-up (not recorded)"
+has_phase throughput || has_phase handshakes && log "bench-h2: warm-up (not recorded)"
 for t in "${ACTIVE[@]}"; do
-    has_phase throughput || break
+    has_phase throughput || has_phase handshakes || break
     run_load /dev/null "${PIN_LOAD[@]}" h2load --tls13-ciphers="$TLS13_CIPHERS" -n $(( REQS / 5 )) \
         -c "$CONNS" -m "$STREAMS" "https://127.0.0.1:${PORT[$t]}/"
     run_load /dev/null "${PIN_LOAD[@]}" h2load --h1 -n 100 -c 100 "https://127.0.0.1:${PORT[$t]}/"
 done
 
 for (( r = 1; r <= ROUNDS; r++ )); do
-    has_phase throughput || break
+    has_phase throughput || has_phase handshakes || break
     ld=$(check_load "round $r")
     log "bench-h2: round $r/$ROUNDS (load average $ld)"
     for t in "${ACTIVE[@]}"; do
-        run_throughput "$r" "$t" "$ld"
+        if has_phase throughput; then
+            run_throughput "$r" "$t" "$ld"
+        fi
         for mode in $HS_MODES; do
+            has_phase handshakes || break
             run_handshakes "$r" "$t" "$mode" "$ld"
         done
     done

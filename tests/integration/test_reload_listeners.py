@@ -180,3 +180,35 @@ def test_reload_listener_churn_leaks_no_sockets(meridian, backend, workers):
     assert wait_for(lambda: not _accepts(extra), 3 * SLOW, 0.05)
     assert wait_for(lambda: _fds(m.pid) == before, 3 * SLOW, 0.05), (before, _fds(m.pid))
     assert _backend_at(m.port) is not None
+
+
+def test_reload_picks_up_a_renewed_certificate(meridian, backend, tmp_path):
+    """Certificates are loaded with each generation: a renewed certificate
+    written over the same files is served to new connections after SIGHUP,
+    while the listener's socket stays."""
+    import ssl
+    import shutil
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    old_dir.mkdir()
+    new_dir.mkdir()
+    crt, key = _cert(str(old_dir), "a.test")
+    crt2, key2 = _cert(str(new_dir), "a.test")      # same name, new key and serial
+    live_crt, live_key = str(tmp_path / "live.crt"), str(tmp_path / "live.key")
+    shutil.copy(crt, live_crt)
+    shutil.copy(key, live_key)
+    tls = '{address: "127.0.0.1:@PORT@", tls: {certificates: [{cert: %s, key: %s}]}}' % (live_crt, live_key)
+    m = meridian.start(_config(_listeners(tls), backend.address))
+
+    def served():
+        return ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", m.port))))
+
+    def pem(path):
+        with open(path) as f:
+            return ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(f.read()))
+
+    assert served() == pem(crt)
+    shutil.copy(crt2, live_crt)
+    shutil.copy(key2, live_key)
+    assert served() == pem(crt), "served the new certificate before SIGHUP"
+    m.signal(signal.SIGHUP)
+    assert wait_for(lambda: served() == pem(crt2), 5 * SLOW, 0.05), m.stderr()
