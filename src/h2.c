@@ -286,7 +286,7 @@ stream_free(struct h2s *st)
     h->n_streams--;
     mrd_buf_dispose(&st->trailer_buf);
     free(st->trailer_nv);
-    if (h->w->n_h2s_pool < MRD_POOL_MAX && st->hb.cap <= 16384 && st->cap_hf <= 64) {
+    if ((int)h->w->n_h2s_pool < MRD_POOL_MAX && st->hb.cap <= 16384 && st->cap_hf <= 64) {
         struct evbuffer *resp = st->resp, *body_in = st->body_in;
         struct mrd_buf hb = st->hb;
         struct hfield *hf = st->hf;

@@ -943,7 +943,7 @@ mrd_req_free(struct mrd_req *req)
         evbuffer_free(req->req_trailer_raw);
     free(req->log_line);
     mrd_gen_release(req->gen);
-    if (req->w->n_req_pool < MRD_POOL_MAX && req->head.cap <= 16384) {
+    if ((int)req->w->n_req_pool < MRD_POOL_MAX && req->head.cap <= 16384) {
         struct mrd_worker *w = req->w;
         struct evbuffer *pending = req->pending;
         struct mrd_buf head = req->head;
