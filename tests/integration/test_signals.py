@@ -15,7 +15,7 @@ def test_sigterm_finishes_in_flight_request_then_exits_0(meridian, backend):
         try:
             with HttpConn(m.port, timeout=15) as c:
                 result["t_start"] = time.monotonic()
-                r = c.request("GET", "/echo?delay=1500")
+                r = c.request("GET", "/echo?delay=2000")
                 result["t_done"] = time.monotonic()
                 result["status"] = r.status
                 result["body"] = r.body
@@ -24,7 +24,7 @@ def test_sigterm_finishes_in_flight_request_then_exits_0(meridian, backend):
 
     t = threading.Thread(target=client)
     t.start()
-    time.sleep(0.4)                           # the request is at the upstream now
+    time.sleep(0.8)                           # the request is at the upstream now, mid-way
     m.signal(signal.SIGTERM)
 
     # new connections are refused once the signal is handled
@@ -39,12 +39,12 @@ def test_sigterm_finishes_in_flight_request_then_exits_0(meridian, backend):
     assert m.alive(), "meridian exited before its in-flight request finished"
     t.join(15 * SLOW)
     assert result.get("status") == 200, result
-    assert b'"uri":"/echo?delay=1500"' in result["body"]
+    assert b'"uri":"/echo?delay=2000"' in result["body"]
     rc = m.proc.wait(10 * SLOW)
     t_exit = time.monotonic()
     m.stopped_by_test = True
     assert rc == 0
-    assert result["t_done"] - result["t_start"] >= 1.4, "the delayed response came too early"
+    assert result["t_done"] - result["t_start"] >= 1.9, "the delayed response came too early"
     assert t_exit >= result["t_done"], "exited before the in-flight request finished"
 
 
