@@ -137,3 +137,27 @@ def test_request_trailers_from_http2_client_reach_the_upstream(meridian, pyupstr
     assert h1[0].startswith("POST /grpc ") and b1 == b"payload"
     assert "grpc-timeout: 1S" in t1 and "x-sum: 7" in t1 and not any(t.startswith("te:") for t in t1), t1
     assert h2[0].startswith("POST /sized ") and b2 == b"abc" and t2 == []
+
+
+def test_oversized_request_trailers_reset_the_stream_only(meridian, pyupstream):
+    """HTTP/2 request trailers over limits.max_header_bytes reset that stream
+    (the request never completes upstream); the connection serves on."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "h2conformance"))
+    from h2raw import DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, RST_STREAM, H2Raw
+    up = pyupstream.start(request_trailer_handler)
+    m = meridian.start('listeners: [{address: "127.0.0.1:@PORT@", protocols: [http1, h2c]}]\n'
+                       + simple_config([up.address], extra="limits: {max_header_bytes: 2048}\n"))
+    with H2Raw(m.port) as c:
+        c.handshake()
+        c.request(1, method="POST", path="/big", end_stream=False)
+        c.send_frame(DATA, 0, 1, b"payload")
+        c.send_frame(HEADERS, END_HEADERS | END_STREAM, 1,
+                     c.header_block([("x-a", "a" * 1000), ("x-b", "b" * 1000), ("x-c", "c" * 1000)]))
+        f = c.expect(lambda f: (f.type == RST_STREAM and f.sid == 1) or f.type == GOAWAY)
+        assert f is not None and f.type == RST_STREAM, f
+        c.request(3)
+        status, _, body = c.response(3)
+        assert status == 200 and body == b"ok"
+    assert not any(r[0][0].startswith("POST /big ") and r[2] for r in up.requests), up.requests
