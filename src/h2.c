@@ -126,15 +126,56 @@ big_find(struct mrd_h2_conn *h, void *p)
     return -1;
 }
 
+/* a mapping of len bytes: one the worker kept from a closed connection
+ * (cleared when zero is asked), else a fresh one (zero already) */
 static void *
-big_alloc(struct mrd_h2_conn *h, size_t size)
+block_get(struct mrd_worker *w, size_t len, int zero)
+{
+    for (unsigned i = 0; i < w->n_h2_blocks; i++) {
+        if (w->h2_blocks[i].len != len)
+            continue;
+        void *p = w->h2_blocks[i].p;
+        w->h2_blocks[i] = w->h2_blocks[--w->n_h2_blocks];
+        if (zero)
+            memset(p, 0, len);
+        return p;
+    }
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* keep a closed connection's mapping for the next one (no munmap, no page
+ * faults on the next connection), up to a few per worker */
+static void
+block_put(struct mrd_worker *w, void *p, size_t len)
+{
+    if ((int)w->n_h2_blocks < (MRD_POOL_MAX ? (int)MRD_ARRAY_LEN(w->h2_blocks) : 0)) {
+        w->h2_blocks[w->n_h2_blocks].p = p;
+        w->h2_blocks[w->n_h2_blocks].len = len;
+        w->n_h2_blocks++;
+        return;
+    }
+    munmap(p, len);
+}
+
+void
+mrd_h2_blocks_dispose(struct mrd_worker *w)
+{
+    while (w->n_h2_blocks > 0) {
+        w->n_h2_blocks--;
+        munmap(w->h2_blocks[w->n_h2_blocks].p, w->h2_blocks[w->n_h2_blocks].len);
+    }
+}
+
+static void *
+big_alloc(struct mrd_h2_conn *h, size_t size, int zero)
 {
     for (size_t i = 0; i < MRD_ARRAY_LEN(h->big_p); i++) {
         if (h->big_p[i] != NULL)
             continue;
         size_t len = (size + 4095) & ~(size_t)4095;
-        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
+        void *p = block_get(h->w, len, zero);
+        if (p == NULL)
             return NULL;
         h->big_p[i] = p;
         h->big_len[i] = (uint32_t)len;
@@ -146,7 +187,7 @@ big_alloc(struct mrd_h2_conn *h, size_t size)
 static void *
 ng_malloc(size_t size, void *ud)
 {
-    void *p = size >= BIG_ALLOC ? big_alloc(ud, size) : NULL;
+    void *p = size >= BIG_ALLOC ? big_alloc(ud, size, 0) : NULL;
     return p != NULL ? p : malloc(size);
 }
 
@@ -160,15 +201,15 @@ ng_free(void *p, void *ud)
         free(p);
         return;
     }
-    munmap(h->big_p[i], h->big_len[i]);
+    block_put(h->w, h->big_p[i], h->big_len[i]);
     h->big_p[i] = NULL;
 }
 
 static void *
 ng_calloc(size_t n, size_t size, void *ud)
 {
-    void *p = (n && size <= SIZE_MAX / n && n * size >= BIG_ALLOC) ? big_alloc(ud, n * size) : NULL;
-    return p != NULL ? p : calloc(n, size); /* fresh mappings are zero already */
+    void *p = (n && size <= SIZE_MAX / n && n * size >= BIG_ALLOC) ? big_alloc(ud, n * size, 1) : NULL;
+    return p != NULL ? p : calloc(n, size);
 }
 
 static void *
@@ -1449,7 +1490,12 @@ mrd_h2_start(struct mrd_worker *w, struct mrd_stream *s, struct mrd_gen *gen, co
         nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
         h->goaway = 1;
     }
-    schedule(h);
+    /* Our SETTINGS wait for the client's preface (which a client sends
+     * without waiting for ours, RFC 9113 3.4), so that they leave in one
+     * write with the SETTINGS ACK: one TLS record and syscall less per
+     * connection. h2c brings the preface along. */
+    if (evbuffer_get_length(s->in) > 0 || h->goaway)
+        schedule(h);
     return h;
 }
 

@@ -233,6 +233,7 @@ mrd_worker_dispose(struct mrd_worker *w)
     if (w->h2_body != NULL)
         evbuffer_free(w->h2_body);
     mrd_h2_pool_dispose(w);
+    mrd_h2_blocks_dispose(w);
     mrd_req_pool_dispose(w);
     close(w->wake_fd);
     mrd_gen_release(w->gen);

@@ -53,6 +53,11 @@ struct mrd_worker {
     struct mrd_req *req_pool;     /* freed requests for reuse (proxy.c) */
     void *h2s_pool;               /* freed HTTP/2 streams for reuse (h2.c) */
     unsigned n_req_pool, n_h2s_pool;
+    struct {
+        void *p;
+        size_t len;
+    } h2_blocks[16]; /* mappings kept from closed HTTP/2 connections (h2.c) */
+    unsigned n_h2_blocks;
     struct event *done_ev;     /* main's event, activated when the loop ends */
     atomic_uint *done_count;
     struct event *_stop_ev;    /* periodic check while draining */
@@ -79,6 +84,7 @@ uint64_t mrd_worker_rand(struct mrd_worker *w);
 /* at worker exit: free what the pools hold */
 void mrd_req_pool_dispose(struct mrd_worker *w);
 void mrd_h2_pool_dispose(struct mrd_worker *w);
+void mrd_h2_blocks_dispose(struct mrd_worker *w);
 
 /* ---- requests (proxy.c) ---- */
 
