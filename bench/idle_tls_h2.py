@@ -16,9 +16,7 @@ caches) is in the baseline. Sockets are closed with RST (SO_LINGER 0) so no
 TIME_WAIT state piles up between runs.
 """
 import argparse
-import socket
 import ssl
-import struct
 import sys
 import time
 
@@ -26,18 +24,8 @@ import h2.config
 import h2.connection
 import h2.events
 
-IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
-PORTS_PER_SOURCE = 20000   # stay well inside the ephemeral port range
-
-
-def rss_kb(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
+# same sockets, sources and RSS reading as the plaintext test
+from idle_conns import PORTS_PER_SOURCE, connect, rss_kb  # noqa: E402
 
 
 def tls_context():
@@ -54,15 +42,7 @@ class Conn:
     """One TLS h2 connection with one finished GET."""
 
     def __init__(self, ctx, port, source):
-        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if source != "127.0.0.1":
-            raw.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            raw.bind((source, 0))
-        raw.settimeout(10)
-        raw.connect(("127.0.0.1", port))
-        self.s = ctx.wrap_socket(raw, server_hostname="localhost")
+        self.s = ctx.wrap_socket(connect(port, source), server_hostname="localhost")
         if self.s.selected_alpn_protocol() != "h2":
             raise RuntimeError(f"ALPN selected {self.s.selected_alpn_protocol()!r}, not h2")
         self.h2 = h2.connection.H2Connection(

@@ -54,3 +54,32 @@ forget_pids() {
     done
     PIDS=("${keep[@]}")
 }
+
+# stop_pids PID...: TERM, wait up to 5 s, then KILL; forgets the pids
+stop_pids() {
+    local pid i
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "$@"; do
+        for (( i = 0; i < 100; i++ )); do
+            kill -0 "$pid" 2>/dev/null || break
+            # a child of ours stays a zombie until waited for
+            [[ $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
+            sleep 0.05
+        done
+        if (( i == 100 )); then kill -KILL "$pid" 2>/dev/null || true; fi
+        wait "$pid" 2>/dev/null || true
+    done
+    forget_pids "$@"
+}
+
+# run_load OUT CMD...: runs a load generator in the background and waits for
+# it, so that INT/TERM reach the trap at once and the generator is killed too
+run_load() {
+    local out=$1 pid
+    shift
+    "$@" > "$out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || true
+    forget_pids "$pid"
+}

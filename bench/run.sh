@@ -81,14 +81,10 @@ if (( IDLE_CONNS > MAXCONN - 100 )); then
     IDLE_CONNS=$(( MAXCONN - 100 ))
 fi
 
-
-
 render() {    # render TEMPLATE OUT PROXY_PORT
     sed -e "s|@PROXY_PORT@|$3|g" -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" -e "s|@MAXCONN@|$MAXCONN|g" \
         -e "s|@NOFILE@|$NOFILE|g" -e "s|@WORK@|$WORK|g" -e "s|@GEO_DB@|$GEO_DB|g" "$1" > "$2"
 }
-
-
 
 # --- processes ------------------------------------------------------------------
 
@@ -172,37 +168,7 @@ start_proxy() {
     return 0
 }
 
-# stop_pids PID...: TERM, wait up to 5 s, then KILL; forgets the pids
-stop_pids() {
-    local pid i
-    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "$@"; do
-        for (( i = 0; i < 100; i++ )); do
-            kill -0 "$pid" 2>/dev/null || break
-            # a child of ours stays a zombie until waited for
-            [[ $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
-            sleep 0.05
-        done
-        if (( i == 100 )); then kill -KILL "$pid" 2>/dev/null || true; fi
-        wait "$pid" 2>/dev/null || true
-    done
-    forget_pids "$@"
-}
-
-
 # --- measurements ---------------------------------------------------------------
-
-# run_load OUT CMD...: runs a load generator in the background and waits for
-# it, so that INT/TERM reach the trap at once and the generator is killed too
-run_load() {
-    local out=$1 pid
-    shift
-    "$@" > "$out" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    wait "$pid" || true
-    forget_pids "$pid"
-}
 
 # wrk output -> "rps p50_ms p99_ms errors"
 parse_wrk() {

@@ -102,14 +102,11 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
     -keyout "$KEY" -out "$CERT" 2> "$WORK/openssl.err" || die "openssl: $(cat "$WORK/openssl.err")"
 cat "$CERT" "$KEY" > "$PEM"
 
-
-
 render() {    # render TEMPLATE OUT PROXY_PORT PLAIN_PORT
     sed -e "s|@PROXY_PORT@|$3|g" -e "s|@PLAIN_PORT@|$4|g" -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" \
         -e "s|@MAXCONN@|$MAXCONN|g" -e "s|@NOFILE@|$NOFILE|g" -e "s|@WORK@|$WORK|g" \
         -e "s|@CERT@|$CERT|g" -e "s|@KEY@|$KEY|g" -e "s|@PEM@|$PEM|g" "$1" > "$2"
 }
-
 
 # busy ns of all CPUs together (/proc/stat: everything but idle and iowait)
 CLK_TCK=$(getconf CLK_TCK)
@@ -135,7 +132,6 @@ children_ns() {
 }
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
-
 
 now_ns() { date +%s%N; }
 
@@ -228,23 +224,6 @@ start_proxy() {
     return 0
 }
 
-# stop_pids PID...: TERM, wait up to 5 s, then KILL; forgets the pids
-stop_pids() {
-    local pid i
-    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "$@"; do
-        for (( i = 0; i < 100; i++ )); do
-            kill -0 "$pid" 2>/dev/null || break
-            [[ $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
-            sleep 0.05
-        done
-        if (( i == 100 )); then kill -KILL "$pid" 2>/dev/null || true; fi
-        wait "$pid" 2>/dev/null || true
-    done
-    forget_pids "$@"
-}
-
-
 # is the target still alive? (a crash mid-run must not go unnoticed)
 alive() {
     local p
@@ -254,17 +233,6 @@ alive() {
 }
 
 # --- measurements ---------------------------------------------------------------
-
-# run_load OUT CMD...: runs a load generator in the background and waits for it
-run_load() {
-    local out=$1 pid
-    shift
-    "$@" > "$out" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    wait "$pid" || true
-    forget_pids "$pid"
-}
 
 # h2load output -> "rps succeeded protocol cipher"
 parse_h2load() {

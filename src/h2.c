@@ -453,7 +453,7 @@ local_response(struct h2s *st, int status, const char *detail, const char *extra
                     detail ? detail : "");
     if (blen < 0 || (size_t)blen >= sizeof(body))
         blen = (int)strlen(body);
-    snprintf(code, sizeof(code), "%03d", status % 1000);
+    mrd_status_digits(code, status);
     snprintf(len, sizeof(len), "%d", blen);
     nv_add(nv, &n, ":status", 7, code, 3);
     nv_add(nv, &n, "content-type", 12, "text/plain", 10);
@@ -518,9 +518,7 @@ r_on_head(struct mrd_req *req, const struct mrd_h1_msg *resp, int status)
         nv = mrd_xcalloc(resp->num_headers + 6, sizeof(*nv));
         offs = mrd_xcalloc(resp->num_headers + 1, sizeof(*offs));
     }
-    code[0] = (char)('0' + status / 100 % 10);
-    code[1] = (char)('0' + status / 10 % 10);
-    code[2] = (char)('0' + status % 10);
+    mrd_status_digits(code, status);
     nv_add(nv, &n, ":status", 7, code, 3);
     /* lowercase names go to the scratch buffer; pointers are set once it
      * stops growing */
@@ -582,53 +580,54 @@ r_on_body(struct mrd_req *req, struct evbuffer *src, size_t n)
     resume_data(st);
 }
 
+struct keep_ctx {
+    struct h2s *st;
+    size_t *offs; /* per field: name offset, name length, value offset, value length in trailer_buf */
+    size_t n;
+};
+
+static void
+keep_field(void *arg, const char *name, size_t nl, const char *value, size_t vl)
+{
+    struct keep_ctx *k = arg;
+    struct mrd_buf *b = &k->st->trailer_buf;
+
+    k->offs[k->n * 4] = b->len;
+    k->offs[k->n * 4 + 1] = nl;
+    mrd_buf_reserve(b, nl);
+    for (size_t i = 0; i < nl; i++) /* HTTP/2 field names are lowercase */
+        b->p[b->len + i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+    b->len += nl;
+    k->offs[k->n * 4 + 2] = b->len;
+    k->offs[k->n * 4 + 3] = vl;
+    mrd_buf_add(b, value, vl);
+    k->n++;
+}
+
 /* keep the upstream's trailer fields (HTTP/1 lines) as HTTP/2 name/value
- * pairs: lowercase names, connection-specific fields dropped */
+ * pairs with lowercase names (proxy.c kept only the fields that may travel) */
 static void
 keep_trailers(struct h2s *st, struct evbuffer *t)
 {
-    size_t len = evbuffer_get_length(t), n = 0, max = 0;
-    const char *p = (const char *)evbuffer_pullup(t, -1), *end = p + len;
-    size_t *offs;
+    size_t len = evbuffer_get_length(t), max = 0;
+    const char *p = (const char *)evbuffer_pullup(t, -1);
+    struct keep_ctx k = {st, NULL, 0};
 
     for (size_t i = 0; i < len; i++)
         max += p[i] == '\n';
-    offs = mrd_xcalloc(max * 4 + 1, sizeof(*offs));
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *ve;
-        if (eol == NULL || eol - p < 2)
-            break; /* the final empty line */
-        colon = memchr(p, ':', (size_t)(eol - p));
-        if (colon != NULL && !mrd_hdr_is_hop_by_hop(NULL, 0, p, (size_t)(colon - p))) {
-            v = colon + 1;
-            ve = eol - 1; /* CR */
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            offs[n * 4] = st->trailer_buf.len;
-            offs[n * 4 + 1] = (size_t)(colon - p);
-            for (const char *q = p; q < colon; q++) {
-                char ch = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
-                mrd_buf_add(&st->trailer_buf, &ch, 1);
-            }
-            offs[n * 4 + 2] = st->trailer_buf.len;
-            offs[n * 4 + 3] = (size_t)(ve - v);
-            mrd_buf_add(&st->trailer_buf, v, (size_t)(ve - v));
-            n++;
-        }
-        p = eol + 1;
-    }
-    st->trailer_nv = mrd_xcalloc(n ? n : 1, sizeof(*st->trailer_nv));
-    for (size_t i = 0; i < n; i++) {
-        st->trailer_nv[i].name = (uint8_t *)st->trailer_buf.p + offs[i * 4];
-        st->trailer_nv[i].namelen = offs[i * 4 + 1];
-        st->trailer_nv[i].value = (uint8_t *)st->trailer_buf.p + offs[i * 4 + 2];
-        st->trailer_nv[i].valuelen = offs[i * 4 + 3];
+    k.offs = mrd_xcalloc(max * 4 + 1, sizeof(*k.offs));
+    mrd_trailer_section_each(p, len, keep_field, &k);
+    /* pointers only now: trailer_buf has stopped growing */
+    st->trailer_nv = mrd_xcalloc(k.n ? k.n : 1, sizeof(*st->trailer_nv));
+    for (size_t i = 0; i < k.n; i++) {
+        st->trailer_nv[i].name = (uint8_t *)st->trailer_buf.p + k.offs[i * 4];
+        st->trailer_nv[i].namelen = k.offs[i * 4 + 1];
+        st->trailer_nv[i].value = (uint8_t *)st->trailer_buf.p + k.offs[i * 4 + 2];
+        st->trailer_nv[i].valuelen = k.offs[i * 4 + 3];
         st->trailer_nv[i].flags = NGHTTP2_NV_FLAG_NONE;
     }
-    st->n_trailers = n;
-    free(offs);
+    st->n_trailers = k.n;
+    free(k.offs);
 }
 
 static void
@@ -977,6 +976,16 @@ on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *arg)
     return 0;
 }
 
+/* an odd id below last_sid that no HEADERS opened (RFC 9113 5.1.1) */
+static int
+in_gap(const struct mrd_h2_conn *h, int32_t id)
+{
+    for (unsigned i = 0; i < h->n_gaps; i++)
+        if (id >= h->gaps[i][0] && id <= h->gaps[i][1])
+            return 1;
+    return 0;
+}
+
 static unsigned
 rst_slot(int32_t id)
 {
@@ -1012,9 +1021,8 @@ closed_not_by_us(struct mrd_h2_conn *h, int32_t id)
     if (!(id & 1) || id > h->last_sid || h->last_sid - id >= 2 * 128 ||
         nghttp2_session_find_stream(h->ng, id) != NULL)
         return 0;
-    for (unsigned i = 0; i < h->n_gaps; i++)
-        if (id >= h->gaps[i][0] && id <= h->gaps[i][1])
-            return 0; /* never opened: skipped_id's case */
+    if (in_gap(h, id))
+        return 0; /* never opened: skipped_id's case */
     return !(h->rst_sent[rst_slot(id) >> 6] & (1ULL << (rst_slot(id) & 63)));
 }
 
@@ -1074,10 +1082,7 @@ skipped_id(struct mrd_h2_conn *h, int32_t id)
         h->last_sid = id;
         return 0;
     }
-    for (unsigned i = 0; i < h->n_gaps; i++)
-        if (id >= h->gaps[i][0] && id <= h->gaps[i][1])
-            return nghttp2_session_find_stream(h->ng, id) == NULL;
-    return 0;
+    return in_gap(h, id) && nghttp2_session_find_stream(h->ng, id) == NULL;
 }
 
 /* frames that cost us work but make no progress: bounded per second */

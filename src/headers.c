@@ -42,6 +42,49 @@ mrd_hdr_is_hop_by_hop(const struct mrd_h1_header *hdrs, size_t n, const char *na
     return listed_in_connection(hdrs, n, name, name_len);
 }
 
+int
+mrd_trailer_field_allowed(const char *name, size_t name_len)
+{
+    return !mrd_hdr_is_hop_by_hop(NULL, 0, name, name_len) && !mrd_strieq(name, name_len, "content-length") &&
+           !mrd_strieq(name, name_len, "host");
+}
+
+size_t
+mrd_trailer_section_each(const char *p, size_t len,
+                         void (*fn)(void *arg, const char *name, size_t nl, const char *value, size_t vl), void *arg)
+{
+    const char *end = p + len;
+    size_t n = 0;
+
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *ve;
+        if (eol == NULL)
+            break;
+        ve = eol > p && eol[-1] == '\r' ? eol - 1 : eol;
+        if (ve == p)
+            break; /* the final empty line */
+        colon = memchr(p, ':', (size_t)(ve - p));
+        if (colon != NULL) {
+            for (v = colon + 1; v < ve && (*v == ' ' || *v == '\t'); v++)
+                ;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            fn(arg, p, (size_t)(colon - p), v, (size_t)(ve - v));
+            n++;
+        }
+        p = eol + 1;
+    }
+    return n;
+}
+
+void
+mrd_status_digits(char *out, int status)
+{
+    out[0] = (char)('0' + status / 100 % 10);
+    out[1] = (char)('0' + status / 10 % 10);
+    out[2] = (char)('0' + status % 10);
+}
+
 static void
 add_header(struct mrd_buf *out, const struct mrd_h1_header *h)
 {
@@ -123,9 +166,10 @@ void
 mrd_build_response_head(struct mrd_buf *out, const struct mrd_h1_header *hdrs, size_t n,
                         const struct mrd_fwd_resp *f)
 {
-    char code[4] = {(char)('0' + f->status / 100 % 10), (char)('0' + f->status / 10 % 10),
-                    (char)('0' + f->status % 10), ' '};
+    char code[4];
 
+    mrd_status_digits(code, f->status);
+    code[3] = ' ';
     mrd_buf_lit(out, "HTTP/1.1 ");
     mrd_buf_add(out, code, 4);
     if (f->reason != NULL)

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "meridian/common.h"
 #include "meridian/log.h"
 
 #define LOG_MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -97,7 +98,7 @@ mrd_log_configure(const char *path, int level, int daemon, char *err, size_t err
         if (open_onto_stderr(path, err, errlen) == -1)
             return -1;
         free(log_path);
-        log_path = strdup(path);
+        log_path = mrd_xstrdup(path);
     } else if (to != TO_FILE) {
         free(log_path);
         log_path = NULL;

@@ -94,6 +94,19 @@ same_address(const struct mrd_listener_conf *a, const struct mrd_listener_conf *
     return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
 }
 
+/* close the sockets in fds[0..n) that are not among kept[0..nkept) (-1: none) */
+static void
+close_new_sockets(const int *fds, size_t n, const int *kept, size_t nkept)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        while (k < nkept && kept[k] != fds[i])
+            k++;
+        if (fds[i] >= 0 && k == nkept)
+            close(fds[i]);
+    }
+}
+
 /* The sockets for `nc`'s listeners: those of `old` at the same address are
  * kept (with whatever protocols or certificates the new file gives them),
  * the others are bound now. NULL, with the failing listener in err, when a
@@ -103,17 +116,17 @@ open_listeners(const struct mrd_config *old, const int *old_fds, const struct mr
 {
     size_t nl = nc->n_listeners, onl = old != NULL ? old->n_listeners : 0;
     int *fds = mrd_xmalloc((nl * mrd_n_workers + 1) * sizeof(int));
-    unsigned char *fresh = mrd_xcalloc(nl + 1, 1);
 
+    for (size_t i = 0; i < nl * mrd_n_workers; i++)
+        fds[i] = -1;
     for (size_t i = 0; i < nl; i++) {
         const struct mrd_listener_conf *l = &nc->listeners[i];
         size_t j = 0;
         while (j < onl && !same_address(&old->listeners[j], l))
             j++;
-        fresh[i] = j == onl;
         for (unsigned w = 0; w < mrd_n_workers; w++) {
             const char *why;
-            if (!fresh[i]) {
+            if (j < onl) {
                 fds[w * nl + i] = old_fds[w * onl + j];
                 continue;
             }
@@ -121,16 +134,12 @@ open_listeners(const struct mrd_config *old, const int *old_fds, const struct mr
             if (fds[w * nl + i] == -1) {
                 snprintf(err, errlen, "%s:%u:%u: listeners[%zu]: cannot listen on %s: %s", conf_path, l->pos.line,
                          l->pos.col, i, l->address, why);
-                for (size_t k = 0; k <= i; k++)
-                    for (unsigned v = 0; fresh[k] && v < mrd_n_workers && (k < i || v < w); v++)
-                        close(fds[v * nl + k]);
-                free(fresh);
+                close_new_sockets(fds, nl * mrd_n_workers, old_fds, onl * mrd_n_workers);
                 free(fds);
                 return NULL;
             }
         }
     }
-    free(fresh);
     return fds;
 }
 
@@ -160,14 +169,8 @@ on_reload(evutil_socket_t sig, short what, void *arg)
     fds = open_listeners(current->conf, lfds, g->conf, err, sizeof(err));
     if (fds == NULL || mrd_admin_prepare(current->conf, g, err, sizeof(err)) == -1) {
         if (fds != NULL) {
-            /* close the sockets bound for this attempt, keep the current ones */
-            for (size_t i = 0; i < g->conf->n_listeners * mrd_n_workers; i++) {
-                size_t k = 0;
-                while (k < n_lfds * mrd_n_workers && lfds[k] != fds[i])
-                    k++;
-                if (k == n_lfds * mrd_n_workers)
-                    close(fds[i]);
-            }
+            /* the sockets bound for this attempt go, the current ones stay */
+            close_new_sockets(fds, g->conf->n_listeners * mrd_n_workers, lfds, n_lfds * mrd_n_workers);
             free(fds);
         }
         mrd_log(MRD_LOG_ERR, "reload failed: %s", err);

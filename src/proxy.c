@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 
 #include "meridian/accesslog.h"
@@ -289,7 +288,34 @@ check_body_backpressure(struct mrd_req *req)
     }
 }
 
-/* the upstream connection is writable: send the head and what body we hold */
+static void
+add_field_line(void *arg, const char *name, size_t nl, const char *value, size_t vl)
+{
+    struct evbuffer *out = arg;
+
+    if (!mrd_trailer_field_allowed(name, nl))
+        return;
+    evbuffer_add(out, name, nl);
+    evbuffer_add(out, ": ", 2);
+    evbuffer_add(out, value, vl);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* the upstream's trailer section, as it came, becomes the fields that may
+ * travel on (mrd_trailer_field_allowed) and the final CRLF: what both the
+ * HTTP/1.1 and the HTTP/2 side send on */
+static void
+keep_allowed_trailers(struct mrd_req *req)
+{
+    struct evbuffer *kept = evbuffer_new();
+    size_t len = evbuffer_get_length(req->trailers);
+
+    mrd_trailer_section_each((const char *)evbuffer_pullup(req->trailers, -1), len, add_field_line, kept);
+    evbuffer_add(kept, "\r\n", 2);
+    evbuffer_free(req->trailers);
+    req->trailers = kept;
+}
+
 /* the end of a chunked request body, with the client's trailer fields
  * (kept for a retry: the evbuffer is copied, not drained) */
 static void
@@ -303,6 +329,7 @@ last_chunk(struct mrd_req *req, struct mrd_stream *st)
     mrd_stream_write(st, "\r\n", 2);
 }
 
+/* the upstream connection is writable: send the head and what body we hold */
 static void
 start_sending(struct mrd_req *req)
 {
@@ -533,8 +560,11 @@ pump_body(struct mrd_req *req, struct evbuffer *in)
                     evbuffer_add(req->trailers, p, (size_t)c);
                 }
                 evbuffer_drain(in, (size_t)c);
-                if (req->chunk.state == MRD_H1_CHUNK_DONE)
+                if (req->chunk.state == MRD_H1_CHUNK_DONE) {
+                    if (req->trailers != NULL)
+                        keep_allowed_trailers(req);
                     return 1;
+                }
                 if (c == 0 && !(req->chunk.state == MRD_H1_CHUNK_DATA && req->chunk.remaining > 0))
                     return 0; /* need more framing bytes */
             }
@@ -671,15 +701,10 @@ mrd_req_new(struct mrd_worker *w, const struct mrd_req_ops *ops, void *ctx)
 int
 mrd_req_trailer_field(struct mrd_req *req, const char *name, size_t nlen, const char *value, size_t vlen)
 {
-    /* fields that frame, route or manage the hop (RFC 9110 6.5.1, 7.6.1)
-     * have no business in a trailer: dropped, as the RFC allows */
-    static const char *const drop[] = {"content-length", "transfer-encoding", "host", "connection", "keep-alive",
-                                       "proxy-connection", "te", "trailer", "upgrade", NULL};
     size_t have = req->req_trailers != NULL ? evbuffer_get_length(req->req_trailers) : 0;
 
-    for (size_t i = 0; drop[i] != NULL; i++)
-        if (strlen(drop[i]) == nlen && strncasecmp(drop[i], name, nlen) == 0)
-            return 0;
+    if (!mrd_trailer_field_allowed(name, nlen))
+        return 0; /* dropped, as RFC 9110 6.5.1 allows */
     if (have + nlen + vlen + 4 > req->gen->conf->limits.max_header_bytes)
         return -1;
     if (req->req_trailers == NULL)
@@ -877,38 +902,24 @@ mrd_req_trailer_section(struct mrd_req *req, const void *p, size_t n)
     evbuffer_add(req->req_trailer_raw, p, n);
 }
 
-/* the section mrd_h1_chunk_parse() validated, field by field */
 static void
-trailer_section_fields(struct mrd_req *req)
+add_trailer_field(void *arg, const char *name, size_t nl, const char *value, size_t vl)
 {
-    size_t len = evbuffer_get_length(req->req_trailer_raw);
-    const char *p = (const char *)evbuffer_pullup(req->req_trailer_raw, -1), *end = p + len;
-
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *ve;
-        if (eol == NULL)
-            break;
-        ve = eol > p && eol[-1] == '\r' ? eol - 1 : eol;
-        colon = memchr(p, ':', (size_t)(ve - p));
-        if (colon != NULL) {
-            for (v = colon + 1; v < ve && (*v == ' ' || *v == '\t'); v++)
-                ;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            mrd_req_trailer_field(req, p, (size_t)(colon - p), v, (size_t)(ve - v));
-        }
-        p = eol + 1;
-    }
-    evbuffer_free(req->req_trailer_raw);
-    req->req_trailer_raw = NULL;
+    /* the chunk parser already held the section to limits.max_header_bytes */
+    (void)mrd_req_trailer_field(arg, name, nl, value, vl);
 }
 
 void
 mrd_req_body_end(struct mrd_req *req)
 {
     req->body_done = 1;
-    if (req->req_trailer_raw != NULL)
-        trailer_section_fields(req);
+    if (req->req_trailer_raw != NULL) {
+        size_t len = evbuffer_get_length(req->req_trailer_raw);
+        mrd_trailer_section_each((const char *)evbuffer_pullup(req->req_trailer_raw, -1), len, add_trailer_field,
+                                 req);
+        evbuffer_free(req->req_trailer_raw);
+        req->req_trailer_raw = NULL;
+    }
     if (req->uc == NULL || req->rs != RS_WAIT_HEAD)
         return;
     if (req->up_body == MRD_H1_BODY_CHUNKED)

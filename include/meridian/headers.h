@@ -21,6 +21,22 @@
  * one of the Connection fields of hdrs. */
 int mrd_hdr_is_hop_by_hop(const struct mrd_h1_header *hdrs, size_t n, const char *name, size_t name_len);
 
+/* 1 when a field may travel in a trailer section: not hop-by-hop, and not
+ * one that frames or routes the message (Content-Length, Host; RFC 9110
+ * 6.5.1). Both directions drop the others. */
+int mrd_trailer_field_allowed(const char *name, size_t name_len);
+
+/* Calls fn for every field line of a trailer section that
+ * mrd_h1_chunk_parse() validated ("Name: value" lines ending in CRLF, up to
+ * the final empty line), with the value's surrounding whitespace removed.
+ * Returns the number of fields. */
+size_t mrd_trailer_section_each(const char *p, size_t len,
+                                void (*fn)(void *arg, const char *name, size_t nl, const char *value, size_t vl),
+                                void *arg);
+
+/* the three digits of an HTTP status code (100-999) at out, no NUL */
+void mrd_status_digits(char *out, int status);
+
 struct mrd_fwd_req {
     const char *client_ip; /* appended to X-Forwarded-For */
     const char *proto;     /* X-Forwarded-Proto: "http" or "https" */

@@ -28,6 +28,7 @@ def test_trailers_to_http1_client(meridian, pyupstream):
     assert b"transfer-encoding: chunked" in head.lower()
     assert rest.startswith(b"%x\r\n" % len(BODY) + BODY + b"\r\n0\r\n"), rest
     assert b"X-Checksum: abc123\r\n" in rest and b"Grpc-Status: 0\r\n" in rest
+    assert b"keep-alive" not in rest.lower()  # connection-specific: dropped, as for HTTP/2
 
 
 def test_trailers_without_fields_end_cleanly(meridian, backend):

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 
@@ -160,13 +161,63 @@ decimal_formatting(void **state)
     }
 }
 
+struct seen {
+    char text[256];
+    size_t len;
+};
+
+static void
+collect(void *arg, const char *name, size_t nl, const char *value, size_t vl)
+{
+    struct seen *s = arg;
+    s->len += (size_t)snprintf(s->text + s->len, sizeof(s->text) - s->len, "[%.*s=%.*s]", (int)nl, name, (int)vl,
+                               value);
+}
+
+static void
+trailer_fields(void **state)
+{
+    static const char section[] = "X-Sum: 42 \r\nGrpc-Status:0\r\nX-Empty:\r\nX-Tab:\t a b\t\r\n\r\n";
+    struct seen s = {{0}, 0};
+
+    (void)state;
+    assert_int_equal(mrd_trailer_section_each(section, strlen(section), collect, &s), 4);
+    assert_string_equal(s.text, "[X-Sum=42][Grpc-Status=0][X-Empty=][X-Tab=a b]");
+    s.len = 0;
+    s.text[0] = '\0';
+    assert_int_equal(mrd_trailer_section_each("\r\n", 2, collect, &s), 0);
+    assert_int_equal(s.len, 0);
+    assert_true(mrd_trailer_field_allowed("X-Sum", 5));
+    assert_true(mrd_trailer_field_allowed("grpc-status", 11));
+    assert_false(mrd_trailer_field_allowed("Content-Length", 14));
+    assert_false(mrd_trailer_field_allowed("host", 4));
+    assert_false(mrd_trailer_field_allowed("Transfer-Encoding", 17));
+    assert_false(mrd_trailer_field_allowed("TE", 2));
+    assert_false(mrd_trailer_field_allowed("keep-alive", 10));
+}
+
+static void
+status_digits(void **state)
+{
+    char out[3];
+
+    (void)state;
+    mrd_status_digits(out, 200);
+    assert_memory_equal(out, "200", 3);
+    mrd_status_digits(out, 101);
+    assert_memory_equal(out, "101", 3);
+    mrd_status_digits(out, 599);
+    assert_memory_equal(out, "599", 3);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(request_drops_hop_by_hop),      cmocka_unit_test(request_appends_xff_and_length),
         cmocka_unit_test(request_keeps_websocket_upgrade), cmocka_unit_test(response_reframes_and_tags_region),
-        cmocka_unit_test(hop_by_hop_detection),          cmocka_unit_test(error_response), cmocka_unit_test(decimal_formatting),
+        cmocka_unit_test(hop_by_hop_detection),          cmocka_unit_test(error_response), cmocka_unit_test(decimal_formatting), cmocka_unit_test(trailer_fields),
+        cmocka_unit_test(status_digits),
     };
     return cmocka_run_group_tests_name("headers", tests, NULL, NULL);
 }
