@@ -410,7 +410,9 @@ attempt(struct mrd_req *req)
         i = pick_upstream(req);
         if (i >= 0)
             break;
-        if (req->attempts == 0 || next_region(req) == -1) {
+        /* also before any attempt: the region's last healthy upstreams can
+         * go down between the routing snapshot and this pick */
+        if (next_region(req) == -1) {
             fail(req, req->attempts ? 502 : 503, req->attempts ? "upstream failed" : "no healthy upstream");
             return;
         }
