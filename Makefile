@@ -16,9 +16,13 @@ LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 CORE_LIBS = $(shell pkg-config --libs yaml-0.1 libmaxminddb 2>/dev/null) -lm
 
 BUILD    ?= build
-# pure modules: no libevent, OpenSSL, nghttp2, clock or logging (STYLE 2.1)
-CORE_SRCS := src/common.c src/addr.c src/config.c src/config_schema.c src/http1.c src/balance.c src/headers.c src/geo.c src/clientip.c src/ratelimit.c src/score.c
-IO_SRCS   := $(filter-out $(CORE_SRCS),$(wildcard src/*.c))
+# src/core: the pure modules (no libevent, OpenSSL, nghttp2, clock or logging;
+# STYLE 2.1). src/net: sockets and TLS records; src/proto: downstream
+# protocols; src/proxy: request lifecycle, routing, upstreams; src/server:
+# process, workers, configuration generations; src/ops: admin, metrics, logs,
+# health checks.
+CORE_SRCS := $(wildcard src/core/*.c)
+IO_SRCS   := $(wildcard src/net/*.c src/proto/*.c src/proxy/*.c src/server/*.c src/ops/*.c)
 CORE_OBJS  = $(CORE_SRCS:src/%.c=$(BUILD)/%.o)
 IO_OBJS    = $(IO_SRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -47,6 +51,7 @@ deps-fuzz:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(FUZZ_PKGS)"
 
 $(BUILD)/%.o: src/%.c $(wildcard include/meridian/*.h) | $(BUILD)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 $(BUILD):
 	mkdir -p $(BUILD)/tests
@@ -75,9 +80,9 @@ test-inner: all $(UNIT_BINS)
 
 FUZZ_TARGETS := fuzz_h1_request fuzz_h1_response
 FUZZ_CFLAGS := $(CSTD) -O1 -g -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-build-fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_h1_common.h src/http1.c src/common.c include/meridian/http1.h
+build-fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_h1_common.h src/core/http1.c src/core/common.c include/meridian/http1.h
 	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) -Itests/fuzz -o $@ $< src/http1.c src/common.c
+	clang $(FUZZ_CFLAGS) -Itests/fuzz -o $@ $< src/core/http1.c src/core/common.c
 fuzz: deps-fuzz $(FUZZ_TARGETS:%=build-fuzz/%)
 	@for t in $(FUZZ_TARGETS); do mkdir -p build-fuzz/corpus-$$t; \
 	  echo "== $$t for $(FUZZ_SECONDS)s"; \

@@ -1,5 +1,5 @@
 /*
- * h2.h: HTTP/2 downstream connections (src/h2.c), server side, on nghttp2.
+ * h2.h: HTTP/2 downstream connections (src/proto/h2.c), server side, on nghttp2.
  * Every stream is one struct mrd_req (proxy.c); the response comes back
  * through struct mrd_req_ops like HTTP/1's. Plaintext prior knowledge (h2c)
  * is detected by conn.c, TLS connections arrive with ALPN "h2".
