@@ -3,7 +3,7 @@
 #   make run        build and start meridian on conf/demo.yaml with demo upstreams
 #   make test       unit + integration tests
 #   make test-asan  the same under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make fuzz       libFuzzer targets for the HTTP/1 parsers (FUZZ_SECONDS each)
+#   make fuzz       every libFuzzer target for FUZZ_SECONDS (60) each; fuzz-long: one hour each
 #   make deps       install missing Debian packages (idempotent)
 
 CC       ?= cc
@@ -38,7 +38,7 @@ BENCH_PKGS := wrk haproxy nginx nghttp2-client util-linux
 FUZZ_PKGS  := clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps deps-bench deps-fuzz run test test-asan unit integration fuzz bench clean
+.PHONY: all deps deps-bench deps-fuzz run test test-asan unit integration bench clean
 all: $(BIN) $(BACKEND)
 
 deps:
@@ -78,16 +78,32 @@ test-asan: deps
 test-inner: all $(UNIT_BINS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(MAKE) --no-print-directory unit integration
 
-FUZZ_TARGETS := fuzz_h1_request fuzz_h1_response
-FUZZ_CFLAGS := $(CSTD) -O1 -g -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-build-fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_h1_common.h src/core/http1.c src/core/common.c include/meridian/http1.h
-	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) -Itests/fuzz -o $@ $< src/core/http1.c src/core/common.c
-fuzz: deps-fuzz $(FUZZ_TARGETS:%=build-fuzz/%)
-	@for t in $(FUZZ_TARGETS); do mkdir -p build-fuzz/corpus-$$t; \
-	  echo "== $$t for $(FUZZ_SECONDS)s"; \
-	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -dict=tests/fuzz/http.dict -print_final_stats=1 \
-	    build-fuzz/corpus-$$t tests/fuzz/corpus/$$t || exit 1; done
+# Fuzzing (clang, libFuzzer + ASan + UBSan): every tests/fuzz/fuzz_*.c is a
+# target. The whole tree is rebuilt into build-fuzz/obj with fuzzer
+# instrumentation; a target links its own file with libmrdio.a (every I/O
+# module but main.c) and libmrdcore.a, so a pure target pulls in only the
+# core and an event-layer target gets the real sessions, callbacks and
+# request objects. tests/fuzz/run.sh runs them and prints one line each.
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_TARGETS := $(FUZZ_SRCS:tests/fuzz/%.c=%)
+FUZZ_OPT     := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_OBJ     := build-fuzz/obj
+FUZZ_CFLAGS   = $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Itests/fuzz \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_LONG_SECONDS ?= 3600
+.PHONY: fuzz fuzz-long fuzz-build fuzz-objs
+fuzz-objs: deps-fuzz
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_OBJ) CC=clang OPT="$(FUZZ_OPT)" \
+	  $(FUZZ_OBJ)/libmrdcore.a $(FUZZ_OBJ)/libmrdio.a
+$(FUZZ_OBJ)/libmrdio.a: $(filter-out $(BUILD)/server/main.o,$(IO_OBJS))
+	ar rcs $@ $^
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) fuzz-objs
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_OBJ)/libmrdio.a $(FUZZ_OBJ)/libmrdcore.a $(LIBS) $(CORE_LIBS)
+fuzz-build: $(FUZZ_TARGETS:%=build-fuzz/%)
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-long: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_LONG_SECONDS) $(FUZZ_TARGETS)
 
 run: deps all
 	./conf/demo.sh $(abspath $(BIN)) $(abspath $(BACKEND))
