@@ -73,6 +73,7 @@ struct mrd_timeouts_conf {
     uint64_t upstream_response_ms; /* default 30s */
     uint64_t idle_ms;              /* default 60s */
     uint64_t shutdown_ms;          /* default 30s */
+    uint64_t request_body_ms;      /* default 30s: longest gap between two reads of a request body */
 };
 
 struct mrd_limits_conf {

@@ -846,7 +846,12 @@ config_new(const char *file)
 
     c->file = mrd_xstrdup(file);
     c->workers = 0;
-    c->timeouts = (struct mrd_timeouts_conf){2000, 10000, 30000, 60000, 30000};
+    c->timeouts = (struct mrd_timeouts_conf){.connect_ms = 2000,
+                                             .request_header_ms = 10000,
+                                             .upstream_response_ms = 30000,
+                                             .idle_ms = 60000,
+                                             .shutdown_ms = 30000,
+                                             .request_body_ms = 30000};
     c->limits = (struct mrd_limits_conf){16384, 10485760, 100000};
     c->client_ip.header = mrd_xstrdup("X-Forwarded-For");
     c->scoring = (struct mrd_scoring_conf){0.4, 0.3, 0.2, 0.1, 500};

@@ -573,6 +573,7 @@ static const struct mrd_conf_key timeout_keys[] = {
     DUR("upstream_response", mrd_timeouts_conf, upstream_response_ms),
     DUR("idle", mrd_timeouts_conf, idle_ms),
     DUR("shutdown", mrd_timeouts_conf, shutdown_ms),
+    DUR("request_body", mrd_timeouts_conf, request_body_ms),
 };
 static const struct mrd_conf_table timeout_table = TABLE(timeout_keys, NULL, NULL);
 

@@ -139,6 +139,13 @@ static const struct bad_case bad_cases[] = {
     {"timeout negative", BASE "timeouts:\n  upstream_response: -1s\n", "t.yaml:8:22:", "expected a duration"},
     {"timeout with space", BASE "timeouts:\n  connect: 2 s\n", "t.yaml:8:12:", "expected a duration"},
     {"timeout too long", BASE "timeouts:\n  connect: 9000h\n", "t.yaml:8:12:", "at most 8760h"},
+    {"request_body 0", BASE "timeouts:\n  request_body: 0ms\n", "t.yaml:8:17:",
+     "timeouts.request_body: must be greater than 0"},
+    {"request_body bare", BASE "timeouts:\n  request_body: 30\n", "t.yaml:8:17:", "expected a duration"},
+    {"request_body not a scalar", BASE "timeouts:\n  request_body: [1s]\n", "t.yaml:8:17:",
+     "timeouts.request_body: expected a single value, got a sequence"},
+    {"request_body misspelt", BASE "timeouts:\n  request_bdy: 1s\n", "t.yaml:8:3:",
+     "unknown key \"request_bdy\" in timeouts (did you mean \"request_body\"?)"},
     {"timeout misspelt", BASE "timeouts:\n  connct: 2s\n", "t.yaml:8:3:",
      "unknown key \"connct\" in timeouts (did you mean \"connect\"?)"},
 
@@ -450,6 +457,7 @@ test_defaults(void **state)
     assert_int_equal(c->timeouts.upstream_response_ms, 30000);
     assert_int_equal(c->timeouts.idle_ms, 60000);
     assert_int_equal(c->timeouts.shutdown_ms, 30000);
+    assert_int_equal(c->timeouts.request_body_ms, 30000);
     assert_int_equal(c->limits.max_header_bytes, 16384);
     assert_int_equal(c->limits.max_body_bytes, 10485760);
     assert_int_equal(c->limits.max_connections, 100000);
@@ -613,7 +621,7 @@ test_derived_values(void **state)
         "client_ip:\n"
         "  trusted_proxies: [127.0.0.1, \"::1\", 10.0.0.0/8]\n"
         "  header: CF-Connecting-IP\n"
-        "timeouts: {connect: 1h, idle: 5m}\n"
+        "timeouts: {connect: 1h, idle: 5m, request_body: 250ms}\n"
         "limits: {max_header_bytes: 1024, max_body_bytes: 0, max_connections: 1}\n"
         "policies:\n"
         "  residency:\n"
@@ -685,6 +693,7 @@ test_derived_values(void **state)
     assert_int_equal(c->timeouts.connect_ms, 3600000);
     assert_int_equal(c->timeouts.idle_ms, 300000);
     assert_int_equal(c->timeouts.shutdown_ms, 30000);
+    assert_int_equal(c->timeouts.request_body_ms, 250);
     assert_int_equal(c->limits.max_header_bytes, 1024);
     assert_int_equal(c->limits.max_body_bytes, 0);
     assert_int_equal(c->limits.max_connections, 1);
