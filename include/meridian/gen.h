@@ -19,6 +19,7 @@
 
 #include "meridian/balance.h"
 #include "meridian/config.h"
+#include "meridian/health.h"
 #include "meridian/metrics.h"
 #include "meridian/ratelimit.h"
 
@@ -38,6 +39,9 @@ struct mrd_upstream_state {
     atomic_uint active;        /* requests in flight, all workers */
     atomic_uint_fast64_t ewma_us; /* response time EWMA; 0 = no sample */
     atomic_uint_fast64_t connects; /* new TCP connections opened */
+    atomic_uint fails;         /* consecutive failed attempts, all workers (passive health) */
+    atomic_uint fall;          /* health_check.fall of the check that covers it (health.c) */
+    atomic_uint_fast64_t failures[MRD_UPF_N]; /* failed attempts by kind (metrics) */
     char name[64];             /* "ip:port" */
     struct sockaddr_storage addr;
     socklen_t addrlen;

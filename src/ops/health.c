@@ -136,6 +136,9 @@ check_done(struct prober *p, int ok, const char *why)
         mrd_ewma_add_atomic(&p->region->st->ttfb_ewma_us, rtt);
     switch (mrd_health_step(&healthy, &p->streak, ok, p->hc->rise, p->hc->fall)) {
     case MRD_HEALTH_UP:
+        /* failures counted by requests still in flight when it went down
+         * belong to the old run */
+        atomic_store(&p->st->fails, 0);
         mrd_log(MRD_LOG_INFO, "upstream %s (%s) is up", p->st->name, p->region->conf->name);
         break;
     case MRD_HEALTH_DOWN:
@@ -150,11 +153,27 @@ check_done(struct prober *p, int ok, const char *why)
 }
 
 void
-mrd_health_passive_fail(struct mrd_upstream_state *st)
+mrd_health_passive_fail(struct mrd_upstream_state *st, enum mrd_upstream_failure kind)
 {
-    if (atomic_load_explicit(&st->checked, memory_order_relaxed) &&
-        atomic_exchange(&st->healthy, 0) == 1)
-        mrd_log(MRD_LOG_WARN, "upstream %s is down: request failed (passive)", st->name);
+    unsigned n = atomic_fetch_add_explicit(&st->fails, 1, memory_order_relaxed) + 1;
+
+    if ((unsigned)kind < MRD_UPF_N)
+        atomic_fetch_add_explicit(&st->failures[kind], 1, memory_order_relaxed);
+    if (!mrd_health_passive_eject(kind, n, atomic_load_explicit(&st->fall, memory_order_relaxed),
+                                  atomic_load_explicit(&st->checked, memory_order_relaxed)))
+        return;
+    atomic_store_explicit(&st->fails, 0, memory_order_relaxed);
+    if (atomic_exchange(&st->healthy, 0) == 1)
+        mrd_log(MRD_LOG_WARN, "upstream %s is down: %s (passive, %u failed attempt%s in a row)", st->name,
+                mrd_upstream_failure_name(kind), n, n == 1 ? "" : "s");
+}
+
+void
+mrd_health_passive_ok(struct mrd_upstream_state *st)
+{
+    /* a load first: no write to the shared line on the common path */
+    if (atomic_load_explicit(&st->fails, memory_order_relaxed) != 0)
+        atomic_store_explicit(&st->fails, 0, memory_order_relaxed);
 }
 
 void
@@ -209,6 +228,7 @@ mrd_health_start(struct event_base *base, struct mrd_gen *g)
             p->last = atomic_load(&st->healthy);
             p->rnd = (uint64_t)(uintptr_t)st ^ mrd_now_us();
             p->timer = evtimer_new(base, on_timer, p);
+            atomic_store(&st->fall, p->hc->fall);
             atomic_store(&st->checked, 1);
             /* first check soon, spread over the first interval */
             struct timeval tv = tv_ms((p->rnd >> 17) % (p->hc->interval_ms / 4 + 1));

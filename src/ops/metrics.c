@@ -162,6 +162,16 @@ mrd_metrics_render(struct mrd_buf *b, struct mrd_gen *g, struct mrd_route_scratc
                            g->regions[i].conf->name, g->regions[i].ups[j]->name,
                            atomic_load(&g->regions[i].ups[j]->healthy) ? 1 : 0);
 
+    family(b, "meridian_upstream_failures_total", "counter",
+           "Failed attempts on the upstream, by kind (passive health counts them).");
+    for (size_t i = 0; i < g->n_regions; i++)
+        for (size_t j = 0; j < g->regions[i].n_ups; j++)
+            for (int k = 0; k < MRD_UPF_N; k++)
+                mrd_buf_printf(b, "meridian_upstream_failures_total{region=\"%s\",upstream=\"%s\",kind=\"%s\"} %llu\n",
+                               g->regions[i].conf->name, g->regions[i].ups[j]->name,
+                               mrd_upstream_failure_name((enum mrd_upstream_failure)k),
+                               GET(g->regions[i].ups[j]->failures[k]));
+
     family(b, "meridian_upstream_active", "gauge", "Requests in flight to the upstream.");
     for (size_t i = 0; i < g->n_regions; i++)
         for (size_t j = 0; j < g->regions[i].n_ups; j++)

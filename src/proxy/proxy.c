@@ -98,6 +98,15 @@ ms32(uint64_t ms)
     return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
 }
 
+/* an attempt on the current upstream failed (passive health, SPEC 3.5 and
+ * 12); before drop_upstream, which forgets the upstream */
+static void
+upstream_fault(struct mrd_req *req, enum mrd_upstream_failure kind)
+{
+    if (req->ups != NULL)
+        mrd_health_passive_fail(req->ups, kind);
+}
+
 /* ---- releasing the upstream side ---- */
 
 static void
@@ -208,6 +217,8 @@ finish(struct mrd_req *req)
     int keep = req->resp_body != MRD_H1_BODY_CLOSE && !req->resp_close && !req->upgrade && req->body_done &&
                evbuffer_get_length(req->pending) == 0;
 
+    if (req->ups != NULL)
+        mrd_health_passive_ok(req->ups);
     drop_upstream(req, keep);
     req->rs = RS_DONE;
     count(req, req->status);
@@ -473,6 +484,7 @@ parse_head(struct mrd_req *req, struct evbuffer *in)
 
     if (r == 0) {
         if (n >= limit) {
+            upstream_fault(req, MRD_UPF_MALFORMED);
             fail(req, 502, "upstream response head too large");
             return -1;
         }
@@ -480,6 +492,7 @@ parse_head(struct mrd_req *req, struct evbuffer *in)
         return 0;
     }
     if (r < 0) {
+        upstream_fault(req, MRD_UPF_MALFORMED);
         fail(req, 502, mrd_h1_strerror(r));
         return -1;
     }
@@ -499,6 +512,7 @@ parse_head(struct mrd_req *req, struct evbuffer *in)
         return 1;
     }
     if (msg->status == 101 && !req->upgrade) {
+        upstream_fault(req, MRD_UPF_MALFORMED);
         fail(req, 502, "unexpected 101 from upstream");
         return -1;
     }
@@ -551,6 +565,7 @@ pump_body(struct mrd_req *req, struct evbuffer *in)
                 int in_trailers = req->chunk.state == MRD_H1_CHUNK_TRAILER;
                 int c = mrd_h1_chunk_parse(&req->chunk, p, n, req->gen->conf->limits.max_header_bytes);
                 if (c < 0) {
+                    upstream_fault(req, MRD_UPF_MALFORMED);
                     fail(req, 502, "malformed chunked response");
                     return -1;
                 }
@@ -633,13 +648,16 @@ up_event(struct mrd_stream *st, short what, void *arg)
             start_sending(req);
             return;
         }
-        mrd_health_passive_fail(req->ups);
+        upstream_fault(req, (what & MRD_STREAM_TIMEOUT) ? MRD_UPF_CONNECT_TIMEOUT : MRD_UPF_REFUSED);
         mrd_metrics_connect_error();
         upstream_failed(req, (what & MRD_STREAM_TIMEOUT) ? 504 : 502,
                         (what & MRD_STREAM_TIMEOUT) ? "upstream connect timeout" : "upstream connect failed", 0);
         return;
     }
     if (what & MRD_STREAM_TIMEOUT) {
+        /* an idle WebSocket tunnel is no fault of the upstream's */
+        if (req->rs != RS_TUNNEL)
+            upstream_fault(req, MRD_UPF_TIMEOUT);
         if (req->rs == RS_WAIT_HEAD && (what & MRD_STREAM_READING))
             fail(req, 504, "upstream response timeout");
         else
@@ -649,6 +667,7 @@ up_event(struct mrd_stream *st, short what, void *arg)
     /* EOF or error */
     if (req->rs == RS_WAIT_HEAD) {
         if (req->got_byte || evbuffer_get_length(st->in) > 0) {
+            upstream_fault(req, MRD_UPF_TRUNCATED);
             fail(req, 502, "upstream closed during response head");
             return;
         }
@@ -657,7 +676,7 @@ up_event(struct mrd_stream *st, short what, void *arg)
          * a fresh connection closed, says the upstream is in trouble; a
          * pooled one closed is the ordinary keep-alive race. */
         if ((what & MRD_STREAM_ERROR) || !req->reused)
-            mrd_health_passive_fail(req->ups);
+            upstream_fault(req, MRD_UPF_RESET);
         upstream_failed(req, 502, "upstream closed before responding", 1);
         return;
     }
@@ -671,6 +690,7 @@ up_event(struct mrd_stream *st, short what, void *arg)
         finish(req);
         return;
     }
+    upstream_fault(req, MRD_UPF_TRUNCATED);
     fail(req, 502, "upstream connection lost");
 }
 
