@@ -79,9 +79,14 @@ struct mrd_req {
     char country[3];
     uint64_t bytes_in, bytes_out;
     unsigned logged : 1, id_generated : 1;
+    /* timeouts.request_body: the client's longest silence inside the body;
+     * the timer is kept across the pool like `pending` */
+    struct event *body_timer;
+    uint64_t body_last_ms; /* last body bytes (or resumption after our own pause) */
 };
 
 static void attempt(struct mrd_req *req);
+static void body_timer_update(struct mrd_req *req);
 static void up_read(struct mrd_stream *st, void *arg);
 static void up_write(struct mrd_stream *st, void *arg);
 static void up_event(struct mrd_stream *st, short what, void *arg);
@@ -205,6 +210,7 @@ fail(struct mrd_req *req, int status, const char *detail)
 {
     drop_upstream(req, 0);
     req->rs = RS_DONE;
+    body_timer_update(req);
     count(req, req->head_sent ? req->status : status);
     if (req->head_sent)
         status = 0;
@@ -221,6 +227,7 @@ finish(struct mrd_req *req)
         mrd_health_passive_ok(req->ups);
     drop_upstream(req, keep);
     req->rs = RS_DONE;
+    body_timer_update(req);
     count(req, req->status);
     req->ops->on_end(req);
 }
@@ -292,9 +299,12 @@ check_body_backpressure(struct mrd_req *req)
         queued += evbuffer_get_length(req->uc->s->out);
     if (!req->paused_body && queued > HIGH_WATER) {
         req->paused_body = 1;
+        body_timer_update(req); /* our pause: the client's silence is not its own */
         req->ops->pause_body(req, 1);
     } else if (req->paused_body && queued <= LOW_WATER) {
         req->paused_body = 0;
+        req->body_last_ms = mrd_now_ms();
+        body_timer_update(req);
         req->ops->pause_body(req, 0);
     }
 }
@@ -694,6 +704,57 @@ up_event(struct mrd_stream *st, short what, void *arg)
     fail(req, 502, "upstream connection lost");
 }
 
+/* ---- timeouts.request_body (SPEC 12) ---- */
+
+/* the client left more than timeouts.request_body between two reads of the
+ * body: 408 (or the stream cut when a response head went out), and the
+ * upstream attempt aborted; not an upstream failure */
+static void
+on_body_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct mrd_req *req = arg;
+    uint64_t limit = timeouts(req)->request_body_ms, idle = mrd_now_ms() - req->body_last_ms;
+
+    if (req->body_done || req->paused_body || req->rs == RS_DONE || req->rs == RS_TUNNEL)
+        return;
+    if (idle < limit) {
+        /* bytes came since the timer was set: wait for the rest of the gap */
+        struct timeval tv = {(time_t)((limit - idle) / 1000), (suseconds_t)((limit - idle) % 1000) * 1000};
+        evtimer_add(req->body_timer, &tv);
+        return;
+    }
+    mrd_log(MRD_LOG_DEBUG, "request body timeout after %llu ms (%llu body bytes read)", (unsigned long long)idle,
+            (unsigned long long)req->bytes_in);
+    fail(req, 408, "request body timeout");
+}
+
+/* armed while a body is still expected from the client and meridian is
+ * reading it; body chunks only move body_last_ms (the timer re-arms itself
+ * for the rest of the gap when it fires early), so the common path costs no
+ * timer operation */
+static void
+body_timer_update(struct mrd_req *req)
+{
+    int want = !req->body_done && !req->paused_body && req->rs != RS_DONE && req->rs != RS_TUNNEL &&
+               req->gen != NULL && timeouts(req)->request_body_ms > 0;
+
+    if (!want) {
+        if (req->body_timer != NULL)
+            evtimer_del(req->body_timer);
+        return;
+    }
+    if (req->body_timer == NULL) {
+        req->body_timer = evtimer_new(req->w->base, on_body_timeout, req);
+        if (req->body_timer == NULL)
+            return;
+    }
+    if (!evtimer_pending(req->body_timer, NULL)) {
+        uint64_t ms = timeouts(req)->request_body_ms;
+        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+        evtimer_add(req->body_timer, &tv);
+    }
+}
+
 /* ---- public entry points ---- */
 
 struct mrd_req *
@@ -892,7 +953,9 @@ mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char *
         req->replay = evbuffer_new();
     mrd_build_request_head(&req->head, info->method, info->method_len, info->target, info->target_len,
                            info->headers, info->n_headers, &f);
+    req->body_last_ms = mrd_now_ms();
     attempt(req);
+    body_timer_update(req);
     return 0;
 }
 
@@ -900,6 +963,7 @@ void
 mrd_req_body(struct mrd_req *req, struct evbuffer *src, size_t n)
 {
     req->bytes_in += n;
+    req->body_last_ms = mrd_now_ms();
     if (req->rs == RS_DONE) {
         evbuffer_drain(src, n);
         return;
@@ -935,6 +999,7 @@ void
 mrd_req_body_end(struct mrd_req *req)
 {
     req->body_done = 1;
+    body_timer_update(req);
     if (req->req_trailer_raw != NULL) {
         size_t len = evbuffer_get_length(req->req_trailer_raw);
         mrd_trailer_section_each((const char *)evbuffer_pullup(req->req_trailer_raw, -1), len, add_trailer_field,
@@ -966,6 +1031,8 @@ mrd_req_free(struct mrd_req *req)
     if (req == NULL)
         return;
     drop_upstream(req, 0);
+    if (req->body_timer != NULL)
+        evtimer_del(req->body_timer);
     if (req->replay != NULL)
         evbuffer_free(req->replay);
     if (req->trailers != NULL)
@@ -980,11 +1047,13 @@ mrd_req_free(struct mrd_req *req)
         struct mrd_worker *w = req->w;
         struct evbuffer *pending = req->pending;
         struct mrd_buf head = req->head;
+        struct event *body_timer = req->body_timer;
         evbuffer_drain(pending, evbuffer_get_length(pending));
         head.len = 0;
         memset(req, 0, sizeof(*req));
         req->pending = pending;
         req->head = head;
+        req->body_timer = body_timer;
         req->pool_next = w->req_pool;
         w->req_pool = req;
         w->n_req_pool++;
@@ -992,6 +1061,8 @@ mrd_req_free(struct mrd_req *req)
     }
     evbuffer_free(req->pending);
     mrd_buf_dispose(&req->head);
+    if (req->body_timer != NULL)
+        event_free(req->body_timer);
     free(req);
 }
 
@@ -1003,6 +1074,8 @@ mrd_req_pool_dispose(struct mrd_worker *w)
         w->req_pool = req->pool_next;
         evbuffer_free(req->pending);
         mrd_buf_dispose(&req->head);
+        if (req->body_timer != NULL)
+            event_free(req->body_timer);
         free(req);
     }
     w->n_req_pool = 0;
