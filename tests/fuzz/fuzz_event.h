@@ -42,6 +42,7 @@
  * steps until meridian freed the connection (abort if it has not after 300
  * s of virtual time: a connection that outlives its client is a finding);
  * idle upstream connections are drained. Leaks show up in LeakSanitizer.
+ * FZ_VERBOSE=1 prints what the client received; FZ_LOG=3 meridian's log.
  */
 #ifndef FUZZ_EVENT_H
 #define FUZZ_EVENT_H
@@ -728,6 +729,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     fz_run();
+    if (getenv("FZ_VERBOSE") != NULL)
+        fprintf(stderr, "fuzz_event: client received %zu bytes, %u upstream connection(s) open\n", fz_cgot, fz_n_ups);
     fz_finish();
     fz_target_end();
     return 0;
