@@ -37,7 +37,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libnghttp2-dev libmaxminddb-dev libyaml-dev \
             libcmocka-dev python3 python3-pytest python3-h2 curl nghttp2-client openssl prometheus \
             libmaxmind-db-writer-perl git
-GEOIP_PKGS := npm gzip ca-certificates
+GEOIP_PKGS := npm
 BENCH_PKGS := wrk haproxy nginx nghttp2-client util-linux
 FUZZ_PKGS  := clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
@@ -53,8 +53,9 @@ deps-bench:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
 deps-fuzz:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(FUZZ_PKGS)"
+# Debian's npm only where there is no npm yet (a Node.js with its own npm conflicts with it)
 deps-geoip:
-	@$(MAKE) --no-print-directory deps DEB_PKGS="$(GEOIP_PKGS)"
+	@command -v npm >/dev/null 2>&1 || $(MAKE) --no-print-directory deps DEB_PKGS="$(GEOIP_PKGS)"
 
 # The bundled test geo database: tests/geo/places.tsv (the single source of
 # truth the tests read too) written by tests/geo/mkdb.pl in the GeoIP2-City
