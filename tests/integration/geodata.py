@@ -7,9 +7,12 @@ for an address instead of repeating the values.
                   (an IPv4-mapped IPv6 address is its IPv4 address), or None;
                   a field the record lacks is None
     PLACES     every row, in file order
+    readme_geo_examples(path) -> [(address, region)] of the README's demo
+                  X-Forwarded-For curl lines
 """
 import collections
 import ipaddress
+import re
 
 from conftest import GEO_TABLE
 
@@ -55,3 +58,14 @@ def located(ip):
     p = place(ip)
     assert p is not None and p.latitude is not None, "%s has no coordinates in %s" % (ip, GEO_TABLE)
     return (p.country, p.continent, p.latitude, p.longitude)
+
+
+def readme_geo_examples(readme):
+    """The demo's X-Forwarded-For curl lines in a README: [(address, region)]."""
+    out = []
+    for line in open(readme, encoding="utf-8"):
+        m = re.match(r"curl .*-H 'X-Forwarded-For: ([0-9A-Fa-f.:]+)'.*X-Meridian-Region\s+#.*:\s*([a-z0-9-]+)\s*$",
+                     line.strip())
+        if m:
+            out.append((m.group(1), m.group(2)))
+    return out

@@ -5,10 +5,12 @@ universities, national networks) land on the nearest of five regions, as
 Skipped, saying how to get it, when the database is absent."""
 import math
 import os
+import re
 
 import pytest
 
-from conftest import GEOLITE2_DB, admin_get, free_port, request
+from conftest import GEOLITE2_DB, REPO, SLOW, admin_get, free_port, request, wait_for
+from geodata import readme_geo_examples
 
 needs_geolite2 = pytest.mark.skipif(not os.path.isfile(GEOLITE2_DB),
                                 reason="run `make geoip` to fetch GeoLite2-City (%s is absent)" % GEOLITE2_DB)
@@ -99,3 +101,30 @@ def test_well_known_addresses_go_to_the_nearest_region(meridian, backends):
         if (resp.header("X-Meridian-Region"), resp.header("X-Backend")) != (region, region):
             wrong.append((ip, what, region, resp.header("X-Meridian-Region"), resp.header("X-Backend")))
     assert not wrong, wrong
+
+
+@needs_geolite2
+def test_readme_demo_examples_with_geolite2(meridian, backends):
+    """The README's demo curl lines hold with the real database too: the
+    demo's configuration (conf/demo.yaml: three regions with costs and health
+    checks) on GeoLite2-City, each example to the region the README names."""
+    examples = readme_geo_examples(os.path.join(REPO, "README.md"))
+    assert len(examples) >= 4, examples
+    text = open(os.path.join(REPO, "conf", "demo.yaml")).read()
+    admin = free_port()
+    text = re.sub(r"(?m)^  database: .*$", '  database: "%s"' % GEOLITE2_DB, text)
+    text = text.replace("127.0.0.1:8080", "127.0.0.1:@PORT@").replace("127.0.0.1:9901", "127.0.0.1:%d" % admin)
+    for port, name in (("9001", "us-east-1"), ("9002", "eu-west-1"), ("9003", "ap-northeast-1")):
+        text = text.replace("127.0.0.1:" + port, backends.start(name).address)
+    m = meridian.start(text)
+    # as a user of the demo sees it: once the health checks (1 s) have
+    # measured every region (until then an unmeasured region has latency
+    # factor 0.5 against ~1.0 for a measured one)
+    assert wait_for(lambda: all(r["latency_ewma_ms"] is not None
+                                for r in admin_get(admin, "/v1/status").json()["regions"]), 5 * SLOW, 0.1)
+    for ip, region in examples:
+        j = admin_get(admin, "/v1/route?ip=" + ip).json()
+        assert j["client"]["source"] == "database", (ip, j)
+        assert j["decision"]["region"] == region, (ip, j)
+        r = request(m.port, "GET", "/", [("X-Forwarded-For", ip)])
+        assert (r.status, r.header("X-Meridian-Region"), r.header("X-Backend")) == (200, region, region), (ip, r)
