@@ -1,6 +1,6 @@
 """The repository stands on its own: HEAD of the repository these tests run
-from, cloned into an empty temporary folder (nothing beside it, so no
-../shared), builds (`make -j2 all geodb`, no package installs), and `make
+from, cloned into an empty temporary folder (nothing beside the clone, no
+shared folder of the team's), builds (`make -j2 all geodb`, no package installs), and `make
 run` there serves /hello and routes the README's X-Forwarded-For examples to
 the regions the README says, with the bundled geo database. Only committed
 work is in the clone, as in CI."""
