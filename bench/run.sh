@@ -7,6 +7,8 @@
 #   TARGETS="direct meridian haproxy nginx" (also: meridian-geo, meridian with
 #   full routing: MaxMind lookup, five capped regions, a residency rule)
 #   MERIDIAN_BIN=./meridian BACKEND_BIN=./build/mrd-backend KEEP_WORK=0
+#   GEO_DB=build/geo/meridian-test-city.mmdb (the bundled test database, made
+#   here when missing; data/geoip/GeoLite2-City.mmdb after `make geoip`)
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -15,7 +17,10 @@ REQS=${REQS:-100000}
 CONNS=${CONNS:-50}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 TARGETS=${TARGETS:-"direct meridian haproxy nginx"}
-GEO_DB=${GEO_DB:-$(cd "$(dirname "$0")/../.." && pwd)/shared/geo/GeoIP2-City-Test.mmdb}
+GEO_DB=${GEO_DB:-$(cd "$(dirname "$0")/.." && pwd)/build/geo/meridian-test-city.mmdb}
+if [ ! -e "$GEO_DB" ] && [ "$GEO_DB" = "$(cd "$(dirname "$0")/.." && pwd)/build/geo/meridian-test-city.mmdb" ]; then
+    make -C "$(dirname "$0")/.." --no-print-directory geodb >/dev/null
+fi
 MERIDIAN_BIN=${MERIDIAN_BIN:-./meridian}
 BACKEND_BIN=${BACKEND_BIN:-./build/mrd-backend}
 HAPROXY_BIN=${HAPROXY_BIN:-haproxy}

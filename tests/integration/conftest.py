@@ -27,6 +27,12 @@ import pytest
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MERIDIAN_BIN = os.environ.get("MERIDIAN_BIN") or os.path.join(REPO, "meridian")
 MRD_BACKEND = os.environ.get("MRD_BACKEND") or os.path.join(REPO, "build", "mrd-backend")
+# geo data: the bundled test database (`make geodb` writes it from GEO_TABLE;
+# `make integration` passes its path as MRD_GEO_DB; tests/integration/geodata.py
+# reads the table) and the real GeoLite2-City that `make geoip` fetches
+GEO_DB = os.environ.get("MRD_GEO_DB") or os.path.join(REPO, "build", "geo", "meridian-test-city.mmdb")
+GEO_TABLE = os.path.join(REPO, "tests", "geo", "places.tsv")
+GEOLITE2_DB = os.environ.get("MRD_GEOLITE2_DB") or os.path.join(REPO, "data", "geoip", "GeoLite2-City.mmdb")
 
 
 def _is_sanitized(path):

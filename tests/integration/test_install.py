@@ -10,11 +10,11 @@ import subprocess
 
 import pytest
 
-from conftest import MERIDIAN_BIN, SLOW
+from conftest import GEO_DB, MERIDIAN_BIN, SLOW
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PREFIX = "/usr"
-GEO_DB = os.path.abspath(os.path.join(REPO, "..", "shared", "geo", "GeoLite2-City-Test.mmdb"))
+SHIPPED_DB = "/usr/share/GeoIP/GeoLite2-City.mmdb"
 
 
 def _make_env():
@@ -145,8 +145,9 @@ def test_man_page_renders_without_warnings(dest):
 
 def test_shipped_config_is_valid(dest, tmp_path):
     """conf/meridian.yaml as installed passes -t once the files it names exist:
-    test certificates instead of /etc/meridian/tls/, the MaxMind test database
-    (or no database) instead of /usr/share/GeoIP."""
+    test certificates instead of /etc/meridian/tls/, the bundled test database
+    (`make geodb`) instead of /usr/share/GeoIP's GeoLite2-City. The database
+    line is checked too: the same file naming a missing database fails."""
     text = open(paths(dest)["conf"]).read()
     for name in sorted(set(re.findall(r"/etc/meridian/tls/([A-Za-z0-9.-]+)\.crt", text))):
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
@@ -154,15 +155,18 @@ def test_shipped_config_is_valid(dest, tmp_path):
                         "-keyout", str(tmp_path / (name + ".key")), "-out", str(tmp_path / (name + ".crt"))],
                        check=True, capture_output=True, timeout=60)
     text = text.replace("/etc/meridian/tls/", str(tmp_path) + "/")
-    if os.path.exists(GEO_DB):
-        text = text.replace("/usr/share/GeoIP/GeoLite2-City.mmdb", GEO_DB)
-    else:
-        text = re.sub(r"(?m)^  database: .*$", "", text)
+    assert re.findall(r"(?m)^  database: (.*)$", text) == [SHIPPED_DB], "conf/meridian.yaml: one geo.database line"
+    assert os.path.isfile(GEO_DB), "%s is missing: run `make geodb`" % GEO_DB
     conf = tmp_path / "meridian.yaml"
-    conf.write_text(text)
+    conf.write_text(text.replace(SHIPPED_DB, GEO_DB))
     r = subprocess.run([MERIDIAN_BIN, "-t", "-c", str(conf)], capture_output=True, timeout=30 * SLOW)
     assert r.returncode == 0, r.stderr.decode()
     assert r.stderr == b"", r.stderr.decode()
+    # the database line is really read: a database that is not there fails -t
+    missing = str(tmp_path / "no-such.mmdb")
+    conf.write_text(text.replace(SHIPPED_DB, missing))
+    r = subprocess.run([MERIDIAN_BIN, "-t", "-c", str(conf)], capture_output=True, timeout=30 * SLOW)
+    assert r.returncode != 0 and missing in r.stderr.decode(), r
 
 
 def test_reinstall_keeps_the_operators_config(dest):

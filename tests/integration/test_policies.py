@@ -6,9 +6,8 @@ import os
 import socket
 import time
 
-from conftest import HttpConn, REPO, Reader, admin_get, free_port, request
-
-GEO_DB = os.path.abspath(os.path.join(REPO, "..", "shared", "geo", "GeoIP2-City-Test.mmdb"))
+from conftest import GEO_DB, HttpConn, REPO, Reader, admin_get, free_port, request
+from geodata import place
 
 # source address -> (country, continent, lat, lon)
 NETS = {
@@ -171,6 +170,9 @@ def test_without_residency_a_failed_region_falls_back_across(meridian, backends)
 def test_residency_by_continent_with_database_addresses(meridian, backends):
     """match {continents: [EU]}: database clients from GB and SE never reach
     us-east-1 even when the EU region's only upstream is down."""
+    eu_ips = ("81.2.69.142", "89.160.20.128", "2a02:cf40::1", "2.3.3.1")
+    assert all(place(ip).continent == "EU" for ip in eu_ips)   # what the bundled database says
+    assert place("216.160.83.58").continent == "NA"
     us = backends.start("us-east-1")
     admin = free_port()
     m = meridian.start(config(admin, [
@@ -179,7 +181,7 @@ def test_residency_by_continent_with_database_addresses(meridian, backends):
     ], policies=("policies:\n  residency:\n"
                  "    - {name: eu, match: {continents: [EU]}, regions: [eu-west-1]}\n"),
         database=True, trusted=["127.0.0.1/32"]))
-    for ip in ("81.2.69.142", "89.160.20.128", "2a02:cf40::1", "2.3.3.1"):
+    for ip in eu_ips:
         for _ in range(3):
             r = get_from(m.port, "127.0.0.1", [("X-Forwarded-For", ip)])
             assert r.status in (502, 503) and r.header("X-Backend") is None, (ip, r)
@@ -206,6 +208,10 @@ def _block_setup(meridian, backends, status_yaml):
 
 
 def _check_block(m, admin, b, status):
+    # what the bundled database says about the addresses used here
+    assert place("81.2.69.142").country == place("2.125.160.216").country == "GB"
+    assert [getattr(place(ip), "country", None) for ip in ("89.160.20.128", "216.160.83.58", "1.1.1.1", "2.3.3.1")] \
+        == ["SE", "US", None, None]
     # /v1/route
     for ip in ("127.0.0.5", "81.2.69.142", "2.125.160.216", "::ffff:81.2.69.142"):
         j = route_info(admin, ip)

@@ -11,9 +11,8 @@ import time
 
 import pytest
 
-from conftest import HttpConn, REPO, Reader, SLOW, admin_get, free_port, request
-
-GEO_DB = os.path.abspath(os.path.join(REPO, "..", "shared", "geo", "GeoIP2-City-Test.mmdb"))
+from conftest import GEO_DB, HttpConn, REPO, Reader, SLOW, admin_get, free_port, request
+from geodata import located, place
 
 EARTH_R = 6371.0088
 HALF_CIRC = 20015.1
@@ -32,18 +31,11 @@ NETWORKS = {
     "127.0.0.4": ("Tokyo", "JP", "AS", 35.6895, 139.6917),
 }
 
-# MaxMind test DB addresses (shared/geo/README.md): ip -> (country, continent, lat, lon)
-DB = {
-    "81.2.69.142": ("GB", "EU", 51.5142, -0.0931),
-    "89.160.20.128": ("SE", "EU", 58.4167, 15.6167),
-    "216.160.83.58": ("US", "NA", 47.2513, -122.3149),
-    "214.78.120.1": ("US", "NA", 32.7405, -117.0935),
-    "175.16.199.5": ("CN", "AS", 43.88, 125.3228),
-    "202.196.224.1": ("PH", "AS", 13.0, 122.0),
-    "2001:218::1": ("JP", "AS", 35.68536, 139.75309),
-    "2001:2e0::1": ("HK", "AS", 22.25, 114.16667),
-    "2a02:cf40::1": ("NO", "EU", 62.0, 10.0),
-}
+# addresses in the bundled test database: ip -> (country, continent, lat, lon),
+# the values read from its table (tests/geo/places.tsv, see geodata.py)
+DB = {ip: located(ip) for ip in (
+    "81.2.69.142", "89.160.20.128", "216.160.83.58", "214.78.120.1", "175.16.199.5",
+    "202.196.224.1", "2001:218::1", "2001:2e0::1", "2a02:cf40::1")}
 
 DEFAULT_LOC = (38.9, -77.0)
 
@@ -262,7 +254,7 @@ def test_keepalive_connection_keeps_routing_by_its_source(meridian, three):
 
 
 # --------------------------------------------------------------------------
-# X-Forwarded-For from trusted proxies, MaxMind database
+# X-Forwarded-For from trusted proxies, the bundled test database
 # --------------------------------------------------------------------------
 
 XFF_CASES = [
@@ -270,9 +262,9 @@ XFF_CASES = [
     ("89.160.20.128", "eu-west-1"),      # SE Linkoping
     ("216.160.83.58", "us-east-1"),      # US Milton WA
     ("214.78.120.1", "us-east-1"),       # US San Diego
-    ("2001:218::1", "ap-northeast-1"),   # JP
+    ("2001:218::1", "ap-northeast-1"),   # JP Tokyo
     ("175.16.199.5", "ap-northeast-1"),  # CN Changchun
-    ("202.196.224.1", "ap-northeast-1"), # PH
+    ("202.196.224.1", "ap-northeast-1"), # PH Manila
 ]
 
 
@@ -457,6 +449,7 @@ def test_route_sources_network_database_default_unknown(meridian, three):
     j = route_info(admin_d, "81.2.69.142")
     assert j["client"]["source"] == "database" and j["client"]["country"] == "GB", j
     # miss everywhere: default_location, no identity
+    assert place("1.1.1.1") is None and place("2.3.3.1").latitude is None
     j = route_info(admin_d, "1.1.1.1")
     assert j["client"]["source"] == "default", j
     assert j["client"]["country"] is None and j["client"]["continent"] is None, j
@@ -465,7 +458,7 @@ def test_route_sources_network_database_default_unknown(meridian, three):
     # database record with a continent but no coordinates: identity from the
     # database, coordinates from the default
     j = route_info(admin_d, "2.3.3.1")
-    assert j["client"]["continent"] == "EU" and j["client"]["country"] is None, j
+    assert (j["client"]["continent"], j["client"]["country"]) == (place("2.3.3.1").continent, None), j
     assert j["client"]["source"] == "default", j
     # no default: unknown, g = 0.5 for every region
     for ip in ("1.1.1.1", "2.3.3.1", "::1", "127.0.0.1"):

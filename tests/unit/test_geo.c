@@ -3,8 +3,12 @@
  * computed by hand, the geo.networks longest-prefix match (nested prefixes,
  * IPv6, IPv4-mapped, a 1000-network table cross-checked against a linear
  * scan), the network -> database -> default -> unknown chain, and real
- * lookups in the MaxMind test databases of ../shared/geo (README.md there
- * lists the expected values). Run from the repository root.
+ * lookups in the project's test database. That database is written from
+ * tests/geo/places.tsv by tests/geo/mkdb.pl (`make geodb`), and this test reads
+ * the same table to know what each lookup must return: the table is the only
+ * place the expected values live. MRD_GEO_DB names the database (`make unit`
+ * sets it; default build/geo/meridian-test-city.mmdb), MRD_GEO_TABLE the
+ * table (default tests/geo/places.tsv). Run from the repository root.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,10 +28,8 @@
 #include "meridian/config.h"
 #include "meridian/geo.h"
 
-#define GEO_DIR "../shared/geo/"
-#define CITY_DB GEO_DIR "GeoIP2-City-Test.mmdb"
-#define LITE_DB GEO_DIR "GeoLite2-City-Test.mmdb"
-#define COUNTRY_DB GEO_DIR "GeoIP2-Country-Test.mmdb"
+#define CITY_DB geo_db_path()
+#define PLACES geo_table_path()
 
 #define CHECK(cond, name)                                                                                      \
     do {                                                                                                       \
@@ -35,6 +38,32 @@
     } while (0)
 
 /* ---- helpers ---- */
+
+/* conf.database is a plain char *: the paths live in static buffers */
+static char *
+env_or(const char *name, const char *dflt, char *buf, size_t len)
+{
+    const char *v = getenv(name);
+
+    snprintf(buf, len, "%s", v != NULL && *v != '\0' ? v : dflt);
+    return buf;
+}
+
+static char *
+geo_db_path(void)
+{
+    static char buf[4096];
+
+    return env_or("MRD_GEO_DB", "build/geo/meridian-test-city.mmdb", buf, sizeof(buf));
+}
+
+static char *
+geo_table_path(void)
+{
+    static char buf[4096];
+
+    return env_or("MRD_GEO_TABLE", "tests/geo/places.tsv", buf, sizeof(buf));
+}
 
 static struct mrd_ip
 ip_of(const char *s)
@@ -62,15 +91,162 @@ set_net(struct mrd_geo_network_conf *nw, const char *cidr, const char *country, 
     nw->longitude = lon;
 }
 
-/* The test databases are part of the contract of these tests: a missing file
+/* The test database is part of the contract of these tests: a missing file
  * is a failure, never a skip. */
 static void
 require_file(const char *path)
 {
     if (access(path, R_OK) != 0)
-        fail_msg("geo test database %s is missing or unreadable (tests run from the repository root, "
-                 "with the shared data at ../shared/geo)",
+        fail_msg("geo test file %s is missing or unreadable (tests run from the repository root; "
+                 "`make geodb` writes the database from tests/geo/places.tsv)",
                  path);
+}
+
+struct want {
+    const char *ip;
+    const char *country, *continent;
+    int known;
+    double lat, lon;
+    enum mrd_geo_source source;
+};
+
+/* ---- the table behind the test database (tests/geo/places.tsv) ---- */
+
+struct place {
+    char network[64];
+    struct mrd_cidr cidr;
+    char country[3], continent[3], registered[3];
+    int has_location;
+    double lat, lon;
+    char city[64];
+};
+
+#define MAX_PLACES 256
+static struct place places[MAX_PLACES];
+static size_t n_places;
+
+static void
+field_code(char out[3], const char *f, const char *what, int line)
+{
+    if (strcmp(f, "-") == 0) {
+        out[0] = '\0';
+        return;
+    }
+    if (strlen(f) != 2)
+        fail_msg("%s:%d: %s \"%s\" is not a two-letter code", PLACES, line, what, f);
+    memcpy(out, f, 3);
+}
+
+/* Reads the table once; fails the test on anything malformed. */
+static void
+load_places(void)
+{
+    FILE *f;
+    char buf[1024];
+    int line = 0;
+
+    if (n_places > 0)
+        return;
+    require_file(PLACES);
+    f = fopen(PLACES, "r");
+    assert_non_null(f);
+    while (fgets(buf, sizeof(buf), f) != NULL) {
+        char *fld[8] = {0}, *p = buf, *nl;
+        size_t nf = 0;
+        struct place *pl;
+        const char *err = NULL;
+
+        line++;
+        if ((nl = strchr(buf, '\n')) != NULL)
+            *nl = '\0';
+        if (buf[0] == '#' || buf[0] == '\0')
+            continue;
+        while (nf < 8) {
+            fld[nf++] = p;
+            if ((p = strchr(p, '\t')) == NULL)
+                break;
+            *p++ = '\0';
+        }
+        if (nf < 7)
+            fail_msg("%s:%d: %zu fields, want at least 7", PLACES, line, nf);
+        if (n_places == MAX_PLACES)
+            fail_msg("%s: more than %d networks", PLACES, MAX_PLACES);
+        pl = &places[n_places++];
+        memset(pl, 0, sizeof(*pl));
+        snprintf(pl->network, sizeof(pl->network), "%s", fld[0]);
+        if (mrd_cidr_parse(fld[0], &pl->cidr, &err) != 0)
+            fail_msg("%s:%d: bad network %s: %s", PLACES, line, fld[0], err);
+        field_code(pl->country, fld[1], "country", line);
+        field_code(pl->continent, fld[2], "continent", line);
+        field_code(pl->registered, fld[3], "registered", line);
+        if (strcmp(fld[4], "-") != 0) {
+            pl->has_location = 1;
+            pl->lat = strtod(fld[4], NULL);
+            pl->lon = strtod(fld[5], NULL);
+        }
+        snprintf(pl->city, sizeof(pl->city), "%s", strcmp(fld[6], "-") == 0 ? "" : fld[6]);
+    }
+    fclose(f);
+    if (n_places == 0)
+        fail_msg("%s: no networks", PLACES);
+}
+
+/* The table row whose network holds ip (the longest), or NULL. */
+static const struct place *
+place_of(const char *ip_text)
+{
+    struct mrd_ip ip;
+    const struct place *best = NULL;
+
+    load_places();
+    if (mrd_ip_parse(ip_text, strlen(ip_text), &ip) != 0)
+        fail_msg("bad test address %s", ip_text);
+    for (size_t i = 0; i < n_places; i++)
+        if (mrd_cidr_match(&places[i].cidr, &ip) && (best == NULL || places[i].cidr.prefix > best->cidr.prefix))
+            best = &places[i];
+    return best;
+}
+
+static const struct place *
+place_or_fail(const char *ip)
+{
+    const struct place *pl = place_of(ip);
+
+    if (pl == NULL)
+        fail_msg("%s is in no network of %s, but this test needs it there", ip, PLACES);
+    return pl;
+}
+
+/* First (last = 0) or last address of a place's network, as text; IPv4 as
+ * ::ffff:a.b.c.d when mapped is set. */
+static void
+place_addr(const struct place *pl, int last, int mapped, char *out, size_t len)
+{
+    struct mrd_ip ip = pl->cidr.ip;
+    unsigned bits = ip.family == AF_INET ? 32 : 128;
+    char text[INET6_ADDRSTRLEN];
+
+    if (last)
+        for (unsigned b = pl->cidr.prefix; b < bits; b++)
+            ip.bytes[b / 8] |= (uint8_t)(0x80u >> (b % 8));
+    inet_ntop(ip.family, ip.bytes, text, sizeof(text));
+    snprintf(out, len, "%s%s", mapped && ip.family == AF_INET ? "::ffff:" : "", text);
+}
+
+/* What the chain database -> default -> unknown gives for a table row. */
+static struct want
+want_of_place(const char *ip, const struct place *pl, int has_default, double dlat, double dlon)
+{
+    struct want w = {.ip = ip, .country = pl->country, .continent = pl->continent};
+
+    if (pl->has_location) {
+        w.known = 1, w.lat = pl->lat, w.lon = pl->lon, w.source = MRD_GEO_DATABASE;
+    } else if (has_default) {
+        w.known = 1, w.lat = dlat, w.lon = dlon, w.source = MRD_GEO_DEFAULT;
+    } else {
+        w.source = MRD_GEO_UNKNOWN;
+    }
+    return w;
 }
 
 static struct mrd_geo *
@@ -83,14 +259,6 @@ geo_or_fail(const struct mrd_geo_conf *conf)
         fail_msg("mrd_geo_new failed: %s", err != NULL ? err : "(no message)");
     return g;
 }
-
-struct want {
-    const char *ip;
-    const char *country, *continent;
-    int known;
-    double lat, lon;
-    enum mrd_geo_source source;
-};
 
 static void
 check_locate(const struct mrd_geo *g, const struct want *w)
@@ -351,29 +519,34 @@ test_chain_without_database(void **state)
 }
 
 /* Networks before the database; each part (identity, coordinates) from the
- * first source that has it. */
+ * first source that has it. The database's answers come from the table. */
 static void
 test_chain_with_database(void **state)
 {
     struct mrd_geo_network_conf nets[4];
     struct mrd_geo_conf conf = {.networks = nets, .n_networks = 4, .database = CITY_DB};
     struct mrd_geo *g;
-    static const struct want w[] = {
+    const struct place *se = place_or_fail("89.160.20.128"), *us = place_or_fail("216.160.83.58");
+    const struct place *gb2 = place_or_fail("2.125.160.216");
+    struct want w[] = {
         /* the network overrides the database completely */
         {"81.2.69.142", "FR", "EU", 1, 48.85, 2.35, MRD_GEO_NETWORK},
-        /* network identity, database coordinates (Linköping) */
-        {"89.160.20.128", "NO", "EU", 1, 58.4167, 15.6167, MRD_GEO_DATABASE},
+        /* network identity, database coordinates */
+        {"89.160.20.128", "NO", "EU", 1, se->lat, se->lon, MRD_GEO_DATABASE},
         /* network coordinates, database identity */
-        {"216.160.83.58", "US", "NA", 1, 47.0, -122.0, MRD_GEO_NETWORK},
+        {"216.160.83.58", us->country, us->continent, 1, 47.0, -122.0, MRD_GEO_NETWORK},
         /* the network has nothing for an address the database lacks either */
         {"1.1.1.1", "AU", "OC", 1, 38.9, -77.0, MRD_GEO_DEFAULT},
         /* not in any network: the database */
-        {"2.125.160.216", "GB", "EU", 1, 51.75, -1.25, MRD_GEO_DATABASE},
+        {"2.125.160.216", gb2->country, gb2->continent, 1, gb2->lat, gb2->lon, MRD_GEO_DATABASE},
         /* in neither: the default */
         {"127.0.0.1", "", "", 1, 38.9, -77.0, MRD_GEO_DEFAULT},
     };
 
     require_file(CITY_DB);
+    assert_true(se->has_location && us->has_location && us->country[0] && gb2->has_location);
+    assert_null(place_of("1.1.1.1"));
+    assert_null(place_of("127.0.0.1"));
     set_net(&nets[0], "81.2.69.0/24", "FR", "EU", 1, 48.85, 2.35);
     set_net(&nets[1], "89.160.20.0/24", "NO", "EU", 0, 0, 0);
     set_net(&nets[2], "216.160.83.0/24", "", "", 1, 47.0, -122.0);
@@ -386,84 +559,93 @@ test_chain_with_database(void **state)
     mrd_geo_free(g);
 }
 
-/* ---- MaxMind test databases (values from ../shared/geo/README.md) ---- */
+/* ---- the test database against its table ---- */
 
-static const struct want city_rows[] = {
-    {"81.2.69.142", "GB", "EU", 1, 51.5142, -0.0931, MRD_GEO_DATABASE},
-    {"2.125.160.216", "GB", "EU", 1, 51.75, -1.25, MRD_GEO_DATABASE},
-    {"89.160.20.128", "SE", "EU", 1, 58.4167, 15.6167, MRD_GEO_DATABASE},
-    {"216.160.83.58", "US", "NA", 1, 47.2513, -122.3149, MRD_GEO_DATABASE},
-    {"175.16.199.5", "CN", "AS", 1, 43.88, 125.3228, MRD_GEO_DATABASE},
-    {"67.43.156.1", "BT", "AS", 1, 27.5, 90.5, MRD_GEO_DATABASE},
-    {"202.196.224.1", "PH", "AS", 1, 13.0, 122.0, MRD_GEO_DATABASE},
-    {"149.101.100.1", "US", "NA", 1, 37.751, -97.822, MRD_GEO_DATABASE},
-    {"214.78.120.1", "US", "NA", 1, 32.7405, -117.0935, MRD_GEO_DATABASE},
-    {"2001:218::1", "JP", "AS", 1, 35.68536, 139.75309, MRD_GEO_DATABASE},
-    {"2001:2e0::1", "HK", "AS", 1, 22.25, 114.16667, MRD_GEO_DATABASE},
-    {"2001:480:10::1", "US", "NA", 1, 32.7203, -117.1552, MRD_GEO_DATABASE},
-    {"2a02:cf40::1", "NO", "EU", 1, 62.0, 10.0, MRD_GEO_DATABASE},
-    {"2a02:e700::1", "LY", "AF", 1, 28.0, 17.0, MRD_GEO_DATABASE},
-    /* continent and coordinates, no country */
-    {"2a02:d500::1", "", "EU", 1, 48.69096, 9.14062, MRD_GEO_DATABASE},
-    /* IPv4-mapped resolves to the IPv4 record */
-    {"::ffff:81.2.69.142", "GB", "EU", 1, 51.5142, -0.0931, MRD_GEO_DATABASE},
-};
+/* Every row of the table, at the first and last address of its network (and,
+ * for IPv4, both again IPv4-mapped), answers what the row says; without a
+ * default, rows without coordinates keep their identity and stay unknown;
+ * with one, they take it. */
+static void
+check_every_place(const struct mrd_geo *g, int has_default, double dlat, double dlon)
+{
+    load_places();
+    for (size_t i = 0; i < n_places; i++) {
+        for (int k = 0; k < 4; k++) {
+            char ip[64];
+            struct want w;
+
+            if ((k & 2) && places[i].cidr.ip.family != AF_INET)
+                break;
+            place_addr(&places[i], k & 1, k & 2, ip, sizeof(ip));
+            w = want_of_place(ip, &places[i], has_default, dlat, dlon);
+            check_locate(g, &w);
+        }
+    }
+}
+
+static const char *const misses[] = {"1.1.1.1", "8.8.8.8", "127.0.0.1", "::1", "2001:db8::1", "::ffff:127.0.0.1"};
 
 static void
-test_mmdb_geoip2_city(void **state)
+test_mmdb_every_place(void **state)
 {
     struct mrd_geo_conf conf = {.database = CITY_DB};
     struct mrd_geo *g;
-    static const struct want no_default[] = {
-        /* continent only: no country, no location */
-        {"2.3.3.1", "", "EU", 0, 0, 0, MRD_GEO_UNKNOWN},
-        {"1.1.1.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
-        {"127.0.0.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
-        {"::1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
-    };
-    static const struct want with_default[] = {
-        {"2.3.3.1", "", "EU", 1, -1.5, 36.8, MRD_GEO_DEFAULT},
-        {"1.1.1.1", "", "", 1, -1.5, 36.8, MRD_GEO_DEFAULT},
-        {"::1", "", "", 1, -1.5, 36.8, MRD_GEO_DEFAULT},
-        {"81.2.69.142", "GB", "EU", 1, 51.5142, -0.0931, MRD_GEO_DATABASE},
-    };
 
     require_file(CITY_DB);
     g = geo_or_fail(&conf);
-    check_table(g, city_rows, sizeof(city_rows) / sizeof(city_rows[0]));
-    check_table(g, no_default, sizeof(no_default) / sizeof(no_default[0]));
+    check_every_place(g, 0, 0, 0);
+    for (size_t i = 0; i < sizeof(misses) / sizeof(misses[0]); i++) {
+        struct want w = {misses[i], "", "", 0, 0, 0, MRD_GEO_UNKNOWN};
+        assert_null(place_of(misses[i]));
+        check_locate(g, &w);
+    }
     mrd_geo_free(g);
 
     conf.has_default_location = 1;
     conf.default_latitude = -1.5;
     conf.default_longitude = 36.8;
     g = geo_or_fail(&conf);
-    check_table(g, with_default, sizeof(with_default) / sizeof(with_default[0]));
+    check_every_place(g, 1, -1.5, 36.8);
+    for (size_t i = 0; i < sizeof(misses) / sizeof(misses[0]); i++) {
+        struct want w = {misses[i], "", "", 1, -1.5, 36.8, MRD_GEO_DEFAULT};
+        check_locate(g, &w);
+    }
     mrd_geo_free(g);
 }
 
+/* The addresses the other tests, the README and the demo rely on are in the
+ * table with the identity they are used for, and the table has the kinds of
+ * record the lookups must cope with. */
 static void
-test_mmdb_geolite2_city(void **state)
+test_places_cover_what_is_used(void **state)
 {
-    struct mrd_geo_conf conf = {.database = LITE_DB};
-    struct mrd_geo *g;
-    static const struct want w[] = {
-        {"81.2.69.142", "GB", "EU", 1, 51.5142, -0.0931, MRD_GEO_DATABASE},
-        {"175.16.199.5", "CN", "AS", 1, 43.88, 125.3228, MRD_GEO_DATABASE},
-        {"2001:218::1", "JP", "AS", 1, 35.68536, 139.75309, MRD_GEO_DATABASE},
-        {"2a02:e700::1", "LY", "AF", 1, 28.0, 17.0, MRD_GEO_DATABASE},
-        {"2a02:d500::1", "", "EU", 1, 48.69096, 9.14062, MRD_GEO_DATABASE},
-        {"::ffff:89.160.20.128", "SE", "EU", 1, 58.4167, 15.6167, MRD_GEO_DATABASE},
-        /* only in the GeoIP2 files */
-        {"149.101.100.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
-        {"214.78.120.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
-        {"2.3.3.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
+    static const struct {
+        const char *ip, *country, *continent;
+        int has_location;
+    } used[] = {
+        {"81.2.69.142", "GB", "EU", 1},   {"2.125.160.216", "GB", "EU", 1}, {"89.160.20.112", "SE", "EU", 1},
+        {"89.160.20.128", "SE", "EU", 1}, {"216.160.83.56", "US", "NA", 1}, {"216.160.83.58", "US", "NA", 1},
+        {"214.78.120.1", "US", "NA", 1},  {"175.16.199.5", "CN", "AS", 1},  {"202.196.224.1", "PH", "AS", 1},
+        {"202.12.27.33", "JP", "AS", 1},  {"200.160.0.8", "BR", "SA", 1},   {"2001:218::1", "JP", "AS", 1},
+        {"2001:2e0::1", "HK", "AS", 1},   {"2a02:cf40::1", "NO", "EU", 1},  {"2.3.3.1", "", "EU", 0},
+        {"2a02:d500::1", "", "EU", 1},
     };
+    int registered_only = 0, identity_only = 0;
 
-    require_file(LITE_DB);
-    g = geo_or_fail(&conf);
-    check_table(g, w, sizeof(w) / sizeof(w[0]));
-    mrd_geo_free(g);
+    for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++) {
+        const struct place *pl = place_or_fail(used[i].ip);
+        CHECK(strcmp(pl->country, used[i].country) == 0, used[i].ip);
+        CHECK(strcmp(pl->continent, used[i].continent) == 0, used[i].ip);
+        CHECK(pl->has_location == used[i].has_location, used[i].ip);
+    }
+    for (size_t i = 0; i < n_places; i++) {
+        if (!places[i].has_location && !places[i].country[0] && !places[i].continent[0] && places[i].registered[0])
+            registered_only++;
+        if (!places[i].has_location && places[i].country[0])
+            identity_only++;
+    }
+    assert_true(registered_only > 0); /* a client known only by its registered_country */
+    assert_true(identity_only > 0);   /* a country without coordinates */
 }
 
 /* The cache answers exactly what mrd_geo_locate answers, hits on repeats,
@@ -471,13 +653,13 @@ test_mmdb_geolite2_city(void **state)
 static void
 test_locate_cache(void **state)
 {
-    struct mrd_geo_conf conf = {.database = LITE_DB};
-    static const char *const ips[] = {"81.2.69.142", "175.16.199.5", "2001:218::1", "149.101.100.1",
+    struct mrd_geo_conf conf = {.database = CITY_DB};
+    static const char *const ips[] = {"81.2.69.142", "175.16.199.5", "2001:218::1", "1.1.1.1",
                                       "::ffff:89.160.20.128", "89.160.20.128"};
     struct mrd_geo_cache *c = calloc(1, sizeof(*c));
     struct mrd_geo *g;
 
-    require_file(LITE_DB);
+    require_file(CITY_DB);
     g = geo_or_fail(&conf);
     for (int round = 0; round < 3; round++) {
         for (size_t i = 0; i < sizeof(ips) / sizeof(ips[0]); i++) {
@@ -504,34 +686,6 @@ test_locate_cache(void **state)
     free(c);
 }
 
-/* A Country database has identity but no coordinates. */
-static void
-test_mmdb_country_only(void **state)
-{
-    struct mrd_geo_conf conf = {.database = COUNTRY_DB};
-    struct mrd_geo *g;
-    static const struct want no_default[] = {
-        {"81.2.69.142", "GB", "EU", 0, 0, 0, MRD_GEO_UNKNOWN},
-        {"2001:218::1", "JP", "AS", 0, 0, 0, MRD_GEO_UNKNOWN},
-        {"1.1.1.1", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
-    };
-    static const struct want with_default[] = {
-        {"81.2.69.142", "GB", "EU", 1, 52.0, 5.0, MRD_GEO_DEFAULT},
-        {"175.16.199.5", "CN", "AS", 1, 52.0, 5.0, MRD_GEO_DEFAULT},
-    };
-
-    require_file(COUNTRY_DB);
-    g = geo_or_fail(&conf);
-    check_table(g, no_default, sizeof(no_default) / sizeof(no_default[0]));
-    mrd_geo_free(g);
-    conf.has_default_location = 1;
-    conf.default_latitude = 52.0;
-    conf.default_longitude = 5.0;
-    g = geo_or_fail(&conf);
-    check_table(g, with_default, sizeof(with_default) / sizeof(with_default[0]));
-    mrd_geo_free(g);
-}
-
 static void
 test_mmdb_open_errors(void **state)
 {
@@ -540,19 +694,19 @@ test_mmdb_open_errors(void **state)
     const char *err = NULL;
 
     set_net(&net, "10.0.0.0/8", "DE", "EU", 1, 50, 8);
-    conf.database = "../shared/geo/no-such-file.mmdb";
+    conf.database = "build/geo/no-such-file.mmdb";
     assert_null(mrd_geo_new(&conf, &err));
     assert_non_null(err);
-    if (strstr(err, "../shared/geo/no-such-file.mmdb") == NULL || strstr(err, "No such file") == NULL)
+    if (strstr(err, "build/geo/no-such-file.mmdb") == NULL || strstr(err, "No such file") == NULL)
         fail_msg("error should name the path and the reason: %s", err);
 
-    /* a file that exists but is not a MaxMind DB */
-    require_file(GEO_DIR "README.md");
-    conf.database = GEO_DIR "README.md";
+    /* a file that exists but is not a MaxMind DB: the table itself */
+    require_file(PLACES);
+    conf.database = PLACES;
     err = NULL;
     assert_null(mrd_geo_new(&conf, &err));
     assert_non_null(err);
-    if (strstr(err, GEO_DIR "README.md") == NULL)
+    if (strstr(err, PLACES) == NULL)
         fail_msg("error should name the path: %s", err);
 }
 
@@ -652,9 +806,8 @@ main(void)
         cmocka_unit_test(test_lpm_default_routes_and_duplicates),
         cmocka_unit_test(test_chain_without_database),
         cmocka_unit_test(test_chain_with_database),
-        cmocka_unit_test(test_mmdb_geoip2_city),
-        cmocka_unit_test(test_mmdb_geolite2_city),
-        cmocka_unit_test(test_mmdb_country_only),
+        cmocka_unit_test(test_mmdb_every_place),
+        cmocka_unit_test(test_places_cover_what_is_used),
         cmocka_unit_test(test_locate_cache),
         cmocka_unit_test(test_mmdb_open_errors),
         cmocka_unit_test(test_lpm_matches_linear_scan),
