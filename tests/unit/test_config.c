@@ -774,8 +774,11 @@ test_example_file(void **state)
     assert_int_equal(c->n_regions, 3);
     assert_int_equal(c->regions[0].fallback_idx, 1);
     assert_int_equal(c->regions[2].capacity_burst, 500);
-    assert_int_equal(c->policies.n_residency, 1);
-    assert_int_equal(c->policies.residency[0].region_idx[0], 2);
+    assert_int_equal(c->geo.reload_check_ms, 60000);
+    assert_int_equal(c->policies.n_residency, 2);
+    assert_int_equal(c->policies.residency[0].n_countries, 1);
+    assert_int_equal(c->policies.residency[0].region_idx[1], 1);
+    assert_int_equal(c->policies.residency[1].region_idx[0], 2);
     assert_int_equal(c->policies.client_burst, 100);
     assert_string_equal(c->access_log.path, "-");
     mrd_config_free(c);
