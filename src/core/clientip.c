@@ -13,7 +13,7 @@
 #include "meridian/common.h"
 #include "meridian/config.h"
 
-_Atomic(mrd_client_ip_invalid_fn) mrd_client_ip_on_invalid = NULL;
+_Atomic(mrd_client_ip_invalid_fn) mrd_client_ip_on_invalid; /* static: starts NULL */
 
 static int
 is_ows(char c)
