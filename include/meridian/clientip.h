@@ -36,8 +36,8 @@ int mrd_client_ip_trusted(const struct mrd_client_ip_conf *conf, const struct mr
  * An entry is "a.b.c.d", "a.b.c.d:port", "v6", "[v6]" or "[v6]:port" (port
  * 0..65535 digits); IPv4-mapped addresses fold to IPv4, zone ids are rejected.
  * Single-address headers (X-Real-IP) are the one-entry case.
- * Always fills *out. Returns 0, or 1 when an entry that is not an address
- * stopped the walk (after calling mrd_client_ip_on_invalid, when set).
+ * Always fills *out and returns 0; an entry that is not an address is
+ * reported through mrd_client_ip_on_invalid (when set).
  */
 int mrd_client_ip(const struct mrd_client_ip_conf *conf, const struct mrd_ip *peer, const char *const *values,
                   const size_t *lens, size_t n_values, struct mrd_ip *out);

@@ -120,7 +120,7 @@ mrd_client_ip(const struct mrd_client_ip_conf *conf, const struct mrd_ip *peer, 
                 mrd_client_ip_invalid_fn fn = atomic_load_explicit(&mrd_client_ip_on_invalid, memory_order_relaxed);
                 if (fn != NULL)
                     fn(conf, peer, e, elen, out);
-                return 1;
+                return 0;
             }
             *out = ip;
             if (!mrd_client_ip_trusted(conf, &ip))
