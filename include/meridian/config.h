@@ -94,6 +94,7 @@ struct mrd_geo_network_conf {
 struct mrd_geo_conf {
     char *database; /* NULL when absent */
     struct mrd_conf_pos database_pos;
+    uint64_t reload_check_ms; /* default 60s: how often the database file is stat()ed for a replacement */
     struct mrd_geo_network_conf *networks;
     size_t n_networks;
     int has_default_location;

@@ -29,11 +29,15 @@ struct mrd_route_scratch;
 void mrd_metrics_request(struct mrd_region_state *region, int status, uint64_t duration_us);
 void mrd_metrics_shed(struct mrd_region_state *region);
 void mrd_metrics_reload(int ok);
+/* a replaced geo database file was loaded (ok) or failed to open (SPEC 11) */
+void mrd_metrics_geo_reload(int ok);
 void mrd_metrics_retry(void);
 void mrd_metrics_connect_error(void);
 void mrd_metrics_tls_handshake(void);
 void mrd_metrics_h2_stream(void);
 
+/* Process start: the uptime origin; also installs the client_ip hook that
+ * counts (and logs at debug level) client address headers that do not parse. */
 void mrd_metrics_started(void);
 long long mrd_metrics_uptime_s(void);
 

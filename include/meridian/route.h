@@ -27,8 +27,9 @@ struct mrd_route_scratch {
     struct mrd_region_snap *snap;
     struct mrd_route_factors *factors;
     size_t cap;
-    struct mrd_geo_cache *geo_cache; /* per caller; reset when the generation changes */
+    struct mrd_geo_cache *geo_cache; /* per caller; reset when the generation or its database changes */
     uint64_t geo_cache_gen;
+    uint64_t geo_cache_epoch; /* mrd_geo_epoch() the cache was filled under */
 };
 
 void mrd_route_scratch_dispose(struct mrd_route_scratch *s);

@@ -100,8 +100,19 @@ struct mrd_route_factors {
     const char *why; /* static: "residency" (wins when both apply) | "unhealthy"; NULL when eligible */
 };
 
+/*
+ * Scores closer than this to the best one are ties, and ties go to the region
+ * listed first (SPEC 3.3, with a tolerance). 1e-4 of score is, at the default
+ * weights, 0.25 ms of latency EWMA against a 500 ms ceiling (0.2 * 0.25 / 500)
+ * or 5 km of distance (0.4 * 5 / 20015.1): below anything that should move
+ * traffic, above the jitter of loopback or LAN latencies between requests.
+ */
+#define MRD_ROUTE_TIE_EPSILON 1e-4
+
 struct mrd_route_out {
-    int winner;                     /* highest eligible score, first listed on ties; -1 none */
+    int winner;                     /* first listed eligible region whose score is within
+                                     * MRD_ROUTE_TIE_EPSILON of the best; -1 none */
+    int tie;                        /* 1 when another eligible region was within the epsilon too */
     int rule;                       /* index of the residency rule that matched, -1 none */
     enum mrd_route_reason reason;   /* SCORE with a winner, NONE without; admit refines it */
     struct mrd_route_factors *regions; /* set by the caller: table->n_regions entries */
@@ -109,7 +120,9 @@ struct mrd_route_out {
 
 /*
  * Score every region for the client (SPEC 3.3) and pick the winner among the
- * eligible ones (3.2). A residency rule matches when the client's continent
+ * eligible ones (3.2): the first listed whose score is at least the best
+ * eligible score minus MRD_ROUTE_TIE_EPSILON (out->tie says whether another
+ * one was too). A residency rule matches when the client's continent
  * is in its continents or its country in its countries; the first matching
  * rule applies. Region factors are filled for every region, eligible or not
  * (the cost factor takes its minimum over all regions).

@@ -2,14 +2,18 @@
  * clientip.c: the client address behind trusted proxies (SPEC 3.1). Walks
  * the X-Forwarded-For style list from the right and stops at the first
  * address no trusted proxy vouches for. Pure: no allocation, no I/O; the
- * header values come from the caller.
+ * header values come from the caller. An entry that is not an address is
+ * reported through a hook the server installs (counted and logged there).
  */
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "meridian/clientip.h"
 #include "meridian/common.h"
 #include "meridian/config.h"
+
+_Atomic(mrd_client_ip_invalid_fn) mrd_client_ip_on_invalid; /* static: starts NULL */
 
 static int
 is_ows(char c)
@@ -111,8 +115,13 @@ mrd_client_ip(const struct mrd_client_ip_conf *conf, const struct mrd_ip *peer, 
                 elen--;
             if (elen == 0) /* empty list element: RFC 9110 5.6.1 says ignore it */
                 continue;
-            if (parse_entry(e, elen, &ip) == -1)
+            if (parse_entry(e, elen, &ip) == -1) {
+                /* as nginx does: the last trusted address is the client */
+                mrd_client_ip_invalid_fn fn = atomic_load_explicit(&mrd_client_ip_on_invalid, memory_order_relaxed);
+                if (fn != NULL)
+                    fn(conf, peer, e, elen, out);
                 return 0;
+            }
             *out = ip;
             if (!mrd_client_ip_trusted(conf, &ip))
                 return 0;

@@ -853,6 +853,7 @@ config_new(const char *file)
                                              .shutdown_ms = 30000,
                                              .request_body_ms = 30000};
     c->limits = (struct mrd_limits_conf){16384, 10485760, 100000};
+    c->geo.reload_check_ms = 60000;
     c->client_ip.header = mrd_xstrdup("X-Forwarded-For");
     c->scoring = (struct mrd_scoring_conf){0.4, 0.3, 0.2, 0.1, 500};
     c->policies.block_status = 403;

@@ -277,7 +277,7 @@ set_token(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mr
     return 0;
 }
 
-enum { G_DATABASE, G_NETWORKS, G_DEFAULT_LOCATION };
+enum { G_DATABASE, G_RELOAD_CHECK, G_NETWORKS, G_DEFAULT_LOCATION };
 
 static void
 geo_check(struct mrd_conf_ctx *cx, const struct mrd_conf_node *map, void *obj, const struct mrd_conf_node **vals)
@@ -608,6 +608,7 @@ static const struct mrd_conf_table default_location_table = TABLE(default_locati
 
 static const struct mrd_conf_key geo_keys[] = {
     [G_DATABASE] = {"database", mrd_conf_set_string, offsetof(struct mrd_geo_conf, database), .aux = NULL},
+    [G_RELOAD_CHECK] = DUR("reload_check", mrd_geo_conf, reload_check_ms),
     [G_NETWORKS] = {"networks", mrd_conf_set_seq, offsetof(struct mrd_geo_conf, networks),
                     offsetof(struct mrd_geo_conf, n_networks), .aux = &network_seq},
     [G_DEFAULT_LOCATION] = {"default_location", mrd_conf_set_submap, 0, .aux = &default_location_table},

@@ -2,16 +2,20 @@
  * geo.c: client location (SPEC 3.1) and great-circle distance (SPEC 3.3).
  * geo.networks become two path-compressed binary tries (IPv4, IPv6) for the
  * longest matching prefix; the MaxMind database is memory-mapped by
- * libmaxminddb and read with MMDB_aget_value. Everything is immutable after
- * mrd_geo_new(), so lookups need no locks. No logging, no sockets.
+ * libmaxminddb and read with MMDB_aget_value. The tries are immutable after
+ * mrd_geo_new(); the database is a reference-counted version behind an
+ * atomic pointer that mrd_geo_db_check() replaces when the file is replaced
+ * (see geo.h), so lookups need no locks. No logging, no sockets.
  */
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <maxminddb.h>
 
@@ -48,15 +52,45 @@ struct geo_entry {
     double latitude, longitude;
 };
 
+/* which file a database version was opened from */
+struct file_id {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    time_t mtime_s;
+    long mtime_ns;
+};
+
+/* one opened version of geo.database */
+struct geo_db {
+    atomic_uint readers; /* lookups using it now */
+    int closed;          /* mmdb closed (retired and drained); main thread only */
+    int retired;
+    MMDB_s mmdb;
+    uint64_t epoch;
+    uint64_t build_epoch;
+    time_t loaded_at;
+    char type[64];
+    struct file_id id;
+    struct geo_db *next; /* every version this table ever opened, newest first */
+};
+
 struct mrd_geo {
     struct lpm v4, v6;
     struct geo_entry *entries;
     size_t n_entries;
-    int has_db;
-    MMDB_s db;
+    char *path; /* geo.database, NULL without */
+    _Atomic(struct geo_db *) cur;
+    struct geo_db *versions;
+    int have_failed; /* failed_id is a file that did not open: do not retry it */
+    struct file_id failed_id;
+    int missing; /* the file was gone at the last check (reported) */
     int has_default;
     double default_latitude, default_longitude;
 };
+
+/* process-wide, so that a cache keyed by epoch never confuses two tables */
+static atomic_uint_fast64_t next_epoch = 1;
 
 static _Thread_local char err_buf[1024];
 
@@ -97,6 +131,8 @@ mrd_geo_source_name(enum mrd_geo_source s)
         return "database";
     case MRD_GEO_DEFAULT:
         return "default";
+    case MRD_GEO_COUNTRY:
+        return "country";
     case MRD_GEO_UNKNOWN:
         break;
     }
@@ -334,9 +370,10 @@ db_degrees(MMDB_entry_s *entry, const char *const *path, double limit, double *o
  * !*have_xy) from the database record for ip. A miss or an error changes
  * nothing. */
 static void
-db_locate(const struct mrd_geo *g, const struct mrd_ip *ip, struct mrd_location *out, int *have_id, int *have_xy)
+db_locate(const MMDB_s *db, const struct mrd_ip *ip, struct mrd_location *out, int *have_id, int *have_xy)
 {
     static const char *const country_path[] = {"country", "iso_code", NULL};
+    static const char *const registered_path[] = {"registered_country", "iso_code", NULL};
     static const char *const continent_path[] = {"continent", "code", NULL};
     static const char *const lat_path[] = {"location", "latitude", NULL};
     static const char *const lon_path[] = {"location", "longitude", NULL};
@@ -357,13 +394,13 @@ db_locate(const struct mrd_geo *g, const struct mrd_ip *ip, struct mrd_location 
         return;
     }
     /* an IPv6 address in an IPv4-only database is an error: a miss here */
-    res = MMDB_lookup_sockaddr(&g->db, (const struct sockaddr *)&ss, &mmdb_err);
+    res = MMDB_lookup_sockaddr(db, (const struct sockaddr *)&ss, &mmdb_err);
     if (mmdb_err != MMDB_SUCCESS || !res.found_entry)
         return;
 
     if (!*have_id) {
         char country[3] = "", continent[3] = "";
-        int c1 = db_code(&res.entry, country_path, country);
+        int c1 = db_code(&res.entry, country_path, country) || db_code(&res.entry, registered_path, country);
         int c2 = db_code(&res.entry, continent_path, continent);
         if (c1 || c2) {
             memcpy(out->country, country, sizeof(country));
@@ -380,6 +417,175 @@ db_locate(const struct mrd_geo *g, const struct mrd_ip *ip, struct mrd_location 
             *have_xy = 1;
         }
     }
+}
+
+/* ---- database versions ---- */
+
+static void
+file_id_of(const struct stat *st, struct file_id *id)
+{
+    memset(id, 0, sizeof(*id));
+    id->dev = st->st_dev;
+    id->ino = st->st_ino;
+    id->size = st->st_size;
+    id->mtime_s = st->st_mtim.tv_sec;
+    id->mtime_ns = st->st_mtim.tv_nsec;
+}
+
+static int
+file_id_eq(const struct file_id *a, const struct file_id *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_s == b->mtime_s &&
+           a->mtime_ns == b->mtime_ns;
+}
+
+/* Open path as a new version (not yet published). NULL and msg on failure:
+ * the file does not open as a MaxMind DB, or its search tree does not
+ * answer a probe lookup. */
+static struct geo_db *
+db_open(const char *path, char *msg, size_t msglen)
+{
+    struct geo_db *d = mrd_xcalloc(1, sizeof(*d));
+    struct stat st;
+    int rc, saved_errno, gai_err = 0, mmdb_err = MMDB_SUCCESS;
+
+    /* identity first: a file renamed over path after this stat is seen as a
+     * change by the next check and opened again, which is harmless */
+    if (stat(path, &st) == 0)
+        file_id_of(&st, &d->id);
+    errno = 0; /* MMDB_open leaves errno set by the failing syscall */
+    rc = MMDB_open(path, MMDB_MODE_MMAP, &d->mmdb);
+    saved_errno = errno;
+    if (rc != MMDB_SUCCESS) {
+        if ((rc == MMDB_FILE_OPEN_ERROR || rc == MMDB_IO_ERROR) && saved_errno != 0)
+            snprintf(msg, msglen, "cannot open geo database \"%s\": %s: %s", path, MMDB_strerror(rc),
+                     strerror(saved_errno));
+        else
+            snprintf(msg, msglen, "cannot open geo database \"%s\": %s", path, MMDB_strerror(rc));
+        free(d);
+        return NULL;
+    }
+    /* MMDB_open checks the metadata; a probe walks the search tree once */
+    (void)MMDB_lookup_string(&d->mmdb, d->mmdb.metadata.ip_version == 6 ? "::1.2.3.4" : "1.2.3.4", &gai_err,
+                             &mmdb_err);
+    if (d->mmdb.metadata.node_count == 0 || mmdb_err != MMDB_SUCCESS) {
+        snprintf(msg, msglen, "cannot open geo database \"%s\": %s", path,
+                 mmdb_err != MMDB_SUCCESS ? MMDB_strerror(mmdb_err) : "empty search tree");
+        MMDB_close(&d->mmdb);
+        free(d);
+        return NULL;
+    }
+    atomic_init(&d->readers, 0);
+    d->epoch = atomic_fetch_add(&next_epoch, 1);
+    d->build_epoch = d->mmdb.metadata.build_epoch;
+    d->loaded_at = time(NULL);
+    snprintf(d->type, sizeof(d->type), "%s",
+             d->mmdb.metadata.database_type != NULL ? d->mmdb.metadata.database_type : "");
+    return d;
+}
+
+/* The current version, pinned (or NULL without a database). Lock-free: the
+ * pointer is read again after the count went up, and seq_cst orders that
+ * against the swap's exchange and the reaper's read of the count, so a
+ * version the reaper saw unused can no longer be pinned by anyone. */
+static struct geo_db *
+db_pin(const struct mrd_geo *g)
+{
+    for (;;) {
+        struct geo_db *d = atomic_load(&((struct mrd_geo *)g)->cur);
+        if (d == NULL)
+            return NULL;
+        atomic_fetch_add(&d->readers, 1);
+        if (atomic_load(&((struct mrd_geo *)g)->cur) == d)
+            return d;
+        atomic_fetch_sub_explicit(&d->readers, 1, memory_order_release);
+    }
+}
+
+static void
+db_unpin(struct geo_db *d)
+{
+    atomic_fetch_sub_explicit(&d->readers, 1, memory_order_release);
+}
+
+/* close retired versions nobody uses any more (main thread) */
+static void
+db_reap(struct mrd_geo *g)
+{
+    for (struct geo_db *d = g->versions; d != NULL; d = d->next)
+        if (d->retired && !d->closed && atomic_load(&d->readers) == 0) {
+            MMDB_close(&d->mmdb);
+            d->closed = 1;
+        }
+}
+
+enum mrd_geo_check_result
+mrd_geo_db_check(struct mrd_geo *g, char *msg, size_t msglen)
+{
+    struct geo_db *cur, *d;
+    struct file_id id;
+    struct stat st;
+
+    msg[0] = '\0';
+    if (g == NULL || g->path == NULL)
+        return MRD_GEO_CHECK_NONE;
+    db_reap(g);
+    cur = atomic_load(&g->cur);
+    if (stat(g->path, &st) == -1) {
+        if (g->missing)
+            return MRD_GEO_CHECK_SAME;
+        g->missing = 1;
+        snprintf(msg, msglen, "geo database \"%s\": %s; still using the database loaded at epoch %llu", g->path,
+                 strerror(errno), (unsigned long long)(cur != NULL ? cur->epoch : 0));
+        return MRD_GEO_CHECK_MISSING;
+    }
+    g->missing = 0;
+    file_id_of(&st, &id);
+    if ((cur != NULL && file_id_eq(&id, &cur->id)) || (g->have_failed && file_id_eq(&id, &g->failed_id)))
+        return MRD_GEO_CHECK_SAME;
+    d = db_open(g->path, msg, msglen);
+    if (d == NULL) {
+        g->have_failed = 1;
+        g->failed_id = id;
+        return MRD_GEO_CHECK_FAILED;
+    }
+    g->have_failed = 0;
+    d->next = g->versions;
+    g->versions = d;
+    cur = atomic_exchange(&g->cur, d);
+    if (cur != NULL)
+        cur->retired = 1;
+    db_reap(g);
+    snprintf(msg, msglen, "geo database \"%s\" replaced: %s built %llu, epoch %llu", g->path, d->type,
+             (unsigned long long)d->build_epoch, (unsigned long long)d->epoch);
+    return MRD_GEO_CHECK_RELOADED;
+}
+
+void
+mrd_geo_db_info(const struct mrd_geo *g, struct mrd_geo_db_info *out)
+{
+    const struct geo_db *d = g != NULL ? atomic_load(&((struct mrd_geo *)g)->cur) : NULL;
+
+    memset(out, 0, sizeof(*out));
+    if (d == NULL)
+        return;
+    /* these fields never change after publication, and the descriptor lives
+     * as long as g: no pin needed */
+    out->open = 1;
+    out->path = g->path;
+    out->epoch = d->epoch;
+    out->build_epoch = d->build_epoch;
+    out->loaded_at = d->loaded_at;
+    memcpy(out->type, d->type, sizeof(out->type));
+}
+
+uint64_t
+mrd_geo_epoch(const struct mrd_geo *g)
+{
+    const struct geo_db *d = g != NULL ? atomic_load_explicit(&((struct mrd_geo *)g)->cur, memory_order_acquire)
+                                       : NULL;
+
+    return d != NULL ? d->epoch : 0;
 }
 
 /* ---- public API ---- */
@@ -409,26 +615,19 @@ mrd_geo_new(const struct mrd_geo_conf *conf, const char **err)
     g->has_default = conf->has_default_location;
     g->default_latitude = conf->default_latitude;
     g->default_longitude = conf->default_longitude;
+    atomic_init(&g->cur, NULL);
 
     if (conf->database != NULL) {
-        int rc, saved_errno;
+        struct geo_db *d = db_open(conf->database, err_buf, sizeof(err_buf));
 
-        errno = 0; /* MMDB_open leaves errno set by the failing syscall */
-        rc = MMDB_open(conf->database, MMDB_MODE_MMAP, &g->db);
-        saved_errno = errno;
-
-        if (rc != MMDB_SUCCESS) {
-            if ((rc == MMDB_FILE_OPEN_ERROR || rc == MMDB_IO_ERROR) && saved_errno != 0)
-                snprintf(err_buf, sizeof(err_buf), "cannot open geo database \"%s\": %s: %s", conf->database,
-                         MMDB_strerror(rc), strerror(saved_errno));
-            else
-                snprintf(err_buf, sizeof(err_buf), "cannot open geo database \"%s\": %s", conf->database,
-                         MMDB_strerror(rc));
+        if (d == NULL) {
             *err = err_buf;
             mrd_geo_free(g);
             return NULL;
         }
-        g->has_db = 1;
+        g->path = mrd_xstrdup(conf->database);
+        g->versions = d;
+        atomic_store(&g->cur, d);
     }
     return g;
 }
@@ -436,10 +635,17 @@ mrd_geo_new(const struct mrd_geo_conf *conf, const char **err)
 void
 mrd_geo_free(struct mrd_geo *g)
 {
+    struct geo_db *d, *next;
+
     if (g == NULL)
         return;
-    if (g->has_db)
-        MMDB_close(&g->db);
+    for (d = g->versions; d != NULL; d = next) {
+        next = d->next;
+        if (!d->closed)
+            MMDB_close(&d->mmdb);
+        free(d);
+    }
+    free(g->path);
     free(g->v4.nodes);
     free(g->v6.nodes);
     free(g->entries);
@@ -475,8 +681,22 @@ mrd_geo_locate(const struct mrd_geo *g, const struct mrd_ip *ip, struct mrd_loca
             have_xy = 1;
         }
     }
-    if ((!have_id || !have_xy) && g->has_db)
-        db_locate(g, ip, out, &have_id, &have_xy);
+    if (!have_id || !have_xy) {
+        struct geo_db *d = db_pin(g);
+        if (d != NULL) {
+            db_locate(&d->mmdb, ip, out, &have_id, &have_xy);
+            db_unpin(d);
+        }
+    }
+    if (!have_xy && out->country[0] != '\0') {
+        const struct mrd_country_centroid *c = mrd_country_centroid(out->country);
+        if (c != NULL) {
+            out->latitude = c->latitude;
+            out->longitude = c->longitude;
+            out->source = MRD_GEO_COUNTRY;
+            have_xy = 1;
+        }
+    }
     if (!have_xy && g->has_default) {
         out->latitude = g->default_latitude;
         out->longitude = g->default_longitude;

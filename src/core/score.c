@@ -188,6 +188,7 @@ mrd_route_decide(const struct mrd_route_in *in, struct mrd_route_out *out)
     const struct mrd_route_table *t = in->table;
     const struct mrd_route_rule *rule = NULL;
     double cx = 0, cy = 0, cz = 0, best = 0;
+    int any = 0;
     uint16_t continent = pack_code(in->client.continent), country = pack_code(in->client.country);
 
     out->winner = -1;
@@ -242,11 +243,24 @@ mrd_route_decide(const struct mrd_route_in *in, struct mrd_route_out *out)
         } else {
             f->eligible = 1;
             f->why = NULL;
-            if (out->winner < 0 || f->score > best) {
-                out->winner = (int)i;
+            if (!any || f->score > best)
                 best = f->score;
-            }
+            any = 1;
         }
+    }
+    /* the winner: the first listed eligible region within the tie epsilon of
+     * the best score, so that noise (microseconds of latency EWMA) does not
+     * move traffic between regions whose scores are practically equal */
+    out->tie = 0;
+    for (size_t i = 0; any && i < t->n_regions; i++) {
+        const struct mrd_route_factors *f = &out->regions[i];
+
+        if (!f->eligible || !(f->score >= best - MRD_ROUTE_TIE_EPSILON))
+            continue;
+        if (out->winner < 0)
+            out->winner = (int)i;
+        else
+            out->tie = 1;
     }
     out->reason = out->winner >= 0 ? MRD_ROUTE_SCORE : MRD_ROUTE_NONE;
     return out->winner;

@@ -16,6 +16,7 @@
 
 #include "meridian/addr.h"
 #include "meridian/common.h"
+#include "meridian/geo.h"
 #include "meridian/log.h"
 #include "meridian/metrics.h"
 #include "meridian/route.h"
@@ -63,6 +64,22 @@ json_error(struct evhttp_request *r, int code, const char *msg)
     evbuffer_add_printf(b, "{\"error\": \"%s\"}\n", msg);
     reply_buf(r, code, b);
     evbuffer_free(b);
+}
+
+/* a JSON string literal: quotes, backslashes and control bytes escaped */
+static void
+json_string(struct evbuffer *b, const char *s)
+{
+    evbuffer_add(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            evbuffer_add_printf(b, "\\%c", *p);
+        else if (*p < 0x20)
+            evbuffer_add_printf(b, "\\u%04x", *p);
+        else
+            evbuffer_add(b, p, 1);
+    }
+    evbuffer_add(b, "\"", 1);
 }
 
 /* a two-letter code or null */
@@ -121,7 +138,8 @@ route_explain(struct evhttp_request *r)
         evbuffer_add_printf(b, "\"region\": null, \"reason\": \"%s\", \"status\": 503",
                             mrd_route_reason_name(res.reason));
     if (res.out.winner >= 0)
-        evbuffer_add_printf(b, ", \"winner\": \"%s\"", g->regions[res.out.winner].conf->name);
+        evbuffer_add_printf(b, ", \"winner\": \"%s\", \"tie\": %s", g->regions[res.out.winner].conf->name,
+                            res.out.tie ? "true" : "false");
     if (res.out.rule >= 0)
         evbuffer_add_printf(b, ", \"residency\": \"%s\"", g->conf->policies.residency[res.out.rule].name);
     evbuffer_add_printf(b, "},\n \"regions\": [");
@@ -164,6 +182,7 @@ status(struct evhttp_request *r)
     uint64_t now = mrd_now_ms();
     char loaded[32];
     struct tm tm;
+    struct mrd_geo_db_info gi;
 
     gmtime_r(&g->loaded_at, &tm);
     strftime(loaded, sizeof(loaded), "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -171,6 +190,20 @@ status(struct evhttp_request *r)
                         MRD_VERSION, mrd_metrics_uptime_s(), atomic_load(&mrd_connections_active));
     evbuffer_add_printf(b, " \"config\": {\"generation\": %llu, \"loaded_at\": \"%s\", \"file\": \"%s\"},\n",
                         (unsigned long long)g->id, loaded, g->conf->file);
+    mrd_geo_db_info(g->geo, &gi);
+    if (gi.open) {
+        char geo_loaded[32];
+        gmtime_r(&gi.loaded_at, &tm);
+        strftime(geo_loaded, sizeof(geo_loaded), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        evbuffer_add_printf(b, " \"geo_database\": {\"path\": ");
+        json_string(b, gi.path);
+        evbuffer_add_printf(b, ", \"type\": ");
+        json_string(b, gi.type);
+        evbuffer_add_printf(b, ", \"build_epoch\": %llu, \"epoch\": %llu, \"loaded_at\": \"%s\"},\n",
+                            (unsigned long long)gi.build_epoch, (unsigned long long)gi.epoch, geo_loaded);
+    } else {
+        evbuffer_add_printf(b, " \"geo_database\": null,\n");
+    }
     evbuffer_add_printf(b, " \"regions\": [");
     for (size_t i = 0; i < g->n_regions; i++) {
         const struct mrd_region *rg = &g->regions[i];

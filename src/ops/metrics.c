@@ -4,11 +4,16 @@
  * registry entry, so they survive reloads that keep the region.
  */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "meridian/clientip.h"
 #include "meridian/common.h"
+#include "meridian/config.h"
 #include "meridian/gen.h"
+#include "meridian/geo.h"
+#include "meridian/log.h"
 #include "meridian/metrics.h"
 #include "meridian/ratelimit.h"
 #include "meridian/route.h"
@@ -24,6 +29,9 @@ static struct {
     atomic_uint_fast64_t duration_sum_us, duration_count;
     atomic_uint_fast64_t reloads_ok, reloads_error;
     atomic_uint_fast64_t retries, connect_errors, tls_handshakes, h2_streams;
+    atomic_uint_fast64_t geo_reloads_ok, geo_reloads_error;
+    atomic_uint_fast64_t client_ip_invalid;
+    atomic_uint_fast64_t client_ip_log_next_ms, client_ip_log_suppressed;
 } m;
 
 static time_t started_at;
@@ -62,6 +70,53 @@ mrd_metrics_reload(int ok)
         ADD(m.reloads_ok);
     else
         ADD(m.reloads_error);
+}
+
+void
+mrd_metrics_geo_reload(int ok)
+{
+    if (ok)
+        ADD(m.geo_reloads_ok);
+    else
+        ADD(m.geo_reloads_error);
+}
+
+/* An unparsable client_ip.header entry from a trusted peer: counted, and
+ * logged at debug level at most once a second (any client behind a trusted
+ * proxy can send one, so the log could be flooded), with the number of
+ * lines left out since the previous one. */
+static void
+on_client_ip_invalid(const struct mrd_client_ip_conf *conf, const struct mrd_ip *peer, const char *entry,
+                     size_t len, const struct mrd_ip *used)
+{
+    char shown[100], peer_s[MRD_IP_STRLEN], used_s[MRD_IP_STRLEN];
+    uint_fast64_t next, now;
+    size_t n = 0;
+
+    ADD(m.client_ip_invalid);
+    if (mrd_log_verbosity < MRD_LOG_DEBUG)
+        return;
+    now = mrd_now_ms();
+    next = atomic_load_explicit(&m.client_ip_log_next_ms, memory_order_relaxed);
+    if (now < next || !atomic_compare_exchange_strong(&m.client_ip_log_next_ms, &next, now + 1000)) {
+        ADD(m.client_ip_log_suppressed);
+        return;
+    }
+    /* the entry as received, non-printable bytes escaped, cut at 64 bytes */
+    for (size_t i = 0; i < len && i < 64 && n + 5 < sizeof(shown); i++) {
+        unsigned char ch = (unsigned char)entry[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+            shown[n++] = (char)ch;
+        else
+            n += (size_t)snprintf(shown + n, sizeof(shown) - n, "\\x%02x", ch);
+    }
+    shown[n] = '\0';
+    mrd_ip_format(peer, peer_s, sizeof(peer_s));
+    mrd_ip_format(used, used_s, sizeof(used_s));
+    mrd_log(MRD_LOG_DEBUG, "client_ip: %s from trusted peer %s has an entry that is not an address (\"%s%s\"); "
+            "the client is %s (%llu such lines left out before this one)", conf->header, peer_s, shown,
+            len > 64 ? "..." : "", used_s,
+            (unsigned long long)atomic_exchange(&m.client_ip_log_suppressed, 0));
 }
 
 void
@@ -185,6 +240,23 @@ mrd_metrics_render(struct mrd_buf *b, struct mrd_gen *g, struct mrd_route_scratc
     mrd_buf_printf(b, "meridian_config_reloads_total{result=\"success\"} %llu\n", GET(m.reloads_ok));
     mrd_buf_printf(b, "meridian_config_reloads_total{result=\"error\"} %llu\n", GET(m.reloads_error));
 
+    family(b, "meridian_geo_database_reloads_total", "counter",
+           "Replacements of the geo.database file seen without a configuration reload (SPEC 11), by result.");
+    mrd_buf_printf(b, "meridian_geo_database_reloads_total{result=\"success\"} %llu\n", GET(m.geo_reloads_ok));
+    mrd_buf_printf(b, "meridian_geo_database_reloads_total{result=\"error\"} %llu\n", GET(m.geo_reloads_error));
+    {
+        struct mrd_geo_db_info gi;
+        mrd_geo_db_info(g->geo, &gi);
+        if (gi.open) {
+            family(b, "meridian_geo_database_build_epoch", "gauge",
+                   "Build time (MMDB metadata build_epoch, Unix seconds) of the geo database in use.");
+            mrd_buf_printf(b, "meridian_geo_database_build_epoch %llu\n", (unsigned long long)gi.build_epoch);
+        }
+    }
+    family(b, "meridian_client_ip_invalid_total", "counter",
+           "Requests from a trusted proxy whose client_ip.header had an entry that is not an address.");
+    mrd_buf_printf(b, "meridian_client_ip_invalid_total %llu\n", GET(m.client_ip_invalid));
+
     family(b, "meridian_retries_total", "counter", "Requests repeated on another upstream after a failure.");
     mrd_buf_printf(b, "meridian_retries_total %llu\n", GET(m.retries));
     family(b, "meridian_upstream_connect_errors_total", "counter", "Upstream connections that failed to open.");
@@ -204,6 +276,7 @@ void
 mrd_metrics_started(void)
 {
     started_at = time(NULL);
+    atomic_store(&mrd_client_ip_on_invalid, on_client_ip_invalid);
 }
 
 long long

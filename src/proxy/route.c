@@ -108,15 +108,22 @@ mrd_route_client(struct mrd_gen *g, const struct mrd_ip *client, int take, struc
     uint64_t now = mrd_now_ms();
     struct mrd_route_in in;
     struct take_ctx tc = {g, now, take};
+    uint64_t epoch;
 
     scratch_fit(sc, n);
     /* calloc: fresh zero pages, so RSS grows only with the slots used */
     if (sc->geo_cache == NULL)
         sc->geo_cache = mrd_xcalloc(1, sizeof(*sc->geo_cache));
-    if (sc->geo_cache_gen != g->id) {
+    /* a new generation or a replaced database (SPEC 11): cached locations
+     * are stale. The epoch is read before the lookup, so an answer from a
+     * database swapped in meanwhile is only cached under the older epoch and
+     * dropped at the next request. */
+    epoch = mrd_geo_epoch(g->geo);
+    if (sc->geo_cache_gen != g->id || sc->geo_cache_epoch != epoch) {
         if (sc->geo_cache->hits + sc->geo_cache->misses > 0)
             mrd_geo_cache_reset(sc->geo_cache);
         sc->geo_cache_gen = g->id;
+        sc->geo_cache_epoch = epoch;
     }
     mrd_geo_locate_cached(g->geo, sc->geo_cache, client, &res->loc);
     res->region = -1;

@@ -3,7 +3,8 @@
  * The main thread loads the configuration, binds every listener once per
  * worker (SO_REUSEPORT), starts the workers, serves the admin API, and turns
  * SIGHUP into a new configuration generation and SIGTERM/SIGINT into a
- * graceful stop bounded by timeouts.shutdown.
+ * graceful stop bounded by timeouts.shutdown. A timer checks every
+ * geo.reload_check whether the geo database file was replaced (SPEC 11).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,7 @@
 #include "meridian/accesslog.h"
 #include "meridian/common.h"
 #include "meridian/config.h"
+#include "meridian/geo.h"
 #include "meridian/health.h"
 #include "meridian/log.h"
 #include "meridian/metrics.h"
@@ -39,6 +41,7 @@ static struct mrd_worker *workers;
 static int daemon_mode; /* -d */
 static struct mrd_gen *current;
 static struct event *shutdown_timer;
+static struct event *geo_timer;
 static int stopping;
 
 static void
@@ -143,6 +146,51 @@ open_listeners(const struct mrd_config *old, const int *old_fds, const struct mr
     return fds;
 }
 
+/* (Re)arm the geo database check for the current generation; off without
+ * geo.database. A reload re-arms it with the new interval. */
+static void
+geo_timer_arm(void)
+{
+    uint64_t ms = current->conf->geo.reload_check_ms;
+    struct timeval tv;
+
+    if (geo_timer == NULL)
+        return;
+    if (current->conf->geo.database == NULL || stopping) {
+        evtimer_del(geo_timer);
+        return;
+    }
+    tv.tv_sec = (time_t)(ms / 1000);
+    tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+    evtimer_add(geo_timer, &tv);
+}
+
+/* SPEC 11: use a replaced geo database without a reload; a file that does
+ * not open keeps the last good one, a removed file changes nothing */
+static void
+on_geo_check(evutil_socket_t fd, short what, void *arg)
+{
+    char msg[1024];
+
+    switch (mrd_geo_db_check(current->geo, msg, sizeof(msg))) {
+    case MRD_GEO_CHECK_RELOADED:
+        mrd_log(MRD_LOG_INFO, "%s", msg);
+        mrd_metrics_geo_reload(1);
+        break;
+    case MRD_GEO_CHECK_FAILED:
+        mrd_log(MRD_LOG_ERR, "%s (the database loaded before keeps serving)", msg);
+        mrd_metrics_geo_reload(0);
+        break;
+    case MRD_GEO_CHECK_MISSING:
+        mrd_log(MRD_LOG_WARN, "%s", msg);
+        break;
+    case MRD_GEO_CHECK_NONE:
+    case MRD_GEO_CHECK_SAME:
+        break;
+    }
+    geo_timer_arm();
+}
+
 static void
 on_reload(evutil_socket_t sig, short what, void *arg)
 {
@@ -192,6 +240,7 @@ on_reload(evutil_socket_t sig, short what, void *arg)
     mrd_health_start(main_base, g);
     mrd_gen_release(current);
     current = g;
+    geo_timer_arm();
     mrd_metrics_reload(1);
     mrd_access_log_configure(g->conf->access_log.path, g->conf->access_log.json);
     if (mrd_log_configure(g->conf->error_log.path, g->conf->error_log.level, daemon_mode, err, sizeof(err)) == -1)
@@ -237,6 +286,7 @@ on_stop(evutil_socket_t sig, short what, void *arg)
     mrd_log(MRD_LOG_INFO, "signal %d: stopping gracefully", (int)sig);
     mrd_admin_stop();
     mrd_health_stop();
+    geo_timer_arm(); /* stopping: off */
     for (unsigned i = 0; i < mrd_n_workers; i++)
         mrd_worker_post_stop(&workers[i], 1);
     tv.tv_sec = (time_t)(current->conf->timeouts.shutdown_ms / 1000);
@@ -438,6 +488,8 @@ main(int argc, char **argv)
     if (mrd_admin_start(main_base, current, admin_fd) == -1)
         return 1;
     mrd_health_start(main_base, current);
+    geo_timer = evtimer_new(main_base, on_geo_check, NULL);
+    geo_timer_arm();
     ev_hup = evsignal_new(main_base, SIGHUP, on_reload, NULL);
     ev_term = evsignal_new(main_base, SIGTERM, on_stop, NULL);
     ev_int = evsignal_new(main_base, SIGINT, on_stop, NULL);
@@ -473,6 +525,8 @@ main(int argc, char **argv)
     event_free(done_ev);
     if (shutdown_timer != NULL)
         event_free(shutdown_timer);
+    event_free(geo_timer);
+    geo_timer = NULL;
     mrd_admin_stop();
     mrd_health_stop();
     mrd_access_log_stop();

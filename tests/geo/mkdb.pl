@@ -5,13 +5,17 @@
 # country.iso_code, continent.code, registered_country.iso_code,
 # location.{latitude,longitude} and city.names.en. An IPv6 tree, with IPv4 in
 # ::/96 and ::ffff:0:0/96 aliased to it, as MaxMind's own City databases.
+# With --country it writes the GeoIP2-Country layout instead: the same
+# networks without location and city (clients then get their country's
+# centroid), used by the tests that replace one database with another.
 use strict;
 use warnings;
 use utf8;
 use open qw(:std :encoding(UTF-8));
 use MaxMind::DB::Writer::Tree;
 
-@ARGV == 2 or die "usage: $0 PLACES.tsv OUT.mmdb\n";
+my $country_only = @ARGV && $ARGV[0] eq '--country' ? shift @ARGV : 0;
+@ARGV == 2 or die "usage: $0 [--country] PLACES.tsv OUT.mmdb\n";
 my ($table, $out) = @ARGV;
 
 my %types = (
@@ -31,7 +35,7 @@ my %types = (
 my $tree = MaxMind::DB::Writer::Tree->new(
     ip_version              => 6,
     record_size             => 28,
-    database_type           => 'GeoIP2-City',
+    database_type           => $country_only ? 'GeoIP2-Country' : 'GeoIP2-City',
     languages               => ['en'],
     description             => { en => 'meridian test data (tests/geo/places.tsv): not a real geo database' },
     map_key_type_callback   => sub { $types{ $_[0] } // die "mkdb.pl: no type for key $_[0]\n" },
@@ -53,8 +57,9 @@ while (my $line = <$fh>) {
     $rec{country}            = { iso_code => $country }    if defined $country;
     $rec{continent}          = { code     => $continent }  if defined $continent;
     $rec{registered_country} = { iso_code => $registered } if defined $registered;
-    $rec{location} = { latitude => 0 + $lat, longitude => 0 + $lon } if defined $lat;
-    $rec{city}     = { names => { en => $city } } if defined $city;
+    $rec{location} = { latitude => 0 + $lat, longitude => 0 + $lon } if defined $lat && !$country_only;
+    $rec{city}     = { names => { en => $city } } if defined $city && !$country_only;
+    next if $country_only && !%rec;
     die "mkdb.pl: $table:$.: empty record\n" unless %rec;
     # IPv4 rows go in as IPv4-mapped-into-::/96, where libmaxminddb looks
     $tree->insert_network($net =~ /:/ ? $net : do {

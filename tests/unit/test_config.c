@@ -181,6 +181,12 @@ static const struct bad_case bad_cases[] = {
     {"default location half", BASE "geo:\n  default_location: {latitude: 1}\n", "t.yaml:8:21:",
      "geo.default_location: missing required key \"longitude\""},
     {"empty database", BASE "geo:\n  database: ''\n", "t.yaml:8:13:", "geo.database: must not be empty"},
+    {"reload_check 0", BASE "geo:\n  reload_check: 0s\n", "t.yaml:8:17:", "geo.reload_check: must be greater than 0"},
+    {"reload_check without unit", BASE "geo:\n  reload_check: 60\n", "t.yaml:8:17:",
+     "geo.reload_check: expected a duration"},
+    {"reload_check too long", BASE "geo:\n  reload_check: 8761h\n", "t.yaml:8:17:", "at most 8760h"},
+    {"reload_check misspelt", BASE "geo:\n  reload_chek: 1s\n", "t.yaml:8:3:",
+     "unknown key \"reload_chek\" in geo (did you mean \"reload_check\"?)"},
 
     /* client_ip */
     {"trusted proxy prefix", BASE "client_ip:\n  trusted_proxies: [10.0.0.0/8, 1.2.3.4/33]\n", "t.yaml:8:33:",
@@ -462,6 +468,7 @@ test_defaults(void **state)
     assert_int_equal(c->limits.max_body_bytes, 10485760);
     assert_int_equal(c->limits.max_connections, 100000);
     assert_null(c->geo.database);
+    assert_int_equal(c->geo.reload_check_ms, 60000);
     assert_int_equal(c->geo.n_networks, 0);
     assert_int_equal(c->geo.has_default_location, 0);
     assert_int_equal(c->client_ip.n_trusted_proxies, 0);
@@ -614,6 +621,7 @@ test_derived_values(void **state)
         "    upstreams: [{address: \"10.0.0.3:80\"}]\n"
         "geo:\n"
         "  database: /x.mmdb\n"
+        "  reload_check: 250ms\n"
         "  networks:\n"
         "    - {cidr: 10.1.0.0/16, country: de, continent: eu, latitude: 50, longitude: 8}\n"
         "    - {cidr: \"2001:db8::/32\", country: Us}\n"
@@ -671,6 +679,7 @@ test_derived_values(void **state)
     assert_string_equal(c->geo.database, "/x.mmdb");
     assert_int_equal(c->geo.database_pos.line, 28);
     assert_int_equal(c->geo.database_pos.col, 13);
+    assert_int_equal(c->geo.reload_check_ms, 250);
     assert_int_equal(c->geo.n_networks, 2);
     assert_string_equal(c->geo.networks[0].country, "DE");
     assert_string_equal(c->geo.networks[0].continent, "EU");
@@ -774,8 +783,11 @@ test_example_file(void **state)
     assert_int_equal(c->n_regions, 3);
     assert_int_equal(c->regions[0].fallback_idx, 1);
     assert_int_equal(c->regions[2].capacity_burst, 500);
-    assert_int_equal(c->policies.n_residency, 1);
-    assert_int_equal(c->policies.residency[0].region_idx[0], 2);
+    assert_int_equal(c->geo.reload_check_ms, 60000);
+    assert_int_equal(c->policies.n_residency, 2);
+    assert_int_equal(c->policies.residency[0].n_countries, 1);
+    assert_int_equal(c->policies.residency[0].region_idx[1], 1);
+    assert_int_equal(c->policies.residency[1].region_idx[0], 2);
     assert_int_equal(c->policies.client_burst, 100);
     assert_string_equal(c->access_log.path, "-");
     mrd_config_free(c);

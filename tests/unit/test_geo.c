@@ -17,6 +17,8 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,7 @@
 #include "meridian/geo.h"
 
 #define CITY_DB geo_db_path()
+#define COUNTRY_DB geo_country_db_path()
 #define PLACES geo_table_path()
 
 #define CHECK(cond, name)                                                                                      \
@@ -47,6 +50,15 @@ env_or(const char *name, const char *dflt, char *buf, size_t len)
 
     snprintf(buf, len, "%s", v != NULL && *v != '\0' ? v : dflt);
     return buf;
+}
+
+/* the same table without coordinates, in the GeoIP2-Country layout */
+static char *
+geo_country_db_path(void)
+{
+    static char buf[4096];
+
+    return env_or("MRD_GEO_COUNTRY_DB", "build/geo/meridian-test-country.mmdb", buf, sizeof(buf));
 }
 
 static char *
@@ -233,14 +245,19 @@ place_addr(const struct place *pl, int last, int mapped, char *out, size_t len)
     snprintf(out, len, "%s%s", mapped && ip.family == AF_INET ? "::ffff:" : "", text);
 }
 
-/* What the chain database -> default -> unknown gives for a table row. */
+/* What the chain database -> country centroid -> default -> unknown gives
+ * for a table row (a record without a country takes its registered one). */
 static struct want
 want_of_place(const char *ip, const struct place *pl, int has_default, double dlat, double dlon)
 {
-    struct want w = {.ip = ip, .country = pl->country, .continent = pl->continent};
+    const char *country = pl->country[0] ? pl->country : pl->registered;
+    struct want w = {.ip = ip, .country = country, .continent = pl->continent};
+    const struct mrd_country_centroid *cc = country[0] ? mrd_country_centroid(country) : NULL;
 
     if (pl->has_location) {
         w.known = 1, w.lat = pl->lat, w.lon = pl->lon, w.source = MRD_GEO_DATABASE;
+    } else if (cc != NULL) {
+        w.known = 1, w.lat = cc->latitude, w.lon = cc->longitude, w.source = MRD_GEO_COUNTRY;
     } else if (has_default) {
         w.known = 1, w.lat = dlat, w.lon = dlon, w.source = MRD_GEO_DEFAULT;
     } else {
@@ -359,6 +376,7 @@ test_source_names(void **state)
     assert_string_equal(mrd_geo_source_name(MRD_GEO_NETWORK), "network");
     assert_string_equal(mrd_geo_source_name(MRD_GEO_DATABASE), "database");
     assert_string_equal(mrd_geo_source_name(MRD_GEO_DEFAULT), "default");
+    assert_string_equal(mrd_geo_source_name(MRD_GEO_COUNTRY), "country");
     assert_string_equal(mrd_geo_source_name(MRD_GEO_UNKNOWN), "unknown");
     assert_string_equal(mrd_geo_source_name((enum mrd_geo_source)42), "unknown");
 }
@@ -473,19 +491,22 @@ test_lpm_default_routes_and_duplicates(void **state)
 static void
 test_chain_without_database(void **state)
 {
-    struct mrd_geo_network_conf nets[2];
-    struct mrd_geo_conf conf = {.networks = nets, .n_networks = 2};
+    struct mrd_geo_network_conf nets[3];
+    struct mrd_geo_conf conf = {.networks = nets, .n_networks = 3};
     struct mrd_geo *g;
     static const struct want with_default[] = {
         {"10.1.1.1", "DE", "EU", 1, 50.11, 8.68, MRD_GEO_NETWORK},
-        /* identity only: coordinates from the default, identity kept */
-        {"10.2.0.1", "FR", "EU", 1, 38.9, -77.0, MRD_GEO_DEFAULT},
+        /* identity only: coordinates from the country's centroid, before the default */
+        {"10.2.0.1", "FR", "EU", 1, 46.23, 2.21, MRD_GEO_COUNTRY},
+        /* a country the centroid table lacks: the default */
+        {"10.3.0.1", "ZZ", "", 1, 38.9, -77.0, MRD_GEO_DEFAULT},
         {"8.8.8.8", "", "", 1, 38.9, -77.0, MRD_GEO_DEFAULT},
         {"2001:db8::1", "", "", 1, 38.9, -77.0, MRD_GEO_DEFAULT},
     };
     static const struct want without_default[] = {
         {"10.1.1.1", "DE", "EU", 1, 50.11, 8.68, MRD_GEO_NETWORK},
-        {"10.2.0.1", "FR", "EU", 0, 0, 0, MRD_GEO_UNKNOWN},
+        {"10.2.0.1", "FR", "EU", 1, 46.23, 2.21, MRD_GEO_COUNTRY},
+        {"10.3.0.1", "ZZ", "", 0, 0, 0, MRD_GEO_UNKNOWN},
         {"8.8.8.8", "", "", 0, 0, 0, MRD_GEO_UNKNOWN},
     };
     struct mrd_geo_conf empty = {0};
@@ -494,6 +515,7 @@ test_chain_without_database(void **state)
 
     set_net(&nets[0], "10.1.0.0/16", "DE", "EU", 1, 50.11, 8.68);
     set_net(&nets[1], "10.2.0.0/16", "FR", "EU", 0, 0, 0);
+    set_net(&nets[2], "10.3.0.0/16", "ZZ", "", 0, 0, 0);
     conf.has_default_location = 1;
     conf.default_latitude = 38.9;
     conf.default_longitude = -77.0;
@@ -535,8 +557,8 @@ test_chain_with_database(void **state)
         {"89.160.20.128", "NO", "EU", 1, se->lat, se->lon, MRD_GEO_DATABASE},
         /* network coordinates, database identity */
         {"216.160.83.58", us->country, us->continent, 1, 47.0, -122.0, MRD_GEO_NETWORK},
-        /* the network has nothing for an address the database lacks either */
-        {"1.1.1.1", "AU", "OC", 1, 38.9, -77.0, MRD_GEO_DEFAULT},
+        /* network identity, no coordinates anywhere: the country's centroid */
+        {"1.1.1.1", "AU", "OC", 1, -25.27, 133.78, MRD_GEO_COUNTRY},
         /* not in any network: the database */
         {"2.125.160.216", gb2->country, gb2->continent, 1, gb2->lat, gb2->lon, MRD_GEO_DATABASE},
         /* in neither: the default */
@@ -710,6 +732,220 @@ test_mmdb_open_errors(void **state)
         fail_msg("error should name the path: %s", err);
 }
 
+/* ---- country centroids ---- */
+
+static void
+test_country_centroids(void **state)
+{
+    size_t n;
+    const struct mrd_country_centroid *t = mrd_country_centroids(&n), *c;
+
+    assert_int_equal(n, 250); /* 249 ISO 3166-1 codes + XK */
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(strlen(t[i].code), 2);
+        assert_true(t[i].code[0] >= 'A' && t[i].code[0] <= 'Z' && t[i].code[1] >= 'A' && t[i].code[1] <= 'Z');
+        assert_true(t[i].latitude >= -90 && t[i].latitude <= 90);
+        assert_true(t[i].longitude >= -180 && t[i].longitude <= 180);
+        if (i > 0 && strcmp(t[i - 1].code, t[i].code) >= 0)
+            fail_msg("table not sorted at %s", t[i].code);
+        assert_true(mrd_country_centroid(t[i].code) == &t[i]);
+    }
+    c = mrd_country_centroid("au");
+    assert_non_null(c);
+    assert_true(fabs(c->latitude + 25.27) < 1e-9 && fabs(c->longitude - 133.78) < 1e-9);
+    /* plausibility: a few centroids fall inside their country's rough box */
+    c = mrd_country_centroid("DE");
+    assert_true(c->latitude > 47 && c->latitude < 55 && c->longitude > 6 && c->longitude < 15);
+    c = mrd_country_centroid("US");
+    assert_true(c->latitude > 25 && c->latitude < 49 && c->longitude > -125 && c->longitude < -67);
+    c = mrd_country_centroid("BR");
+    assert_true(c->latitude > -34 && c->latitude < 5 && c->longitude > -74 && c->longitude < -35);
+    assert_null(mrd_country_centroid("ZZ"));
+    assert_null(mrd_country_centroid(""));
+    assert_null(mrd_country_centroid("A"));
+    assert_null(mrd_country_centroid("AUS"));
+    assert_null(mrd_country_centroid(NULL));
+}
+
+/* ---- replacing the database file (SPEC 11) ---- */
+
+static void
+copy_file(const char *from, const char *to)
+{
+    char buf[65536];
+    size_t n;
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+
+    if (in == NULL || out == NULL)
+        fail_msg("cannot copy %s to %s", from, to);
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        if (fwrite(buf, 1, n, out) != n)
+            fail_msg("short write to %s", to);
+    fclose(in);
+    if (fclose(out) != 0)
+        fail_msg("cannot write %s", to);
+}
+
+static void
+locate_s(const struct mrd_geo *g, const char *s, struct mrd_location *loc)
+{
+    struct mrd_ip ip = ip_of(s);
+
+    mrd_geo_locate(g, &ip, loc);
+}
+
+static void
+test_db_replace(void **state)
+{
+    char dir[] = "/tmp/test_geo_XXXXXX", path[256], next[256], msg[512];
+    struct mrd_geo_conf conf = {0};
+    struct mrd_geo_db_info info;
+    struct mrd_location loc;
+    struct mrd_geo *g;
+    uint64_t e1, e2;
+    FILE *f;
+
+    require_file(CITY_DB);
+    require_file(COUNTRY_DB);
+    if (mkdtemp(dir) == NULL)
+        fail_msg("mkdtemp failed");
+    snprintf(path, sizeof(path), "%s/geo.mmdb", dir);
+    snprintf(next, sizeof(next), "%s/geo.mmdb.new", dir);
+    copy_file(CITY_DB, path);
+    conf.database = path;
+    g = geo_or_fail(&conf);
+    e1 = mrd_geo_epoch(g);
+    assert_true(e1 > 0);
+    mrd_geo_db_info(g, &info);
+    assert_int_equal(info.open, 1);
+    assert_string_equal(info.path, path);
+    assert_string_equal(info.type, "GeoIP2-City");
+    assert_true(info.build_epoch > 0);
+    assert_int_equal(mrd_geo_db_check(g, msg, sizeof(msg)), MRD_GEO_CHECK_SAME);
+    locate_s(g, "81.2.69.142", &loc);
+    assert_int_equal(loc.source, MRD_GEO_DATABASE);
+
+    /* a new file renamed over it: the next check swaps, the epoch moves */
+    copy_file(COUNTRY_DB, next);
+    assert_int_equal(rename(next, path), 0);
+    assert_int_equal(mrd_geo_db_check(g, msg, sizeof(msg)), MRD_GEO_CHECK_RELOADED);
+    assert_non_null(strstr(msg, "GeoIP2-Country"));
+    e2 = mrd_geo_epoch(g);
+    assert_true(e2 > e1);
+    locate_s(g, "81.2.69.142", &loc);
+    assert_int_equal(loc.source, MRD_GEO_COUNTRY);
+    assert_string_equal(loc.country, "GB");
+    assert_int_equal(mrd_geo_db_check(g, msg, sizeof(msg)), MRD_GEO_CHECK_SAME);
+
+    /* garbage renamed over it: reported once, the last good one serves */
+    f = fopen(next, "wb");
+    assert_non_null(f);
+    fputs("this is not a MaxMind database\n", f);
+    fclose(f);
+    assert_int_equal(rename(next, path), 0);
+    assert_int_equal(mrd_geo_db_check(g, msg, sizeof(msg)), MRD_GEO_CHECK_FAILED);
+    assert_non_null(strstr(msg, path));
+    assert_int_equal(mrd_geo_db_check(g, msg, sizeof(msg)), MRD_GEO_CHECK_SAME);
+    assert_true(mrd_geo_epoch(g) == e2);
+    locate_s(g, "81.2.69.142", &loc);
+    assert_int_equal(loc.source, MRD_GEO_COUNTRY);
+
+    /* removed: reported once, still serving */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mrd_geo_db_check(g, msg, sizeof(msg)), MRD_GEO_CHECK_MISSING);
+    assert_non_null(strstr(msg, "No such file"));
+    assert_int_equal(mrd_geo_db_check(g, msg, sizeof(msg)), MRD_GEO_CHECK_SAME);
+    locate_s(g, "81.2.69.142", &loc);
+    assert_int_equal(loc.source, MRD_GEO_COUNTRY);
+
+    /* a good file again */
+    copy_file(CITY_DB, next);
+    assert_int_equal(rename(next, path), 0);
+    assert_int_equal(mrd_geo_db_check(g, msg, sizeof(msg)), MRD_GEO_CHECK_RELOADED);
+    assert_true(mrd_geo_epoch(g) > e2);
+    locate_s(g, "81.2.69.142", &loc);
+    assert_int_equal(loc.source, MRD_GEO_DATABASE);
+    assert_true(fabs(loc.latitude - 51.5142) < 1e-6);
+
+    /* no database: nothing to check */
+    mrd_geo_free(g);
+    unlink(path);
+    rmdir(dir);
+    conf.database = NULL;
+    g = geo_or_fail(&conf);
+    assert_int_equal(mrd_geo_db_check(g, msg, sizeof(msg)), MRD_GEO_CHECK_NONE);
+    assert_true(mrd_geo_epoch(g) == 0);
+    mrd_geo_db_info(g, &info);
+    assert_int_equal(info.open, 0);
+    mrd_geo_free(g);
+}
+
+/* lookups on other threads while the database is swapped under them (run
+ * under ASan, a use of a closed mapping would be caught) */
+struct hammer {
+    const struct mrd_geo *g;
+    atomic_int stop;
+    unsigned long lookups, bad;
+};
+
+static void *
+hammer_run(void *arg)
+{
+    struct hammer *h = arg;
+    struct mrd_ip ip = ip_of("81.2.69.142");
+    struct mrd_location loc;
+
+    while (!atomic_load(&h->stop)) {
+        mrd_geo_locate(h->g, &ip, &loc);
+        h->lookups++;
+        /* either version answers GB: the city record or the country centroid */
+        if (strcmp(loc.country, "GB") != 0 || !loc.known)
+            h->bad++;
+    }
+    return NULL;
+}
+
+static void
+test_db_replace_concurrent(void **state)
+{
+    char dir[] = "/tmp/test_geo_XXXXXX", path[256], next[256], msg[512];
+    struct mrd_geo_conf conf = {0};
+    struct hammer h[2];
+    pthread_t th[2];
+    struct mrd_geo *g;
+
+    require_file(CITY_DB);
+    require_file(COUNTRY_DB);
+    if (mkdtemp(dir) == NULL)
+        fail_msg("mkdtemp failed");
+    snprintf(path, sizeof(path), "%s/geo.mmdb", dir);
+    snprintf(next, sizeof(next), "%s/geo.mmdb.new", dir);
+    copy_file(CITY_DB, path);
+    conf.database = path;
+    g = geo_or_fail(&conf);
+    for (int i = 0; i < 2; i++) {
+        memset(&h[i], 0, sizeof(h[i]));
+        h[i].g = g;
+        atomic_init(&h[i].stop, 0);
+        assert_int_equal(pthread_create(&th[i], NULL, hammer_run, &h[i]), 0);
+    }
+    for (int round = 0; round < 40; round++) {
+        copy_file(round % 2 ? CITY_DB : COUNTRY_DB, next);
+        assert_int_equal(rename(next, path), 0);
+        assert_int_equal(mrd_geo_db_check(g, msg, sizeof(msg)), MRD_GEO_CHECK_RELOADED);
+        usleep(2000);
+    }
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&h[i].stop, 1);
+        pthread_join(th[i], NULL);
+        assert_true(h[i].lookups > 0);
+        assert_int_equal(h[i].bad, 0);
+    }
+    mrd_geo_free(g);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* ---- a large table against a linear scan ---- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -810,6 +1046,9 @@ main(void)
         cmocka_unit_test(test_places_cover_what_is_used),
         cmocka_unit_test(test_locate_cache),
         cmocka_unit_test(test_mmdb_open_errors),
+        cmocka_unit_test(test_country_centroids),
+        cmocka_unit_test(test_db_replace),
+        cmocka_unit_test(test_db_replace_concurrent),
         cmocka_unit_test(test_lpm_matches_linear_scan),
     };
 
