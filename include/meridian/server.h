@@ -85,6 +85,13 @@ void mrd_worker_post_gen(struct mrd_worker *w, struct mrd_gen *g, const int *fds
 void mrd_worker_post_stop(struct mrd_worker *w, int how);
 void mrd_worker_dispose(struct mrd_worker *w);
 
+/* accept pausing, shared with the admin listener: the reason (metrics.h) for
+ * an accept errno; count a pause and log the counts at most once a second
+ * per process; flush returns 1 while counts wait for their line */
+int mrd_accept_pause_reason(int err);
+void mrd_accept_pause_note(int reason, int err, uint64_t max_connections);
+int mrd_accept_pause_flush(void);
+
 extern atomic_uint mrd_connections_active;
 
 uint64_t mrd_worker_rand(struct mrd_worker *w);

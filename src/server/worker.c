@@ -65,10 +65,10 @@ static atomic_uint_fast64_t pause_pending[MRD_ACCEPT_PAUSE_REASONS];
 static atomic_int pause_errno[MRD_ACCEPT_PAUSE_REASONS];
 static atomic_uint_fast64_t pause_logged_ms; /* monotonic ms of the last line */
 
-/* log what was counted, unless a line went out less than a second ago;
- * returns 1 while counts remain to be logged */
-static int
-flush_pause_log(const struct mrd_worker *w)
+static atomic_uint_fast64_t pause_limit; /* limits.max_connections, for the message */
+
+int
+mrd_accept_pause_flush(void)
 {
     uint64_t now = mrd_now_ms(), last = atomic_load(&pause_logged_ms);
     int pending = 0;
@@ -85,12 +85,34 @@ flush_pause_log(const struct mrd_worker *w)
             continue;
         if (r == MRD_ACCEPT_PAUSE_MAXCONN)
             mrd_log(MRD_LOG_WARN, "accept paused: limits.max_connections (%llu) reached (%llu times in the last second)",
-                    (unsigned long long)w->gen->conf->limits.max_connections, n);
+                    (unsigned long long)atomic_load(&pause_limit), n);
         else
             mrd_log(MRD_LOG_WARN, "accept paused: %s (%llu times in the last second)",
                     strerror(atomic_load(&pause_errno[r])), n);
     }
     return 0;
+}
+
+int
+mrd_accept_pause_reason(int err)
+{
+    if (err == EMFILE || err == ENFILE)
+        return MRD_ACCEPT_PAUSE_FDS;
+    if (err == ENOBUFS || err == ENOMEM)
+        return MRD_ACCEPT_PAUSE_MEMORY;
+    return MRD_ACCEPT_PAUSE_ERROR;
+}
+
+void
+mrd_accept_pause_note(int reason, int err, uint64_t max_connections)
+{
+    mrd_metrics_accept_paused(reason);
+    if (reason == MRD_ACCEPT_PAUSE_MAXCONN)
+        atomic_store(&pause_limit, max_connections);
+    else
+        atomic_store(&pause_errno[reason], err);
+    atomic_fetch_add(&pause_pending[reason], 1);
+    mrd_accept_pause_flush();
 }
 
 static void
@@ -116,10 +138,7 @@ arm_accept_timer(struct mrd_worker *w, uint64_t us)
 static void
 pause_accepting(struct mrd_worker *w, int reason, int err)
 {
-    mrd_metrics_accept_paused(reason);
-    atomic_store(&pause_errno[reason], err);
-    atomic_fetch_add(&pause_pending[reason], 1);
-    flush_pause_log(w);
+    mrd_accept_pause_note(reason, err, w->gen->conf->limits.max_connections);
     if (!w->accept_paused) {
         listeners_enable(w, 0);
         w->accept_paused = 1;
@@ -148,7 +167,7 @@ static void
 on_accept_retry(evutil_socket_t fd, short what, void *arg)
 {
     struct mrd_worker *w = arg;
-    int pending = flush_pause_log(w);
+    int pending = mrd_accept_pause_flush();
 
     if (w->accept_paused) {
         if (at_max_connections(w)) {
@@ -169,7 +188,7 @@ on_accept_retry(evutil_socket_t fd, short what, void *arg)
         w->sloop.fd_closed_ev = NULL;
         listeners_enable(w, 1); /* fails again at once if the cause persists */
     }
-    if (pending || flush_pause_log(w))
+    if (pending || mrd_accept_pause_flush())
         arm_accept_timer(w, 1000000); /* the counts of the last second still go out */
     else
         event_del(w->accept_ev);
@@ -201,14 +220,9 @@ on_accept_error(struct evconnlistener *l, void *arg)
 {
     struct mrd_wlistener *wl = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    int reason = MRD_ACCEPT_PAUSE_ERROR;
 
-    if (err == EMFILE || err == ENFILE)
-        reason = MRD_ACCEPT_PAUSE_FDS;
-    else if (err == ENOBUFS || err == ENOMEM)
-        reason = MRD_ACCEPT_PAUSE_MEMORY;
     /* transient; retrying before something was freed would only spin */
-    pause_accepting(wl->w, reason, err);
+    pause_accepting(wl->w, mrd_accept_pause_reason(err), err);
 }
 
 /* a listening socket bound with SO_REUSEPORT; -1 and err on failure */
