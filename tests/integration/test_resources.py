@@ -174,3 +174,105 @@ def test_max_connections_pauses_accepting_instead_of_closing(meridian, backend):
         close_all(waiting)
     assert metric(admin, 'meridian_accept_paused_total{reason="max_connections"}') >= 1
     assert wait_for(lambda: served(m), 5 * SLOW)
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+WATERMARK_KB = 64       # proxy.c HIGH_WATER
+OVERHEAD_KB = 96        # one 16 KiB read past the mark, evbuffer chain slack, the connection's structures
+
+
+def slow_wave(m, n, size):
+    """n clients ask for `size` bytes and read almost nothing; each response
+    is much bigger than what the kernel's socket buffers take (~4 MiB on the
+    client side), so meridian holds up to its output watermark for each"""
+    socks = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.settimeout(10 * SLOW)
+        s.connect(("127.0.0.1", m.port))
+        s.sendall(b"GET /?size=%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
+        socks.append(s)
+    for _ in range(6):  # slowly: a little from each, then they stall
+        time.sleep(0.5 * SLOW)
+        for s in socks:
+            s.recv(1000)
+    return socks
+
+
+def test_slow_readers_cost_at_most_the_output_watermark(meridian, backend):
+    n = 40
+    m = meridian.start(simple_config([backend.address], workers=2))
+    for _ in range(10):  # warm the pools and buffers
+        assert request(m.port, "GET", "/?size=1048576").status == 200
+    time.sleep(0.5)
+    base = rss_kb(m.pid)
+    socks = slow_wave(m, n, 8 << 20)
+    try:
+        per = (rss_kb(m.pid) - base) / n
+    finally:
+        close_all(socks)
+    print("%d slow readers: %.1f KB each (baseline %d KB)" % (n, per, base))
+    # before: ~350 KB each with a 256 KiB watermark
+    assert per <= WATERMARK_KB + OVERHEAD_KB, "%.1f KB per slow reader" % per
+    assert wait_for(lambda: served(m), 5 * SLOW)
+    # what they held went back to the allocator: a second crowd reuses it
+    after_first = rss_kb(m.pid)
+    socks = slow_wave(m, n, 8 << 20)
+    close_all(socks)
+    assert wait_for(lambda: served(m), 5 * SLOW)
+    second = rss_kb(m.pid)
+    print("RSS after the first crowd %d KB, after the second %d KB" % (after_first, second))
+    assert second - after_first <= n * 32, "RSS kept growing: %d -> %d KB" % (after_first, second)
+
+
+IDLE = 10000
+
+
+@pytest.mark.skipif(SANITIZED, reason="10,000 connections under ASan's per-allocation overhead: normal build only")
+def test_10000_idle_connections_then_fd_exhaustion(meridian, backend):
+    have = raise_nofile(IDLE + 2000)
+    if have < IDLE + 1000:
+        pytest.skip("RLIMIT_NOFILE hard limit %d is below %d" % (have, IDLE + 1000))
+    m = meridian.start(simple_config([backend.address], workers=2, extra=(
+        "timeouts: {shutdown: 5s, request_header: 120s, idle: 120s}\n")))
+    resource.prlimit(m.pid, resource.RLIMIT_NOFILE, (IDLE + 1000, IDLE + 1000))
+    for _ in range(5):
+        assert served(m)
+    time.sleep(0.3)
+    base = rss_kb(m.pid)
+    req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    socks = open_conns(m.port, IDLE)
+    try:
+        for i in range(0, IDLE, 100):  # keep-alive connections that served a request, now idle
+            batch = socks[i:i + 100]  # (in batches: the test upstream's backlog is small)
+            for s in batch:
+                s.sendall(req)
+            for s in batch:
+                assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(1.0)
+        per = (rss_kb(m.pid) - base) * 1024 / IDLE
+        print("%d idle connections: %.0f bytes each" % (IDLE, per))
+        assert per < 2048, "%.0f bytes per idle connection (README: ~831)" % per
+        t0 = time.monotonic()
+        assert served(m), "a normal client was not served next to 10,000 idle connections"
+        assert time.monotonic() - t0 < 2 * SLOW
+        # now below the number of connections: exhaustion, logged (bounded), then recovered
+        resource.prlimit(m.pid, resource.RLIMIT_NOFILE, (IDLE // 2, IDLE + 1000))
+        extra = open_conns(m.port, 200)
+        socks += extra
+        cpu, lines = watch(m, 3.0)
+        assert cpu < CPU_BOUND, "%.2f CPU-s in 3 s out of descriptors" % cpu
+        assert 1 <= lines <= 6, "\n".join(accept_lines(m)[-5:])
+        assert "accept paused: Too many open files" in m.stderr()
+    finally:
+        close_all(socks)
+    assert wait_for(lambda: served(m), 10 * SLOW), "not serving after the idle connections left"
