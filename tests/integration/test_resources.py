@@ -208,6 +208,7 @@ def slow_wave(m, n, size):
     return socks
 
 
+@pytest.mark.skipif(SANITIZED, reason="ASan's quarantine keeps freed memory resident (~4.6 MB per slow reader): RSS says nothing there")
 def test_slow_readers_cost_at_most_the_output_watermark(meridian, backend):
     n = 40
     m = meridian.start(simple_config([backend.address], workers=2))
