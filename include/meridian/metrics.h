@@ -35,6 +35,11 @@ void mrd_metrics_retry(void);
 void mrd_metrics_connect_error(void);
 void mrd_metrics_tls_handshake(void);
 void mrd_metrics_h2_stream(void);
+/* why a worker stopped accepting for a moment (worker.c); the reason label
+ * of meridian_accept_paused_total: fds, memory, max_connections, error */
+enum { MRD_ACCEPT_PAUSE_FDS, MRD_ACCEPT_PAUSE_MEMORY, MRD_ACCEPT_PAUSE_MAXCONN, MRD_ACCEPT_PAUSE_ERROR,
+       MRD_ACCEPT_PAUSE_REASONS };
+void mrd_metrics_accept_paused(int reason);
 
 /* Process start: the uptime origin; also installs the client_ip hook that
  * counts (and logs at debug level) client address headers that do not parse. */

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -61,6 +62,12 @@ struct mrd_worker {
     struct event *done_ev;     /* main's event, activated when the loop ends */
     atomic_uint *done_count;
     struct event *_stop_ev;    /* periodic check while draining */
+    struct event *accept_ev;   /* retry accepting after a pause (worker.c) */
+    unsigned accept_paused : 1; /* listeners disabled: out of fds/memory or at max_connections */
+    int held_fd;                /* accepted while at max_connections, served when a place frees up */
+    struct mrd_wlistener *held_wl;
+    socklen_t held_salen;
+    struct sockaddr_storage held_sa;
 };
 
 int mrd_listen_socket(const struct sockaddr *sa, socklen_t len, const char **err);
@@ -77,6 +84,13 @@ void mrd_worker_post_gen(struct mrd_worker *w, struct mrd_gen *g, const int *fds
 /* ask to stop (1: gracefully, 2: now) */
 void mrd_worker_post_stop(struct mrd_worker *w, int how);
 void mrd_worker_dispose(struct mrd_worker *w);
+
+/* accept pausing, shared with the admin listener: the reason (metrics.h) for
+ * an accept errno; count a pause and log the counts at most once a second
+ * per process; flush returns 1 while counts wait for their line */
+int mrd_accept_pause_reason(int err);
+void mrd_accept_pause_note(int reason, int err, uint64_t max_connections);
+int mrd_accept_pause_flush(void);
 
 extern atomic_uint mrd_connections_active;
 

@@ -62,6 +62,7 @@ struct mrd_stream_loop {
     struct event_base *base;
     struct event flush_ev;
     struct mrd_stream *dirty;
+    struct event *fd_closed_ev; /* when set, activated each time a stream closes its socket */
     unsigned char rbuf[MRD_STREAM_READ_CHUNK]; /* every read lands here first */
 };
 

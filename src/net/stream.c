@@ -354,6 +354,7 @@ mrd_stream_loop_init(struct mrd_stream_loop *l, struct event_base *base)
 {
     l->base = base;
     l->dirty = NULL;
+    l->fd_closed_ev = NULL;
     event_assign(&l->flush_ev, base, -1, 0, on_flush, l);
 }
 
@@ -390,8 +391,11 @@ mrd_stream_free(struct mrd_stream *s)
         SSL_free(s->ssl);
     evbuffer_free(s->in);
     evbuffer_free(s->out);
-    if (s->fd != -1)
+    if (s->fd != -1) {
         close(s->fd);
+        if (s->loop->fd_closed_ev != NULL) /* the worker waits for a descriptor */
+            event_active(s->loop->fd_closed_ev, EV_TIMEOUT, 0);
+    }
     free(s);
 }
 

@@ -23,6 +23,8 @@
 #include "meridian/server.h"
 
 static struct evhttp *admin_http;
+static struct evconnlistener *admin_lev; /* admin_http's listening socket */
+static struct event *admin_retry_ev;
 static struct mrd_gen *admin_gen; /* one ref; replaced on reload */
 static struct mrd_route_scratch admin_scratch;
 
@@ -283,21 +285,61 @@ mrd_admin_listen(const struct mrd_gen *g)
     return fd;
 }
 
+/* accept failed (out of descriptors...): pause as the workers do (worker.c) */
+static void
+on_admin_retry(evutil_socket_t fd, short what, void *arg)
+{
+    if (admin_lev != NULL)
+        evconnlistener_enable(admin_lev);
+    if (mrd_accept_pause_flush()) {
+        struct timeval tv = {1, 0};
+        event_add(admin_retry_ev, &tv);
+    }
+}
+
+static void
+on_admin_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct timeval tv = {0, 100000};
+    int err = EVUTIL_SOCKET_ERROR();
+
+    mrd_accept_pause_note(mrd_accept_pause_reason(err), err, 0);
+    evconnlistener_disable(l);
+    event_add(admin_retry_ev, &tv);
+}
+
+static void
+admin_free_http(void)
+{
+    if (admin_http != NULL)
+        evhttp_free(admin_http);
+    admin_http = NULL;
+    admin_lev = NULL;
+    if (admin_retry_ev != NULL)
+        event_del(admin_retry_ev);
+}
+
 int
 mrd_admin_start(struct event_base *base, struct mrd_gen *g, int fd)
 {
+    struct evhttp_bound_socket *bound;
+
     if (fd < 0)
         return 0;
+    if (admin_retry_ev == NULL)
+        admin_retry_ev = evtimer_new(base, on_admin_retry, NULL);
     admin_http = evhttp_new(base);
     evhttp_set_gencb(admin_http, on_request, NULL);
     evhttp_set_allowed_methods(admin_http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                                EVHTTP_REQ_DELETE);
-    if (evhttp_accept_socket(admin_http, fd) == -1) {
+    bound = evhttp_accept_socket_with_handle(admin_http, fd);
+    if (bound == NULL || admin_retry_ev == NULL) {
         mrd_log(MRD_LOG_ERR, "admin %s: cannot accept", g->conf->admin.address);
-        evhttp_free(admin_http);
-        admin_http = NULL;
+        admin_free_http();
         return -1;
     }
+    admin_lev = evhttp_bound_socket_get_listener(bound);
+    evconnlistener_set_error_cb(admin_lev, on_admin_accept_error);
     admin_gen = g;
     mrd_gen_acquire(g);
     return 0;
@@ -337,9 +379,7 @@ mrd_admin_commit(struct event_base *base, struct mrd_gen *g)
         }
         return;
     }
-    if (admin_http != NULL)
-        evhttp_free(admin_http);
-    admin_http = NULL;
+    admin_free_http();
     mrd_gen_release(admin_gen);
     admin_gen = NULL;
     if (admin_next_fd >= 0 && mrd_admin_start(base, g, admin_next_fd) == 0)
@@ -351,9 +391,10 @@ mrd_admin_commit(struct event_base *base, struct mrd_gen *g)
 void
 mrd_admin_stop(void)
 {
-    if (admin_http != NULL)
-        evhttp_free(admin_http);
-    admin_http = NULL;
+    admin_free_http();
+    if (admin_retry_ev != NULL)
+        event_free(admin_retry_ev);
+    admin_retry_ev = NULL;
     mrd_gen_release(admin_gen);
     admin_gen = NULL;
     mrd_route_scratch_dispose(&admin_scratch);

@@ -32,7 +32,10 @@ static struct {
     atomic_uint_fast64_t geo_reloads_ok, geo_reloads_error;
     atomic_uint_fast64_t client_ip_invalid;
     atomic_uint_fast64_t client_ip_log_next_ms, client_ip_log_suppressed;
+    atomic_uint_fast64_t accept_paused[MRD_ACCEPT_PAUSE_REASONS];
 } m;
+
+static const char *const pause_reason[MRD_ACCEPT_PAUSE_REASONS] = {"fds", "memory", "max_connections", "error"};
 
 static time_t started_at;
 
@@ -141,6 +144,13 @@ void
 mrd_metrics_h2_stream(void)
 {
     ADD(m.h2_streams);
+}
+
+void
+mrd_metrics_accept_paused(int reason)
+{
+    if (reason >= 0 && reason < MRD_ACCEPT_PAUSE_REASONS)
+        ADD(m.accept_paused[reason]);
 }
 
 static void
@@ -265,6 +275,11 @@ mrd_metrics_render(struct mrd_buf *b, struct mrd_gen *g, struct mrd_route_scratc
     mrd_buf_printf(b, "meridian_tls_handshakes_total %llu\n", GET(m.tls_handshakes));
     family(b, "meridian_http2_streams_total", "counter", "HTTP/2 request streams.");
     mrd_buf_printf(b, "meridian_http2_streams_total %llu\n", GET(m.h2_streams));
+    family(b, "meridian_accept_paused_total", "counter",
+           "Times a worker paused accepting (out of descriptors or memory, at limits.max_connections).");
+    for (int r = 0; r < MRD_ACCEPT_PAUSE_REASONS; r++)
+        mrd_buf_printf(b, "meridian_accept_paused_total{reason=\"%s\"} %llu\n", pause_reason[r],
+                       GET(m.accept_paused[r]));
 
     family(b, "meridian_config_generation", "gauge", "Generation number of the configuration in use.");
     mrd_buf_printf(b, "meridian_config_generation %llu\n", (unsigned long long)g->id);

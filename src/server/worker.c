@@ -13,8 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "meridian/clock.h"
 #include "meridian/common.h"
 #include "meridian/log.h"
+#include "meridian/metrics.h"
 #include "meridian/server.h"
 
 /* one listening socket of one worker; `idx` follows the listener's place in
@@ -46,19 +48,181 @@ mrd_worker_rand(struct mrd_worker *w)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
+/*
+ * Accept pausing (SPEC 12). When accept fails for lack of descriptors or
+ * memory, or the process holds limits.max_connections, the worker stops
+ * watching its listening sockets (the kernel keeps queueing connections in
+ * the backlog) and looks again after ACCEPT_RETRY, or as soon as one of its
+ * sockets closes: no accept loop spins on a condition that only a close can
+ * end. The condition is logged at most once a second per process, with the
+ * number of pauses since the previous line.
+ */
+#define ACCEPT_RETRY_US 100000
+
+static void drop_held(struct mrd_worker *w);
+
+static atomic_uint_fast64_t pause_pending[MRD_ACCEPT_PAUSE_REASONS];
+static atomic_int pause_errno[MRD_ACCEPT_PAUSE_REASONS];
+static atomic_uint_fast64_t pause_logged_ms; /* monotonic ms of the last line */
+
+static atomic_uint_fast64_t pause_limit; /* limits.max_connections, for the message */
+
+int
+mrd_accept_pause_flush(void)
+{
+    uint64_t now = mrd_now_ms(), last = atomic_load(&pause_logged_ms);
+    int pending = 0;
+
+    for (int r = 0; r < MRD_ACCEPT_PAUSE_REASONS; r++)
+        pending |= atomic_load_explicit(&pause_pending[r], memory_order_relaxed) != 0;
+    if (!pending)
+        return 0;
+    if ((last != 0 && now - last < 1000) || !atomic_compare_exchange_strong(&pause_logged_ms, &last, now))
+        return 1;
+    for (int r = 0; r < MRD_ACCEPT_PAUSE_REASONS; r++) {
+        unsigned long long n = atomic_exchange(&pause_pending[r], 0);
+        if (n == 0)
+            continue;
+        if (r == MRD_ACCEPT_PAUSE_MAXCONN)
+            mrd_log(MRD_LOG_WARN, "accept paused: limits.max_connections (%llu) reached (%llu times in the last second)",
+                    (unsigned long long)atomic_load(&pause_limit), n);
+        else
+            mrd_log(MRD_LOG_WARN, "accept paused: %s (%llu times in the last second)",
+                    strerror(atomic_load(&pause_errno[r])), n);
+    }
+    return 0;
+}
+
+int
+mrd_accept_pause_reason(int err)
+{
+    if (err == EMFILE || err == ENFILE)
+        return MRD_ACCEPT_PAUSE_FDS;
+    if (err == ENOBUFS || err == ENOMEM)
+        return MRD_ACCEPT_PAUSE_MEMORY;
+    return MRD_ACCEPT_PAUSE_ERROR;
+}
+
+void
+mrd_accept_pause_note(int reason, int err, uint64_t max_connections)
+{
+    mrd_metrics_accept_paused(reason);
+    if (reason == MRD_ACCEPT_PAUSE_MAXCONN)
+        atomic_store(&pause_limit, max_connections);
+    else
+        atomic_store(&pause_errno[reason], err);
+    atomic_fetch_add(&pause_pending[reason], 1);
+    mrd_accept_pause_flush();
+}
+
+static void
+listeners_enable(struct mrd_worker *w, int on)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i] == NULL)
+            continue;
+        if (on)
+            evconnlistener_enable(w->listeners[i]->ev);
+        else
+            evconnlistener_disable(w->listeners[i]->ev);
+    }
+}
+
+static void
+arm_accept_timer(struct mrd_worker *w, uint64_t us)
+{
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    event_add(w->accept_ev, &tv);
+}
+
+static void
+pause_accepting(struct mrd_worker *w, int reason, int err)
+{
+    mrd_accept_pause_note(reason, err, w->gen->conf->limits.max_connections);
+    if (!w->accept_paused) {
+        listeners_enable(w, 0);
+        w->accept_paused = 1;
+        w->sloop.fd_closed_ev = w->accept_ev; /* a close on this worker retries at once */
+    }
+    arm_accept_timer(w, ACCEPT_RETRY_US);
+}
+
+static int
+at_max_connections(const struct mrd_worker *w)
+{
+    return atomic_load(&mrd_connections_active) >= w->gen->conf->limits.max_connections;
+}
+
+static void
+drop_held(struct mrd_worker *w)
+{
+    if (w->held_fd != -1)
+        close(w->held_fd);
+    w->held_fd = -1;
+    w->held_wl = NULL;
+}
+
+/* the retry timer, or a socket of this worker closed */
+static void
+on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct mrd_worker *w = arg;
+    int pending = mrd_accept_pause_flush();
+
+    if (w->accept_paused) {
+        if (at_max_connections(w)) {
+            arm_accept_timer(w, ACCEPT_RETRY_US); /* still full: not a new event */
+            return;
+        }
+        if (w->held_fd != -1) {
+            int hfd = w->held_fd;
+            w->held_fd = -1;
+            mrd_conn_accept(w, hfd, (struct sockaddr *)&w->held_sa, (int)w->held_salen, w->held_wl->idx);
+            w->held_wl = NULL;
+            if (at_max_connections(w)) {
+                arm_accept_timer(w, ACCEPT_RETRY_US);
+                return;
+            }
+        }
+        w->accept_paused = 0;
+        w->sloop.fd_closed_ev = NULL;
+        listeners_enable(w, 1); /* fails again at once if the cause persists */
+    }
+    if (pending || mrd_accept_pause_flush())
+        arm_accept_timer(w, 1000000); /* the counts of the last second still go out */
+    else
+        event_del(w->accept_ev);
+}
+
 static void
 on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int socklen, void *arg)
 {
     struct mrd_wlistener *wl = arg;
-    mrd_conn_accept(wl->w, fd, sa, socklen, wl->idx);
+    struct mrd_worker *w = wl->w;
+
+    if (at_max_connections(w) && w->held_fd == -1 && (size_t)socklen <= sizeof(w->held_sa)) {
+        /* another worker took the last place: keep this connection for when
+         * one frees up rather than close it */
+        w->held_fd = fd;
+        w->held_wl = wl;
+        memcpy(&w->held_sa, sa, (size_t)socklen);
+        w->held_salen = (socklen_t)socklen;
+        pause_accepting(w, MRD_ACCEPT_PAUSE_MAXCONN, 0);
+        return;
+    }
+    mrd_conn_accept(w, fd, sa, socklen, wl->idx); /* closes fd when over the limit (a race with another worker) */
+    if (at_max_connections(w))
+        pause_accepting(w, MRD_ACCEPT_PAUSE_MAXCONN, 0); /* libevent's accept loop stops here */
 }
 
 static void
 on_accept_error(struct evconnlistener *l, void *arg)
 {
+    struct mrd_wlistener *wl = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    /* EMFILE and friends: keep the listener, the condition is transient */
-    mrd_log(MRD_LOG_WARN, "accept: %s", evutil_socket_error_to_string(err));
+
+    /* transient; retrying before something was freed would only spin */
+    pause_accepting(wl->w, mrd_accept_pause_reason(err), err);
 }
 
 /* a listening socket bound with SO_REUSEPORT; -1 and err on failure */
@@ -89,6 +253,8 @@ close_listeners(struct mrd_worker *w)
 {
     for (size_t i = 0; i < w->n_listeners; i++) {
         if (w->listeners[i] != NULL) {
+            if (w->held_wl == w->listeners[i])
+                drop_held(w); /* its listener is going away */
             evconnlistener_free(w->listeners[i]->ev); /* closes the socket */
             free(w->listeners[i]);
         }
@@ -128,6 +294,8 @@ set_listeners(struct mrd_worker *w, const int *fds, size_t n)
                 continue;
             }
             evconnlistener_set_error_cb(wl->ev, on_accept_error);
+            if (w->accept_paused)
+                evconnlistener_disable(wl->ev);
         }
         wl->idx = i;
         next[i] = wl;
@@ -227,6 +395,9 @@ mrd_worker_dispose(struct mrd_worker *w)
     mrd_pool_drain(w, w->gen);
     if (w->_stop_ev != NULL)
         event_free(w->_stop_ev);
+    w->sloop.fd_closed_ev = NULL;
+    drop_held(w);
+    event_free(w->accept_ev);
     event_del(&w->wake);
     event_del(&w->defer_ev);
     mrd_stream_loop_dispose(&w->sloop);
@@ -269,6 +440,10 @@ mrd_worker_init(struct mrd_worker *w, unsigned id, struct mrd_gen *g, const int 
     event_assign(&w->defer_ev, w->base, -1, 0, on_defer, w);
     event_assign(&w->wake, w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
     event_add(&w->wake, NULL);
+    w->held_fd = -1;
+    w->accept_ev = event_new(w->base, -1, 0, on_accept_retry, w);
+    if (w->accept_ev == NULL)
+        return -1;
     w->_msgs_tail = &w->_msgs;
     set_listeners(w, fds, n_fds);
     for (size_t i = 0; i < n_fds; i++)
