@@ -235,13 +235,25 @@ syntax_error(struct mrd_conf_ctx *cx, const yaml_parser_t *p, const char *buf, s
         return;
     }
     if (p->error == YAML_READER_ERROR) {
-        /* reader errors carry a byte offset rather than a mark */
+        /* reader errors carry a byte offset rather than a mark: count lines
+         * and characters as libyaml's marks do (a UTF-8 BOM is not counted;
+         * LF, CR, CR LF, NEL, LS and PS each end a line), so that positions
+         * agree with the other diagnostics */
+        size_t end = p->problem_offset < len ? p->problem_offset : len, i = 0;
+        const unsigned char *u = (const unsigned char *)buf;
+
         line = col = 1;
-        for (size_t i = 0; i < p->problem_offset && i < len; i++) {
-            if (buf[i] == '\n') {
+        if (end >= 3 && u[0] == 0xef && u[1] == 0xbb && u[2] == 0xbf)
+            i = 3;
+        for (; i < end; i++) {
+            if ((u[i] == '\r' && !(i + 1 < end && u[i + 1] == '\n')) || u[i] == '\n' ||
+                (u[i] == 0xc2 && i + 1 < end && u[i + 1] == 0x85) ||
+                (u[i] == 0xe2 && i + 2 < end && u[i + 1] == 0x80 && (u[i + 2] == 0xa8 || u[i + 2] == 0xa9))) {
                 line++;
-                col = 1;
-            } else if (((unsigned char)buf[i] & 0xc0) != 0x80) {
+                col = 1; /* a NEL/LS/PS's continuation bytes are not counted below */
+            } else if (u[i] == '\r') {
+                /* the CR of CR LF: the LF ends the line */
+            } else if ((u[i] & 0xc0) != 0x80) {
                 col++;
             }
         }
