@@ -224,6 +224,32 @@ char_at(const char *buf, size_t len, yaml_mark_t mark)
     return -1;
 }
 
+/* The position (1-based line and column) just after the first end bytes of
+ * UTF-8 text, counted as libyaml's marks are: a leading BOM is not a column;
+ * LF, CR, CR LF, NEL, LS and PS each end a line; a column is a character. */
+static void
+text_pos(const char *buf, size_t end, unsigned *linep, unsigned *colp)
+{
+    const unsigned char *u = (const unsigned char *)buf;
+    unsigned line = 1, col = 1;
+    size_t i = 0;
+
+    if (end >= 3 && u[0] == 0xef && u[1] == 0xbb && u[2] == 0xbf)
+        i = 3;
+    for (; i < end; i++) {
+        if ((u[i] == '\r' && !(i + 1 < end && u[i + 1] == '\n')) || u[i] == '\n' ||
+            (u[i] == 0xc2 && i + 1 < end && u[i + 1] == 0x85) ||
+            (u[i] == 0xe2 && i + 2 < end && u[i + 1] == 0x80 && (u[i + 2] == 0xa8 || u[i + 2] == 0xa9))) {
+            line++;
+            col = 1; /* a NEL/LS/PS's continuation bytes are not counted below */
+        } else if (u[i] != '\r' && (u[i] & 0xc0) != 0x80) { /* the CR of CR LF: the LF ends the line */
+            col++;
+        }
+    }
+    *linep = line;
+    *colp = col;
+}
+
 static void
 syntax_error(struct mrd_conf_ctx *cx, const yaml_parser_t *p, const char *buf, size_t len)
 {
@@ -236,18 +262,21 @@ syntax_error(struct mrd_conf_ctx *cx, const yaml_parser_t *p, const char *buf, s
     }
     if (p->error == YAML_READER_ERROR) {
         /* reader errors carry a byte offset rather than a mark */
-        line = col = 1;
-        for (size_t i = 0; i < p->problem_offset && i < len; i++) {
-            if (buf[i] == '\n') {
-                line++;
-                col = 1;
-            } else if (((unsigned char)buf[i] & 0xc0) != 0x80) {
-                col++;
-            }
-        }
+        text_pos(buf, p->problem_offset < len ? p->problem_offset : len, &line, &col);
         mrd_conf_err_at(cx, line, col, "YAML syntax error: %s (byte 0x%02x)", problem,
                         (unsigned)p->problem_value & 0xff);
         return;
+    }
+    /* at the end of a file without a final line break libyaml's mark is on
+     * the line after the last: show the end of the last line instead */
+    if (!(len >= 2 && ((unsigned char)buf[0] == 0xff || (unsigned char)buf[0] == 0xfe))) { /* not UTF-16 */
+        unsigned eline, ecol;
+
+        text_pos(buf, len, &eline, &ecol);
+        if (line > eline || (line == eline && col > ecol)) {
+            line = eline;
+            col = ecol;
+        }
     }
     if (char_at(buf, len, p->problem_mark) == '\t')
         mrd_conf_err_at(cx, line, col, "YAML syntax error: %s (tabs are not allowed for indentation)", problem);

@@ -19,6 +19,7 @@
 #include "meridian/geo.h"
 #include "meridian/log.h"
 #include "meridian/metrics.h"
+#include "meridian/query.h"
 #include "meridian/route.h"
 #include "meridian/server.h"
 
@@ -37,7 +38,7 @@ authorized(struct evhttp_request *r)
     if (tok == NULL)
         return 1;
     h = evhttp_find_header(evhttp_request_get_input_headers(r), "Authorization");
-    return h != NULL && strncmp(h, "Bearer ", 7) == 0 && strcmp(h + 7, tok) == 0;
+    return mrd_bearer_ok(h, h != NULL ? strlen(h) : 0, tok);
 }
 
 static void
@@ -97,28 +98,26 @@ json_code(struct evbuffer *b, const char *key, const char *code)
 static void
 route_explain(struct evhttp_request *r)
 {
-    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(r));
-    struct evkeyvalq params;
-    const char *ip_text;
+    const char *uri = evhttp_request_get_uri(r);
+    struct mrd_target t;
+    char ip_text[MRD_IP_STRLEN + 1];
+    long ip_len;
     struct mrd_ip ip;
     struct mrd_route_result res;
     struct evbuffer *b;
     char ipbuf[MRD_IP_STRLEN];
     struct mrd_gen *g = admin_gen;
 
-    memset(&params, 0, sizeof(params));
-    if (query == NULL || evhttp_parse_query_str(query, &params) == -1 ||
-        (ip_text = evhttp_find_header(&params, "ip")) == NULL) {
-        evhttp_clear_headers(&params);
+    mrd_target_split(uri, strlen(uri), &t);
+    ip_len = mrd_query_get(t.query, t.query_len, "ip", ip_text, sizeof(ip_text));
+    if (ip_len == MRD_QUERY_ABSENT) {
         json_error(r, 400, "missing ip parameter: /v1/route?ip=ADDR");
         return;
     }
-    if (mrd_ip_parse(ip_text, strlen(ip_text), &ip) == -1) {
-        evhttp_clear_headers(&params);
+    if (ip_len < 0 || mrd_ip_parse(ip_text, (size_t)ip_len, &ip) == -1) {
         json_error(r, 400, "ip is not an IPv4 or IPv6 address");
         return;
     }
-    evhttp_clear_headers(&params);
     mrd_route_client(g, &ip, 0, &admin_scratch, &res);
     mrd_ip_format(&ip, ipbuf, sizeof(ipbuf));
     b = evbuffer_new();
@@ -238,9 +237,11 @@ static void
 on_request(struct evhttp_request *r, void *arg)
 {
     const char *uri = evhttp_request_get_uri(r);
-    const char *path_end = strchr(uri, '?');
-    size_t plen = path_end ? (size_t)(path_end - uri) : strlen(uri);
+    struct mrd_target t;
+    size_t plen;
 
+    mrd_target_split(uri, strlen(uri), &t);
+    plen = t.path_len;
     if (!authorized(r)) {
         evhttp_add_header(evhttp_request_get_output_headers(r), "WWW-Authenticate", "Bearer");
         reply(r, 401, "text/plain", "401 Unauthorized\n");

@@ -78,6 +78,18 @@ static const struct bad_case bad_cases[] = {
     {"alias", BASE "user: &u x\nextra: *u\n", "t.yaml:8:8:", "aliases (*u) are not supported"},
     {"two documents", BASE "---\nworkers: 1\n", "t.yaml:7:1:", "only one YAML document"},
     {"NUL in a value", BASE "user: \"a\\0b\"\n", "t.yaml:7:7:", "user: must not contain NUL"},
+    /* bad UTF-8: lines and columns counted as libyaml's marks count them */
+    {"bad UTF-8 after LF", "workers: 1\nx: \xff\n", "t.yaml:2:4:", "invalid leading UTF-8 octet"},
+    {"bad UTF-8 after CR LF", "workers: 1\r\nx: \xff\n", "t.yaml:2:4:", "invalid leading UTF-8 octet"},
+    {"bad UTF-8 after a lone CR", "workers: 1\rx: \xff\n", "t.yaml:2:4:", "invalid leading UTF-8 octet"},
+    {"bad UTF-8 after NEL", "workers: 1\xc2\x85x: \xff\n", "t.yaml:2:4:", "invalid leading UTF-8 octet"},
+    {"bad UTF-8 after LS", "workers: 1\xe2\x80\xa8x: \xff\n", "t.yaml:2:4:", "invalid leading UTF-8 octet"},
+    {"bad UTF-8 after a BOM", "\xef\xbb\xbfx: \xff\n", "t.yaml:1:4:", "invalid leading UTF-8 octet"},
+    /* libyaml puts an error at the end of a file without a final newline on
+     * the next line; it is shown at the end of the last line */
+    {"unclosed flow map at EOF", BASE "user: {a: b", "t.yaml:7:12:", "did not find expected ',' or '}'"},
+    {"unclosed flow seq at EOF", "workers: [1", "t.yaml:1:12:", "YAML syntax error"},
+    {"bad UTF-8 after e-acute", "x: \xc3\xa9\xff\n", "t.yaml:1:5:", "invalid leading UTF-8 octet"},
     {"invalid UTF-8", BASE "user: \xff\n", "t.yaml:7:7:", "invalid leading UTF-8 octet"},
     {"key is a sequence", BASE "[a]: 1\n", "t.yaml:7:1:", "keys must be plain names"},
     {"duplicate top-level key", BASE "workers: 2\nworkers: 3\n", "t.yaml:8:1:", "duplicate key \"workers\" (first at line 7)"},
