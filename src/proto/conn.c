@@ -549,6 +549,35 @@ start_request(struct mrd_conn *c, struct mrd_h1_msg *m, size_t head_len)
     pump_request_body(c);
 }
 
+/* "PRI * HTTP/2.0": the HTTP/2 client preface's first line (RFC 9113 3.4),
+ * not an HTTP/1 request in an unsupported version: 400 on an http1 listener */
+static int
+is_h2_preface_line(const char *p, size_t n)
+{
+    return n >= 16 && memcmp(p, "PRI * HTTP/2.0\r\n", 16) == 0;
+}
+
+/*
+ * A head the parser rejected (err at pos) that is no HTTP/1 request line at
+ * all, as an h2c listener sees it (the preface's first line, even with a
+ * broken rest, went to h2.c already): a line whose version field is there
+ * but is not an HTTP-version, with no "HTTP/" anywhere on the line (h2spec
+ * http2/3.5/2 sends "INVALID CONNECTION PREFACE"). Every other
+ * malformed line, as "GET /a b HTTP/1.1", "GET / http/1.1" or "GET / ",
+ * comes from an HTTP/1 client and gets its 400 (or 505) like on any
+ * listener (SPEC 12).
+ */
+static int
+not_http1(const char *p, size_t n, int err, size_t pos)
+{
+    if (err != MRD_H1_ERR_VERSION || pos >= n || p[pos] == '\r' || p[pos] == '\n')
+        return 0;
+    for (size_t i = 0; i + 5 <= n && p[i] != '\r' && p[i] != '\n'; i++)
+        if (mrd_strieq(p + i, 5, "HTTP/"))
+            return 0;
+    return 1;
+}
+
 /* parse a head from the input, or keep waiting */
 static void
 process(struct mrd_conn *c)
@@ -609,18 +638,20 @@ process(struct mrd_conn *c)
         return;
     }
     if (r < 0) {
-        /* An h2c listener whose first bytes are not HTTP/1.x at all (the
-         * version is wrong, as in "PRI * HTTP/2.0" with a broken preface):
-         * the client may be speaking HTTP/2 with an invalid preface, a
+        /* An h2c listener whose first bytes cannot be an HTTP/1 request
+         * line: the client may be speaking HTTP/2 with an invalid preface, a
          * connection error (RFC 9113 3.4). An HTTP/1 response would be read
          * as garbage frames by such a client (h2spec http2/3.5/2 expects the
          * connection closed), so close without one. */
-        if (c->h2c && !c->served && r == MRD_H1_ERR_VERSION) {
+        if (c->h2c && !c->served && not_http1(p, n, r, pos)) {
             mrd_metrics_request(NULL, 400, 0);
             close_soon(c);
             return;
         }
-        client_error(c, r == MRD_H1_ERR_TOO_MANY_HEADERS ? 431 : 400, mrd_h1_strerror(r));
+        if (r == MRD_H1_ERR_VERSION_UNSUPPORTED && !is_h2_preface_line(p, n))
+            client_error(c, 505, mrd_h1_strerror(r));
+        else
+            client_error(c, r == MRD_H1_ERR_TOO_MANY_HEADERS ? 431 : 400, mrd_h1_strerror(r));
         return;
     }
     c->last_len = 0;
