@@ -29,7 +29,7 @@ enum mrd_h1_err {
     MRD_H1_ERR_NONE = 0,
     MRD_H1_ERR_METHOD = -1,          /* empty or non-token method */
     MRD_H1_ERR_TARGET = -2,          /* empty target or invalid byte in it */
-    MRD_H1_ERR_VERSION = -3,         /* not HTTP/1.0 or HTTP/1.1 */
+    MRD_H1_ERR_VERSION = -3,         /* not an HTTP-version ("HTTP/" DIGIT "." DIGIT) */
     MRD_H1_ERR_STATUS = -4,          /* response: status not 3 digits 100..999 */
     MRD_H1_ERR_BARE_CR = -5,         /* CR not followed by LF */
     MRD_H1_ERR_BARE_LF = -6,         /* LF not preceded by CR */
@@ -43,6 +43,10 @@ enum mrd_h1_err {
     MRD_H1_ERR_HOST = -14,           /* HTTP/1.1 request without Host, or several Host */
     MRD_H1_ERR_CHUNK = -15,          /* malformed chunk size line, CRLF or trailer */
     MRD_H1_ERR_REQUEST_LINE = -16,   /* other request/status line syntax error */
+    /* request line only: a well-formed HTTP-version other than 1.0 and 1.1
+     * (HTTP/2.0, HTTP/1.2, HTTP/0.9, HTTP/9.9), for a 505; the status line
+     * parser reports every version it cannot use as MRD_H1_ERR_VERSION */
+    MRD_H1_ERR_VERSION_UNSUPPORTED = -17,
 };
 
 /* stable text for logs and error bodies */

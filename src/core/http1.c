@@ -47,7 +47,7 @@ static const char *const errstr[] = {
     "ok",
     "invalid method",
     "invalid request target",
-    "unsupported HTTP version",
+    "invalid HTTP version",
     "invalid status code",
     "bare CR",
     "bare LF",
@@ -61,6 +61,7 @@ static const char *const errstr[] = {
     "missing or repeated Host",
     "invalid chunked encoding",
     "malformed request or status line",
+    "unsupported HTTP version",
 };
 
 const char *
@@ -117,7 +118,12 @@ is_crlf(const unsigned char *b, size_t pos)
     return b[pos] == '\r' && b[pos + 1] == '\n';
 }
 
-/* "HTTP/1.0" or "HTTP/1.1" up to SP/CR/LF; minor version, or -1 */
+#define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
+
+/* The version token up to SP/CR/LF: the minor version of "HTTP/1.0" or
+ * "HTTP/1.1"; -2 for any other well-formed HTTP-version (RFC 9112 2.3:
+ * "HTTP/" DIGIT "." DIGIT, case-sensitive, as HTTP/2.0, HTTP/1.2, HTTP/0.9);
+ * -1 for anything else (http/1.1, HTTP/1.10, HTTP/1, garbage). */
 static int
 parse_version(const unsigned char *b, size_t *pos)
 {
@@ -126,8 +132,11 @@ parse_version(const unsigned char *b, size_t *pos)
     while (b[p] != ' ' && b[p] != '\r' && b[p] != '\n')
         p++;
     *pos = p;
-    if (p - s != 8 || memcmp(b + s, "HTTP/1.", 7) != 0 || (b[s + 7] != '0' && b[s + 7] != '1'))
+    if (p - s != 8 || memcmp(b + s, "HTTP/", 5) != 0 || !IS_DIGIT(b[s + 5]) || b[s + 6] != '.' ||
+        !IS_DIGIT(b[s + 7]))
         return -1;
+    if (b[s + 5] != '1' || (b[s + 7] != '0' && b[s + 7] != '1'))
+        return -2;
     return b[s + 7] - '0';
 }
 
@@ -157,12 +166,17 @@ parse_request_line(const unsigned char *b, struct mrd_h1_msg *msg, size_t *ep)
 
     size_t vs = ++pos;
     int minor = parse_version(b, &pos);
-    if (minor < 0) {
+    if (minor == -1) {
         *ep = vs;
         return MRD_H1_ERR_VERSION;
     }
     if (!is_crlf(b, pos))
         return bad_byte(b, pos, MRD_H1_ERR_REQUEST_LINE, ep);
+    if (minor < 0) {
+        /* a well-formed line in a version we do not serve (a 505, not a 400) */
+        *ep = vs;
+        return MRD_H1_ERR_VERSION_UNSUPPORTED;
+    }
     msg->version_minor = minor;
     return (int)pos + 2;
 }

@@ -6,6 +6,12 @@
  * order (pipelined requests wait in the input buffer); keep-alive and the
  * request_header / idle timeouts are enforced here.
  *
+ * End of input (a FIN, or a TLS close_notify) means "no more requests", not
+ * "gone": the requests already received, pipelined ones included, are
+ * answered in order and then the connection closes (SPEC 12). Only an
+ * incomplete request is cut: a partial head gets 400, a partial body an
+ * abort without an answer.
+ *
  * Reentrancy: callbacks from proxy.c never free the connection or the request
  * directly; completion is recorded and handled from a deferred event.
  */
@@ -44,7 +50,8 @@ struct mrd_conn {
     size_t last_len;  /* head bytes already scanned */
     unsigned deferred : 1, tls : 1, keepalive : 1, close_after : 1, req_in_done : 1, resp_done : 1, resp_started : 1,
         client_10 : 1, paused : 1, resp_chunked : 1, resp_none : 1, dead : 1, lingering : 1, served : 1,
-        h2c : 1; /* the listener accepts HTTP/2 prior knowledge */
+        h2c : 1,    /* the listener accepts HTTP/2 prior knowledge */
+        rd_eof : 1; /* the client sent its last byte (half-close): no more requests */
     /* current request */
     struct mrd_req *req;
     enum mrd_h1_body in_body;
@@ -56,6 +63,14 @@ struct mrd_conn {
 atomic_uint mrd_connections_active;
 
 static void process(struct mrd_conn *c);
+
+/* read on or off; never on again after the end of input (a read event on a
+ * socket at EOF would fire at once, forever) */
+static void
+want_read(struct mrd_conn *c, int on)
+{
+    mrd_stream_read(c->s, on && !c->rd_eof);
+}
 
 static const struct mrd_config *
 conf(struct mrd_conn *c)
@@ -128,6 +143,12 @@ linger(struct mrd_conn *c)
         conn_free(c);
         return;
     }
+    if (c->rd_eof) {
+        /* the client sends nothing more: no RST to fear */
+        mrd_stream_shutdown_write(c->s);
+        conn_free(c);
+        return;
+    }
     c->lingering = 1;
     mrd_stream_shutdown_write(c->s);
     evbuffer_drain(c->s->in, evbuffer_get_length(c->s->in));
@@ -182,10 +203,11 @@ request_done(struct mrd_conn *c)
     c->state = CS_HEAD;
     c->last_len = 0;
     c->head_deadline_us = 0;
-    mrd_stream_read(c->s, 1);
+    want_read(c, 1);
     arm_head_timeout(c);
-    /* a pipelined request may already be buffered */
-    if (evbuffer_get_length(c->s->in) > 0)
+    /* a pipelined request may already be buffered; after the client's
+     * half-close, process() closes once none is left */
+    if (evbuffer_get_length(c->s->in) > 0 || c->rd_eof)
         process(c);
 }
 
@@ -326,9 +348,9 @@ r_pause_body(struct mrd_req *req, int pause)
     struct mrd_conn *c = mrd_req_ctx(req);
 
     c->paused = pause != 0;
-    mrd_stream_read(c->s, !pause);
-    if (!pause && evbuffer_get_length(c->s->in) > 0)
-        schedule(c); /* not from inside the proxy's callback */
+    want_read(c, !pause);
+    if (!pause && (evbuffer_get_length(c->s->in) > 0 || c->rd_eof))
+        schedule(c); /* not from inside the proxy's callback; after EOF, body_cut() decides */
 }
 
 static size_t
@@ -549,6 +571,51 @@ start_request(struct mrd_conn *c, struct mrd_h1_msg *m, size_t head_len)
     pump_request_body(c);
 }
 
+/* "PRI * HTTP/2.0": the HTTP/2 client preface's first line (RFC 9113 3.4),
+ * not an HTTP/1 request in an unsupported version: 400 on an http1 listener */
+static int
+is_h2_preface_line(const char *p, size_t n)
+{
+    return n >= 16 && memcmp(p, "PRI * HTTP/2.0\r\n", 16) == 0;
+}
+
+/*
+ * A head the parser rejected (err at pos) that is no HTTP/1 request line at
+ * all, as an h2c listener sees it (the preface's first line, even with a
+ * broken rest, went to h2.c already): a line whose version field is there
+ * but is not an HTTP-version, with no "HTTP/" anywhere on the line (h2spec
+ * http2/3.5/2 sends "INVALID CONNECTION PREFACE"). Every other
+ * malformed line, as "GET /a b HTTP/1.1", "GET / http/1.1" or "GET / ",
+ * comes from an HTTP/1 client and gets its 400 (or 505) like on any
+ * listener (SPEC 12).
+ */
+static int
+not_http1(const char *p, size_t n, int err, size_t pos)
+{
+    if (err != MRD_H1_ERR_VERSION || pos >= n || p[pos] == '\r' || p[pos] == '\n')
+        return 0;
+    for (size_t i = 0; i + 5 <= n && p[i] != '\r' && p[i] != '\n'; i++)
+        if (mrd_strieq(p + i, 5, "HTTP/"))
+            return 0;
+    return 1;
+}
+
+/*
+ * After the client's half-close, a request body that is still incomplete once
+ * every buffered byte was used can never complete: abort the request and
+ * drop the connection without an answer (as nginx and HAProxy do), unless
+ * the response was already made (it is flushed, then the connection closes).
+ */
+static void
+body_cut(struct mrd_conn *c)
+{
+    if (!c->rd_eof || c->state != CS_REQ || c->req_in_done || c->resp_done || c->paused || c->dead)
+        return;
+    c->dead = 1;
+    mrd_stream_read(c->s, 0);
+    schedule(c);
+}
+
 /* parse a head from the input, or keep waiting */
 static void
 process(struct mrd_conn *c)
@@ -563,6 +630,7 @@ process(struct mrd_conn *c)
     if (c->state == CS_REQ) {
         if (!c->req_in_done)
             pump_request_body(c);
+        body_cut(c);
         return;
     }
     if (c->state == CS_TUNNEL) {
@@ -578,20 +646,28 @@ process(struct mrd_conn *c)
         p = (const char *)evbuffer_pullup(in, MRD_MIN(len, 2));
         if (p[0] == '\r' && len >= 2 && p[1] == '\n')
             evbuffer_drain(in, 2);
-        else if (p[0] == '\r' && len < 2)
+        else if (p[0] == '\r' && len < 2 && !c->rd_eof)
             return;
+        else if (p[0] == '\r' && len < 2)
+            evbuffer_drain(in, 1); /* a lone CR before the half-close */
         else
             break;
     }
     len = evbuffer_get_length(in);
     arm_head_timeout(c);
-    if (len == 0)
+    if (len == 0) {
+        if (c->rd_eof)
+            close_soon(c); /* every request received was answered */
         return;
+    }
     /* h2c prior knowledge: the client preface as the connection's first bytes */
     if (c->h2c && !c->served && (r = mrd_h2_preface(in)) >= 0) {
         struct mrd_stream *s = c->s;
-        if (r == 0)
+        if (r == 0) {
+            if (c->rd_eof) /* a cut preface: no HTTP/1 answer (see below) */
+                close_soon(c);
             return; /* a prefix of it: wait for the rest */
+        }
         c->s = NULL; /* the stream and its bytes go to h2.c */
         mrd_h2_start(c->w, s, c->gen, &c->peer, 0);
         conn_free(c);
@@ -605,26 +681,35 @@ process(struct mrd_conn *c)
             client_error(c, 431, "request header fields too large");
             return;
         }
+        if (c->rd_eof) {
+            /* half-closed in the middle of a head: it can never complete
+             * (HAProxy answers 400 too; nginx closes without a word) */
+            client_error(c, 400, "incomplete request head");
+            return;
+        }
         c->last_len = n;
         return;
     }
     if (r < 0) {
-        /* An h2c listener whose first bytes are not HTTP/1.x at all (the
-         * version is wrong, as in "PRI * HTTP/2.0" with a broken preface):
-         * the client may be speaking HTTP/2 with an invalid preface, a
+        /* An h2c listener whose first bytes cannot be an HTTP/1 request
+         * line: the client may be speaking HTTP/2 with an invalid preface, a
          * connection error (RFC 9113 3.4). An HTTP/1 response would be read
          * as garbage frames by such a client (h2spec http2/3.5/2 expects the
          * connection closed), so close without one. */
-        if (c->h2c && !c->served && r == MRD_H1_ERR_VERSION) {
+        if (c->h2c && !c->served && not_http1(p, n, r, pos)) {
             mrd_metrics_request(NULL, 400, 0);
             close_soon(c);
             return;
         }
-        client_error(c, r == MRD_H1_ERR_TOO_MANY_HEADERS ? 431 : 400, mrd_h1_strerror(r));
+        if (r == MRD_H1_ERR_VERSION_UNSUPPORTED && !is_h2_preface_line(p, n))
+            client_error(c, 505, mrd_h1_strerror(r));
+        else
+            client_error(c, r == MRD_H1_ERR_TOO_MANY_HEADERS ? 431 : 400, mrd_h1_strerror(r));
         return;
     }
     c->last_len = 0;
     start_request(c, m, (size_t)r);
+    body_cut(c);
 }
 
 /* ---- stream callbacks ---- */
@@ -670,6 +755,15 @@ on_event(struct mrd_stream *st, short what, void *arg)
             return;
         }
         arm_head_timeout(c);
+        return;
+    }
+
+    if ((what & MRD_STREAM_EOF) && !c->lingering && c->state != CS_TUNNEL) {
+        /* no more requests: answer those received (process() goes on with
+         * the pipelined ones and closes when none is left) */
+        c->rd_eof = 1;
+        if (c->state != CS_CLOSING && !c->paused)
+            process(c);
         return;
     }
 

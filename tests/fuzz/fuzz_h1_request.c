@@ -62,7 +62,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         REQUIRE((size_t)r0 <= size);
         check_msg(&m0, buf, r0);
     } else if (r0 < 0) {
-        REQUIRE(r0 >= MRD_H1_ERR_REQUEST_LINE && r0 != MRD_H1_ERR_CHUNK);
+        REQUIRE(r0 >= MRD_H1_ERR_VERSION_UNSUPPORTED && r0 != MRD_H1_ERR_CHUNK);
         REQUIRE(e0 < size);
     }
 

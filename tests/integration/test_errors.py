@@ -44,7 +44,8 @@ BAD_HEAD = [
     ("bad_method_char", b"G(T /echo HTTP/1.1\r\n" + H + b"\r\n"),
     ("target_not_origin_form", b"GET echo HTTP/1.1\r\n" + H + b"\r\n"),
     ("control_char_in_target", b"GET /ec\x01ho HTTP/1.1\r\n" + H + b"\r\n"),
-    ("version_1_2", b"GET /echo HTTP/1.2\r\n" + H + b"\r\n"),
+    # a well-formed version other than 1.0/1.1 (HTTP/1.2, HTTP/2.0) is 505: test_h1_edge.py
+    ("version_1_10", b"GET /echo HTTP/1.10\r\n" + H + b"\r\n"),
     ("version_lowercase", b"GET /echo http/1.1\r\n" + H + b"\r\n"),
     ("version_garbage", b"GET /echo HTTP/x.y\r\n" + H + b"\r\n"),
     ("version_missing", b"GET /echo\r\n" + H + b"\r\n"),

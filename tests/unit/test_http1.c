@@ -284,8 +284,34 @@ static const struct bad req_bad_cases[] = {
     {S("GET /\tb HTTP/1.1\r\nHost: a\r\n\r\n"), MRD_H1_ERR_TARGET, 5},
     {S("GET /a\x00 HTTP/1.1\r\nHost: a\r\n\r\n"), MRD_H1_ERR_TARGET, 6},
     {S("GET /\r\n\r\n"), MRD_H1_ERR_REQUEST_LINE, 5},
-    {S("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
-    {S("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
+    /* a well-formed HTTP-version we do not serve: 505 (SPEC 12), not 400 */
+    {S("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION_UNSUPPORTED, 6},
+    {S("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION_UNSUPPORTED, 6},
+    {S("GET / HTTP/9.9\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION_UNSUPPORTED, 6},
+    {S("GET / HTTP/0.9\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION_UNSUPPORTED, 6},
+    {S("GET / HTTP/3.0\r\n\r\n"), MRD_H1_ERR_VERSION_UNSUPPORTED, 6},
+    {S("GET / HTTP/1.9\r\n\r\n"), MRD_H1_ERR_VERSION_UNSUPPORTED, 6},
+    {S("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), MRD_H1_ERR_VERSION_UNSUPPORTED, 6},
+    {S("OPTIONS * HTTP/2.0\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION_UNSUPPORTED, 10},
+    /* the version line must still be well-formed after it, else 400 */
+    {S("GET / HTTP/2.0 \r\nHost: a\r\n\r\n"), MRD_H1_ERR_REQUEST_LINE, 14},
+    {S("GET / HTTP/2.0 x\r\nHost: a\r\n\r\n"), MRD_H1_ERR_REQUEST_LINE, 14},
+    {S("GET / HTTP/2.0\nHost: a\n\n"), MRD_H1_ERR_BARE_LF, 14},
+    {S("GET / HTTP/2.0\rX\r\n\r\n"), MRD_H1_ERR_BARE_CR, 14},
+    /* not an HTTP-version at all: 400 */
+    {S("GET / HTTP/2\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
+    {S("GET / HTTP/20\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
+    {S("GET / HTTP/10.0\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
+    {S("GET / HTTP/1.1.1\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
+    {S("GET / HTTP/a.b\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
+    {S("GET / HTTP/1,1\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
+    {S("GET / HTTP/.1\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
+    {S("GET / HTTPS/1.1\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
+    {S("GET / Http/1.1\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
+    {S("GET / HTTP/2.0x\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
+    {S("GET / http/2.0\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
+    {S("GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 7},
+    {S("INVALID CONNECTION PREFACE\r\n\r\n"), MRD_H1_ERR_VERSION, 19},
     {S("GET / http/1.1\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
     {S("GET / HTTP/1.10\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
     {S("GET / HTTP/1\r\nHost: a\r\n\r\n"), MRD_H1_ERR_VERSION, 6},
@@ -444,7 +470,11 @@ test_request_incomplete(void **state)
     for (size_t i = 0; i < sizeof(partial) / sizeof(partial[0]); i++)
         assert_int_equal(mrd_h1_parse_request(partial[i], strlen(partial[i]), 0, &m, NULL), 0);
     /* err_pos may be NULL on errors too */
-    assert_int_equal(mrd_h1_parse_request(S("GET / HTTP/9.9\r\n\r\n"), 0, &m, NULL), MRD_H1_ERR_VERSION);
+    assert_int_equal(mrd_h1_parse_request(S("GET / HTTP/9.9\r\n\r\n"), 0, &m, NULL), MRD_H1_ERR_VERSION_UNSUPPORTED);
+    assert_int_equal(mrd_h1_parse_request(S("GET / HTTP/9\r\n\r\n"), 0, &m, NULL), MRD_H1_ERR_VERSION);
+    /* an unsupported version is only known once the head is complete, like
+     * every other error: a prefix of it needs more bytes */
+    assert_int_equal(mrd_h1_parse_request(S("GET / HTTP/2.0\r\nHost: a\r\n"), 0, &m, NULL), 0);
     /* a last_len beyond len (caller bug) is ignored rather than trusted */
     assert_int_equal(mrd_h1_parse_request(S("GET / HTTP/1.0\r\n\r\n"), 999, &m, NULL), 18);
 }
@@ -850,14 +880,16 @@ test_helpers(void **state)
         assert_false(mrd_h1_method_idempotent(nonidem[i], strlen(nonidem[i])));
 
     assert_string_equal(mrd_h1_strerror(MRD_H1_ERR_NONE), "ok");
-    for (int e = MRD_H1_ERR_METHOD; e >= MRD_H1_ERR_REQUEST_LINE; e--) {
+    for (int e = MRD_H1_ERR_METHOD; e >= MRD_H1_ERR_VERSION_UNSUPPORTED; e--) {
         const char *s = mrd_h1_strerror(e);
         assert_non_null(s);
         assert_string_not_equal(s, "unknown error");
         for (int f = e + 1; f < 0; f++)
             assert_string_not_equal(s, mrd_h1_strerror(f));
     }
-    assert_string_equal(mrd_h1_strerror(-17), "unknown error");
+    assert_string_equal(mrd_h1_strerror(MRD_H1_ERR_VERSION_UNSUPPORTED), "unsupported HTTP version");
+    assert_string_equal(mrd_h1_strerror(MRD_H1_ERR_VERSION), "invalid HTTP version");
+    assert_string_equal(mrd_h1_strerror(-18), "unknown error");
     assert_string_equal(mrd_h1_strerror(1), "unknown error");
     assert_string_equal(mrd_h1_strerror(-1000), "unknown error");
 }
