@@ -88,7 +88,7 @@ struct mrd_h2_conn { /* packed by hand: one per idle TLS h2 connection */
      * added with a timeout to trim an idle connection's buffers */
     struct event defer_ev;
     /* nghttp2's page-sized and larger blocks, mapped on their own so that
-     * an idle connection can hand their pages back (see trim) */
+     * an idle connection can hand their all-zero pages back (see trim) */
     void *big_p[3];
     uint32_t big_len[3];
     struct mrd_ip peer;
@@ -114,7 +114,6 @@ struct mrd_h2_conn { /* packed by hand: one per idle TLS h2 connection */
 /* ---- memory for nghttp2: large blocks apart, returned to the kernel when idle ---- */
 
 #define BIG_ALLOC 4096 /* nghttp2's stream map table is exactly one page */
-#define SCRATCH_ALLOC 8192 /* at least this: nghttp2's frame buffers */
 #define TRIM_AFTER_MS 1000
 
 static int
@@ -233,29 +232,45 @@ ng_realloc(void *p, size_t size, void *ud)
     return q;
 }
 
-/* an idle connection's frame buffer holds nothing: give its pages back
- * (they come back zeroed on the next frame) */
+/*
+ * Hand an idle connection's unused pages back to the kernel, safely whatever
+ * nghttp2 keeps in its blocks. The rule: a page goes only if every byte of it
+ * is zero. Why no byte of any block can change:
+ *  - every block in big_p is a private anonymous mapping (block_get: a fresh
+ *    mmap(MAP_PRIVATE | MAP_ANONYMOUS), or such a mapping kept by block_put
+ *    from a closed connection, never a file or shared mapping);
+ *  - after MADV_DONTNEED, a page of a private anonymous mapping reads back as
+ *    zero-fill-on-demand (madvise(2)), so a page that was all zeros reads back
+ *    with the same bytes, and the next write faults a fresh zero page in;
+ *  - the block belongs to this connection and only this worker's thread
+ *    touches it, and trim runs from the event loop, never inside nghttp2, so
+ *    nothing writes between the scan and the madvise.
+ * So nghttp2 sees the same contents whatever the block holds (frame buffers,
+ * HPACK buffers of a header value in progress or in the dynamic table, the
+ * stream map), and nothing here depends on knowing which. The same holds for
+ * a block that later goes back to the worker's pool (block_put keeps the
+ * mapping as it is; block_get with zero=0 hands it out uninitialised, as
+ * malloc would; with zero=1 it is cleared) and for ng_realloc, which copies
+ * the old block's bytes, zero pages included, before freeing it. The
+ * conditions below (no stream, nothing to send) only avoid scanning a busy
+ * connection; safety does not rest on them.
+ */
 static void
 trim(struct mrd_h2_conn *h)
 {
-    if (h->n_streams != 0 || nghttp2_session_want_write(h->ng) || !h->big_dirty)
+    if (h->n_streams != 0 || !h->big_dirty || nghttp2_session_want_write(h->ng))
         return;
     for (size_t i = 0; i < MRD_ARRAY_LEN(h->big_p); i++) {
-        unsigned char *p = h->big_p[i];
+        const unsigned char *p = h->big_p[i];
         if (p == NULL)
             continue;
-        if (h->big_len[i] >= SCRATCH_ALLOC) {
-            madvise(p, h->big_len[i], MADV_DONTNEED);
-            continue;
-        }
-        /* other blocks hold state (the stream map): only pages that are all
-         * zeros go, which a dropped page reads back as, so nothing changes */
-        for (size_t off = 0; off < h->big_len[i]; off += 4096) {
-            size_t k = 0;
-            while (k < 4096 && p[off + k] == 0)
-                k++;
-            if (k == 4096)
-                madvise(p + off, 4096, MADV_DONTNEED);
+        for (size_t off = 0; off + 4096 <= h->big_len[i]; off += 4096) {
+            const uint64_t *q = (const uint64_t *)(const void *)(p + off); /* page-aligned */
+            uint64_t any = 0;
+            for (size_t k = 0; k < 4096 / sizeof(*q); k++)
+                any |= q[k];
+            if (any == 0)
+                madvise((void *)(uintptr_t)(p + off), 4096, MADV_DONTNEED);
         }
     }
     h->big_dirty = 0;
@@ -1263,6 +1278,7 @@ recv_input(struct mrd_h2_conn *h)
             break;
         }
         evbuffer_drain(in, (size_t)r);
+        h->big_dirty = 1; /* HPACK buffers may have been written */
     }
     h->in_recv = 0;
     /* output backed up: stop reading until it drains (on_write) */
