@@ -107,8 +107,11 @@ struct mrd_h2_conn { /* packed by hand: one per idle TLS h2 connection */
     int32_t scan_max_sid; /* highest HEADERS stream id the scan has passed */
     uint32_t cheap_window_ms; /* low 32 bits of the clock, compared wrap-safe */
     uint32_t conn_unconsumed; /* connection-level bytes to give back (closed streams) */
-    unsigned tls : 1, in_flush : 1, in_recv : 1, goaway : 1, closing : 1, lingering : 1, dead : 1,
-        need_resume : 1, need_body : 1, big_dirty : 1;
+    uint8_t cb_error;         /* GOAWAY code of a callback that failed the session */
+    /* broken: nghttp2 returned a fatal error, the session must not be used
+     * again (only nghttp2_session_del, in conn_free); see session_fatal */
+    unsigned tls : 1, in_flush : 1, goaway : 1, closing : 1, lingering : 1, broken : 1, need_resume : 1,
+        need_body : 1, big_dirty : 1, sent_any : 1;
 };
 
 /* ---- memory for nghttp2: large blocks apart, returned to the kernel when idle ---- */
@@ -258,7 +261,7 @@ ng_realloc(void *p, size_t size, void *ud)
 static void
 trim(struct mrd_h2_conn *h)
 {
-    if (h->n_streams != 0 || !h->big_dirty || nghttp2_session_want_write(h->ng))
+    if (h->n_streams != 0 || !h->big_dirty || h->broken || nghttp2_session_want_write(h->ng))
         return;
     for (size_t i = 0; i < MRD_ARRAY_LEN(h->big_p); i++) {
         const unsigned char *p = h->big_p[i];
@@ -1118,7 +1121,7 @@ on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *arg)
         break;
     case NGHTTP2_HEADERS:
         if (skipped_id(h, hd->stream_id)) {
-            nghttp2_session_terminate_session(ng, NGHTTP2_PROTOCOL_ERROR);
+            h->cb_error = NGHTTP2_PROTOCOL_ERROR;
             return NGHTTP2_ERR_CALLBACK_FAILURE;
         }
         cheap = 0;
@@ -1143,7 +1146,7 @@ on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *arg)
     }
     if (++h->cheap_frames > CHEAP_FRAMES_PER_S) {
         mrd_log(MRD_LOG_INFO, "%s: h2 control frame flood", h->client_ip);
-        nghttp2_session_terminate_session(ng, NGHTTP2_ENHANCE_YOUR_CALM);
+        h->cb_error = NGHTTP2_ENHANCE_YOUR_CALM;
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     return 0;
@@ -1244,6 +1247,68 @@ scan_input(struct mrd_h2_conn *h, const uint8_t *p, size_t n, int *bad)
     return n;
 }
 
+/* the GOAWAY code for a fatal result of nghttp2_session_mem_recv/mem_send */
+static uint32_t
+fatal_code(const struct mrd_h2_conn *h, int rv)
+{
+    switch (rv) {
+    case NGHTTP2_ERR_BAD_CLIENT_MAGIC:
+    case NGHTTP2_ERR_PROTO:
+        return NGHTTP2_PROTOCOL_ERROR;
+    case NGHTTP2_ERR_HEADER_COMP:
+        return NGHTTP2_COMPRESSION_ERROR;
+    case NGHTTP2_ERR_FLOW_CONTROL:
+        return NGHTTP2_FLOW_CONTROL_ERROR;
+    case NGHTTP2_ERR_FLOODED:
+    case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS:
+        return NGHTTP2_ENHANCE_YOUR_CALM;
+    case NGHTTP2_ERR_CALLBACK_FAILURE:
+        return h->cb_error ? h->cb_error : NGHTTP2_INTERNAL_ERROR;
+    default:
+        return NGHTTP2_INTERNAL_ERROR;
+    }
+}
+
+/*
+ * nghttp2 returned a fatal error (every negative result of mem_recv and
+ * mem_send is one: NGHTTP2_ERR_FATAL and below), after which its API allows
+ * nothing but nghttp2_session_del. So: our own GOAWAY (9-byte frame header,
+ * last stream id, error code) after what is already queued (mem_send hands
+ * out whole frames, so the output ends on a frame boundary), preceded by an
+ * empty SETTINGS if nghttp2 sent nothing yet (the server preface); the
+ * requests are freed (no proxy callback can reach the session again), and
+ * from here only the socket is used: input is dropped, the output drains,
+ * then linger and close. Top level only (not inside nghttp2 or proxy
+ * callbacks).
+ */
+static void
+session_fatal(struct mrd_h2_conn *h, int rv)
+{
+    uint32_t code = fatal_code(h, rv), last = h->last_sid > 0 ? (uint32_t)h->last_sid : 0;
+    uint8_t f[9 + 9 + 8] = {0, 0, 0, NGHTTP2_SETTINGS, 0, 0, 0, 0, 0, 0, 0, 8, NGHTTP2_GOAWAY, 0, 0, 0, 0, 0};
+
+    if (h->broken)
+        return;
+    mrd_log(MRD_LOG_DEBUG, "%s: h2: %s: GOAWAY %u", h->client_ip, nghttp2_strerror(rv), (unsigned)code);
+    h->broken = 1;
+    h->goaway = 1;
+    h->closing = 1;
+    while (h->streams != NULL)
+        stream_free(h->streams); /* mrd_req_free never calls back */
+    h->reap = NULL;
+    for (int i = 0; i < 4; i++) {
+        f[18 + i] = (uint8_t)(last >> (24 - 8 * i));
+        f[22 + i] = (uint8_t)(code >> (24 - 8 * i));
+    }
+    if (h->sent_any)
+        mrd_stream_write(h->s, f + 9, sizeof(f) - 9);
+    else
+        mrd_stream_write(h->s, f, sizeof(f));
+    evbuffer_drain(h->s->in, evbuffer_get_length(h->s->in));
+    /* a client that does not read gets the same second as in linger */
+    mrd_stream_set_timeouts(h->s, 1000, 1000);
+}
+
 /* feed received bytes to the session */
 static void
 recv_input(struct mrd_h2_conn *h)
@@ -1251,9 +1316,12 @@ recv_input(struct mrd_h2_conn *h)
     struct evbuffer *in = h->s->in;
     size_t len;
 
-    if (h->dead || h->lingering)
+    if (h->broken) {
+        evbuffer_drain(in, evbuffer_get_length(in));
         return;
-    h->in_recv = 1;
+    }
+    if (h->lingering)
+        return;
     while ((len = evbuffer_get_length(in)) > 0 && evbuffer_get_length(h->s->out) < OUT_HIGH) {
         size_t n = MRD_MIN(len, 16384);
         const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
@@ -1268,19 +1336,12 @@ recv_input(struct mrd_h2_conn *h)
         }
         ssize_t r = nghttp2_session_mem_recv(h->ng, p, n);
         if (r < 0) {
-            mrd_log(MRD_LOG_DEBUG, "%s: h2: %s", h->client_ip, nghttp2_strerror((int)r));
-            evbuffer_drain(in, len);
-            if (r == NGHTTP2_ERR_BAD_CLIENT_MAGIC)
-                nghttp2_session_terminate_session(h->ng, NGHTTP2_PROTOCOL_ERROR);
-            else if (r != NGHTTP2_ERR_CALLBACK_FAILURE)
-                h->dead = r == NGHTTP2_ERR_FLOODED;
-            h->closing = 1;
-            break;
+            session_fatal(h, (int)r);
+            return;
         }
         evbuffer_drain(in, (size_t)r);
         h->big_dirty = 1; /* HPACK buffers may have been written */
     }
-    h->in_recv = 0;
     /* output backed up: stop reading until it drains (on_write) */
     mrd_stream_read(h->s, evbuffer_get_length(in) == 0);
 }
@@ -1293,7 +1354,7 @@ recv_input(struct mrd_h2_conn *h)
 static void
 flush(struct mrd_h2_conn *h)
 {
-    if (h->in_flush || h->dead)
+    if (h->in_flush || h->broken)
         return;
     h->in_flush = 1;
     for (int rounds = 0; rounds < 64; rounds++) {
@@ -1311,16 +1372,16 @@ flush(struct mrd_h2_conn *h)
             const uint8_t *p;
             ssize_t n = nghttp2_session_mem_send(h->ng, &p);
             if (n < 0) {
-                mrd_log(MRD_LOG_DEBUG, "%s: h2 send: %s", h->client_ip, nghttp2_strerror((int)n));
-                h->dead = 1;
+                session_fatal(h, (int)n);
                 break;
             }
             if (n == 0)
                 break;
             h->big_dirty = 1;
+            h->sent_any = 1;
             mrd_stream_write(h->s, p, (size_t)n);
         }
-        if (h->dead || !h->need_resume)
+        if (h->broken || !h->need_resume)
             break;
         /* upstreams paused on a full stream buffer that has drained */
         h->need_resume = 0;
@@ -1336,12 +1397,16 @@ flush(struct mrd_h2_conn *h)
         h->reap = st->rnext;
         stream_free(st);
     }
-    if (h->n_streams == 0 && h->big_dirty && !h->dead) {
+    if (h->broken) {
+        h->in_flush = 0;
+        return;
+    }
+    if (h->n_streams == 0 && h->big_dirty) {
         static const struct timeval trim_tv = {TRIM_AFTER_MS / 1000, (TRIM_AFTER_MS % 1000) * 1000};
         event_add(&h->defer_ev, &trim_tv);
     }
     h->in_flush = 0;
-    if (!h->dead && !nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng))
+    if (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng))
         h->closing = 1;
     arm_timeouts(h);
 }
@@ -1363,10 +1428,6 @@ linger(struct mrd_h2_conn *h)
 static void
 after(struct mrd_h2_conn *h)
 {
-    if (h->dead) {
-        conn_free(h);
-        return;
-    }
     if (h->closing && !h->lingering && evbuffer_get_length(h->s->out) == 0)
         linger(h);
 }
@@ -1541,7 +1602,7 @@ mrd_h2_shutdown_all(struct mrd_worker *w, int force)
 
     for (h = w->h2_conns; h != NULL; h = next) {
         next = h->next;
-        if (force || h->dead) {
+        if (force) {
             conn_free(h);
             continue;
         }

@@ -6,19 +6,21 @@ every read boundary that must still be served. Every test ends by checking that
 the process is alive and answers a normal request on a new connection. The
 frame client is tests/integration/h2conformance/h2raw.py."""
 import os
+import socket
 import struct
 import subprocess
 import sys
 import time
 
+import hpack
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "h2conformance"))
 
 from conftest import SLOW, free_port, simple_config, wait_for  # noqa: E402
 from h2raw import (CONTINUATION, COMPRESSION_ERROR, CANCEL, END_HEADERS, END_STREAM,  # noqa: E402
-                   ENHANCE_YOUR_CALM, GOAWAY, HEADERS, NO_ERROR, PING, PREFACE, PROTOCOL_ERROR, RST_STREAM,
-                   SETTINGS, Closed, H2Raw, frame, settings)
+                   ENHANCE_YOUR_CALM, GOAWAY, HEADERS, INTERNAL_ERROR, PING, PROTOCOL_ERROR, RST_STREAM, SETTINGS,
+                   Closed, H2Raw, frame)
 
 TRANSPORTS = ["h2c", "tls"]
 
@@ -78,7 +80,6 @@ def proxy(meridian, backend, cert):
 
 
 def _port_open(port):
-    import socket
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
         return True
@@ -129,7 +130,6 @@ def test_crash_hpack_indexed_bomb(proxy, transport):
     scheme = "https" if transport == "tls" else "http"
     pseudo = PSEUDO if scheme == "http" else b"\x82\x87\x84\x01\x04test"
     c = proxy.conn(transport)
-    import hpack
     bomb = hpack.Encoder().encode([("x-bomb", "a" * 4000)], huffman=True)
     assert bomb[0] & 0xC0 == 0x40  # literal with incremental indexing
     c.send_frame(HEADERS, END_STREAM | END_HEADERS, 1, pseudo + bomb)
@@ -147,3 +147,127 @@ def test_crash_hpack_indexed_bomb(proxy, transport):
     c.close()
     assert not died_within(proxy, 3.0 * SLOW), "meridian died:\n" + proxy.m.stderr()[-3000:]
     assert proxy.served(transport)
+
+
+# ---- fatal session errors: a GOAWAY with the right code, then the session is left alone ----
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_goaway_bad_client_magic(proxy, transport):
+    """nghttp2 fails the session (NGHTTP2_ERR_BAD_CLIENT_MAGIC, fatal):
+    meridian writes SETTINGS + GOAWAY(PROTOCOL_ERROR) itself and closes."""
+    c = proxy.conn(transport, handshake=False, preface=False)
+    c.send(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + frame(SETTINGS, 0, 0))
+    conn_error(c, PROTOCOL_ERROR)
+    assert c.frames[0].type == SETTINGS  # the server preface comes first
+    assert c.expect(lambda f: False, timeout=3.0 * SLOW) is None and c.closed
+    c.close()
+    assert proxy.served(transport)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_goaway_callback_failure_with_stream_in_flight(proxy, transport):
+    """A HEADERS on a skipped (lower) stream id fails the session from a
+    callback (NGHTTP2_ERR_CALLBACK_FAILURE, fatal): GOAWAY(PROTOCOL_ERROR)
+    whose last stream id is the highest one seen; the request still in
+    flight on stream 5 (a delayed upstream answer) is dropped and its
+    response, arriving later, touches nothing (ASan)."""
+    c = proxy.conn(transport)
+    c.request(5, path="/?delay=300")
+    time.sleep(0.1)
+    c.request(3)
+    g = conn_error(c, PROTOCOL_ERROR)
+    assert struct.unpack(">I", g.payload[:4])[0] & 0x7FFFFFFF == 5
+    assert 5 not in c.streams or not c.streams[5][2]
+    time.sleep(0.6 * SLOW)  # the upstream answers stream 5 meanwhile
+    c.close()
+    assert proxy.served(transport)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_goaway_hpack_error(proxy, transport):
+    """An HPACK decoding error (index beyond both tables): COMPRESSION_ERROR."""
+    c = proxy.conn(transport)
+    c.send_frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\x82\x86\x84\xc6")
+    conn_error(c, COMPRESSION_ERROR)
+    c.close()
+    assert proxy.served(transport)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_goaway_ping_flood(proxy, transport):
+    """Over 1,000 PINGs in a second (the callback's flood bound, a fatal
+    callback failure): GOAWAY(ENHANCE_YOUR_CALM), not a bare close."""
+    c = proxy.conn(transport)
+    c.send(frame(PING, 0, 0, b"abcdefgh") * 1500)
+    conn_error(c, ENHANCE_YOUR_CALM, timeout=10.0 * SLOW)
+    c.close()
+    assert proxy.served(transport)
+
+
+# ---- floods: bounded, GOAWAY, other connections served meanwhile ----
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_rapid_reset_other_connections_served(proxy, transport):
+    """HEADERS + RST_STREAM pairs as fast as the socket takes them
+    (CVE-2023-44487; test_h2_conformance.py has the h2c GOAWAY check): the
+    connection ends with a GOAWAY (nghttp2's stream_reset_rate_limit sends
+    INTERNAL_ERROR) while a second connection keeps getting answers, and
+    memory stays bounded."""
+    other = proxy.conn(transport)
+    rss0 = proxy.m.rss_kb()
+    c = proxy.conn(transport)
+    block = c.header_block([(":method", "GET"), (":scheme", "http"), (":path", "/?delay=50"),
+                            (":authority", "test")])
+    sid, sent, g = 1, 0, None
+    deadline = time.monotonic() + 20.0 * SLOW
+    while not c.closed and time.monotonic() < deadline and sid < 200000:
+        burst = b"".join(frame(HEADERS, END_HEADERS | END_STREAM, s, block) +
+                         frame(RST_STREAM, 0, s, struct.pack(">I", CANCEL)) for s in range(sid, sid + 200, 2))
+        c.send(burst)
+        sid += 200
+        sent += 100
+        if sent % 1000 == 0:
+            g = c.expect(lambda f: f.type == GOAWAY, timeout=0.01)
+            if g is not None:
+                break
+            # the other connection is still served during the flood
+            osid = 2 * (sent // 1000) - 1
+            other.request(osid)
+            assert other.response(osid, timeout=10.0 * SLOW)[0] == 200
+    if g is None:
+        g = c.expect_goaway(timeout=10.0 * SLOW)
+    assert not isinstance(g, Closed), "closed without GOAWAY after %d resets" % sent
+    assert g.error_code in (INTERNAL_ERROR, ENHANCE_YOUR_CALM), g
+    c.close()
+    other.request(1001)
+    assert other.response(1001, timeout=10.0 * SLOW)[0] == 200
+    other.close()
+    assert proxy.m.rss_kb() - rss0 < 64 * 1024, "RSS grew by %d KB" % (proxy.m.rss_kb() - rss0)
+    assert proxy.served(transport)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_continuation_flood_bounded(proxy, transport):
+    """HEADERS without END_HEADERS, then CONTINUATIONs without end
+    (CVE-2024-27316 class): the ninth CONTINUATION of a header block ends
+    the connection with GOAWAY(ENHANCE_YOUR_CALM) (nghttp2's
+    max_continuations, a fatal error), well before the header list limit;
+    memory stays bounded, nothing hangs, other connections are served."""
+    other = proxy.conn(transport)
+    rss0 = proxy.m.rss_kb()
+    c = proxy.conn(transport)
+    c.send_frame(HEADERS, END_STREAM, 1, PSEUDO)
+    # small frames: the limit is on their number, not on the bytes
+    for i in range(2000):
+        c.send_frame(CONTINUATION, 0, 1, b"\x00\x01a\x01b")
+        if c.closed:
+            break
+    conn_error(c, ENHANCE_YOUR_CALM, timeout=10.0 * SLOW)
+    assert c.expect(lambda f: False, timeout=3.0 * SLOW) is None and c.closed
+    c.close()
+    other.request(1)
+    assert other.response(1)[0] == 200
+    other.close()
+    assert proxy.m.rss_kb() - rss0 < 16 * 1024
+    assert proxy.served(transport)
+
