@@ -93,16 +93,15 @@ struct mrd_h2_conn { /* packed by hand: one per idle TLS h2 connection */
     uint32_t big_len[3];
     struct mrd_ip peer;
     char client_ip[MRD_IP_STRLEN];
-    uint8_t scan_hdr[9];
-    uint8_t scan_have;
     uint8_t n_gaps;
     uint16_t cheap_frames;
     unsigned n_streams;
     int32_t last_sid;   /* highest client stream id seen in a HEADERS frame */
     int32_t gaps[3][2]; /* odd ids skipped below it (RFC 9113 5.1.1), oldest dropped */
-    /* frame boundaries in the input (scan_hdr, scan_have above), to check a
-     * frame's stream against nghttp2's state as of the frames before it
-     * (nghttp2 says nothing of frames it ignores on streams it forgot) */
+    /* frame boundaries in the input, to check a frame's stream against
+     * nghttp2's state as of the frames before it (nghttp2 says nothing of
+     * frames it ignores on streams it forgot), and to hand nghttp2 frame
+     * headers only whole (see scan_input) */
     uint32_t scan_skip;   /* bytes before the next frame header */
     int32_t scan_max_sid; /* highest HEADERS stream id the scan has passed */
     uint32_t cheap_window_ms; /* low 32 bits of the clock, compared wrap-safe */
@@ -1213,8 +1212,14 @@ scan_wants_check(const struct mrd_h2_conn *h, const uint8_t *hd)
 /*
  * How many of the n bytes at p to give nghttp2 now: up to the next frame
  * whose stream must be checked, so that the check sees the state the frames
- * before it left. *bad: that frame is on a stream closed not by us (a
- * connection error STREAM_CLOSED, RFC 9113 5.1).
+ * before it left; and never part of a frame header: an incomplete one at the
+ * end stays in the input until the rest arrives (0: nothing to give yet).
+ * nghttp2 1.52.0-1+deb12u3 (fixed upstream in 1.70.0) counts a CONTINUATION
+ * against max_continuations once per mem_recv call that reads part of its
+ * frame header, so a header split across reads would count two to nine
+ * times and a legitimate client could be cut off; whole headers count once.
+ * *bad: that frame is on a stream closed not by us (a connection error
+ * STREAM_CLOSED, RFC 9113 5.1).
  */
 static size_t
 scan_input(struct mrd_h2_conn *h, const uint8_t *p, size_t n, int *bad)
@@ -1229,22 +1234,23 @@ scan_input(struct mrd_h2_conn *h, const uint8_t *p, size_t n, int *bad)
             i += k;
             continue;
         }
-        if (h->scan_have == 0 && i > 0 && n - i >= 9 && scan_wants_check(h, p + i))
-            return i; /* let nghttp2 take what comes before first */
-        while (h->scan_have < 9 && i < n)
-            h->scan_hdr[h->scan_have++] = p[i++];
-        if (h->scan_have < 9)
-            break;
-        h->scan_have = 0;
-        h->scan_skip = ((uint32_t)h->scan_hdr[0] << 16) | ((uint32_t)h->scan_hdr[1] << 8) | h->scan_hdr[2];
-        if (scan_wants_check(h, h->scan_hdr) && closed_not_by_us(h, hd_stream_id(h->scan_hdr))) {
-            *bad = 1;
-            return 0;
+        if (n - i < 9)
+            break; /* a partial frame header: with the rest, later */
+        const uint8_t *hd = p + i;
+        if (scan_wants_check(h, hd)) {
+            if (i > 0)
+                return i; /* let nghttp2 take what comes before first */
+            if (closed_not_by_us(h, hd_stream_id(hd))) {
+                *bad = 1;
+                return 0;
+            }
         }
-        if (h->scan_hdr[3] == NGHTTP2_HEADERS && hd_stream_id(h->scan_hdr) > h->scan_max_sid)
-            h->scan_max_sid = hd_stream_id(h->scan_hdr);
+        if (hd[3] == NGHTTP2_HEADERS && hd_stream_id(hd) > h->scan_max_sid)
+            h->scan_max_sid = hd_stream_id(hd);
+        h->scan_skip = ((uint32_t)hd[0] << 16) | ((uint32_t)hd[1] << 8) | hd[2];
+        i += 9;
     }
-    return n;
+    return i;
 }
 
 /* the GOAWAY code for a fatal result of nghttp2_session_mem_recv/mem_send */
@@ -1327,6 +1333,8 @@ recv_input(struct mrd_h2_conn *h)
         const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
         int bad;
         n = scan_input(h, p, n, &bad);
+        if (n == 0 && !bad)
+            break; /* only part of a frame header is here */
         if (bad) {
             mrd_log(MRD_LOG_DEBUG, "%s: h2: frame on a closed stream", h->client_ip);
             evbuffer_drain(in, len);
@@ -1342,8 +1350,9 @@ recv_input(struct mrd_h2_conn *h)
         evbuffer_drain(in, (size_t)r);
         h->big_dirty = 1; /* HPACK buffers may have been written */
     }
-    /* output backed up: stop reading until it drains (on_write) */
-    mrd_stream_read(h->s, evbuffer_get_length(in) == 0);
+    /* output backed up: stop reading until it drains (on_write); a partial
+     * frame header left in the input waits for more */
+    mrd_stream_read(h->s, evbuffer_get_length(in) == 0 || evbuffer_get_length(h->s->out) < OUT_HIGH);
 }
 
 /*

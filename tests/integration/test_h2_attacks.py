@@ -271,3 +271,41 @@ def test_continuation_flood_bounded(proxy, transport):
     assert proxy.m.rss_kb() - rss0 < 16 * 1024
     assert proxy.served(transport)
 
+
+# ---- a legitimate header block split into CONTINUATIONs at every read ----
+
+def _send_slowly(c, data, pause):
+    for i in range(len(data)):
+        c.send(data[i:i + 1])
+        time.sleep(pause)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_continuations_split_at_every_read_served(proxy, transport):
+    """A header block of normal size in HEADERS + 8 CONTINUATIONs (the most
+    a block may have) whose frame headers arrive byte by byte, each byte its
+    own read: served. Debian's nghttp2 1.52.0-1+deb12u3 counts a
+    CONTINUATION once per read that holds part of its frame header, which
+    would cut this client off; meridian hands nghttp2 whole frame headers."""
+    c = proxy.conn(transport)
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    scheme = "https" if transport == "tls" else "http"
+    block = c.header_block([(":method", "GET"), (":scheme", scheme), (":path", "/echo"), (":authority", "test")] +
+                           [("x-h%d" % i, "value-%d" % i * 3) for i in range(12)])
+    parts = [block[i * len(block) // 9:(i + 1) * len(block) // 9] for i in range(9)]
+    for i, part in enumerate(parts):
+        ftype = HEADERS if i == 0 else CONTINUATION
+        flags = (END_STREAM if i == 0 else 0) | (END_HEADERS if i == 8 else 0)
+        f = frame(ftype, flags, 1, part)
+        _send_slowly(c, f[:9], 0.005)  # the frame header, one read per byte
+        time.sleep(0.005)
+        c.send(f[9:])
+        time.sleep(0.005)
+    status, _, body = c.response(1, timeout=10.0 * SLOW)
+    assert status == 200
+    assert b"x-h11" in body.lower()
+    # and a normal request on the same connection afterwards
+    c.request(3, scheme=scheme)
+    assert c.response(3)[0] == 200
+    c.close()
+    assert proxy.served(transport)
