@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""Memory per idle TLS HTTP/2 connection, for bench/run_h2.sh.
+"""Memory per idle TLS HTTP/2 connection, for bench/run_h2.sh (--h2c: per idle h2c connection).
 
 Reads VmRSS of the given processes (summed), opens COUNT TLS 1.3 connections
-to 127.0.0.1:PORT that negotiate h2 by ALPN, sends one GET / on each (client
+to 127.0.0.1:PORT that negotiate h2 by ALPN (with --h2c: plaintext
+connections with the HTTP/2 preface, prior knowledge), sends one GET / on each (client
 preface, SETTINGS, HEADERS with END_STREAM; the python3-h2 package frames it),
 reads the whole response, acknowledges the server's SETTINGS, then keeps every
 socket open and idle. It waits for the server to settle, reads VmRSS again and
@@ -42,13 +43,17 @@ class Conn:
     """One TLS h2 connection with one finished GET."""
 
     def __init__(self, ctx, port, source):
-        self.s = ctx.wrap_socket(connect(port, source), server_hostname="localhost")
-        if self.s.selected_alpn_protocol() != "h2":
-            raise RuntimeError(f"ALPN selected {self.s.selected_alpn_protocol()!r}, not h2")
+        if ctx is None:  # h2c
+            self.s = connect(port, source)
+        else:
+            self.s = ctx.wrap_socket(connect(port, source), server_hostname="localhost")
+            if self.s.selected_alpn_protocol() != "h2":
+                raise RuntimeError(f"ALPN selected {self.s.selected_alpn_protocol()!r}, not h2")
         self.h2 = h2.connection.H2Connection(
             config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
         self.h2.initiate_connection()
-        self.h2.send_headers(1, [(":method", "GET"), (":path", "/"), (":scheme", "https"),
+        self.h2.send_headers(1, [(":method", "GET"), (":path", "/"),
+                                 (":scheme", "http" if ctx is None else "https"),
                                  (":authority", f"127.0.0.1:{port}")], end_stream=True)
         self.s.sendall(self.h2.data_to_send())
         self.status = None
@@ -99,9 +104,10 @@ def main():
                     help="process whose VmRSS counts; repeat to sum several")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--settle", type=float, default=1.0)
+    ap.add_argument("--h2c", action="store_true", help="plaintext HTTP/2 (prior knowledge) instead of TLS")
     a = ap.parse_args()
 
-    ctx = tls_context()
+    ctx = None if a.h2c else tls_context()
     nsources = max(1, -(-a.count // PORTS_PER_SOURCE))
     sources = [f"127.0.0.{i + 1}" for i in range(nsources)]
 
@@ -127,7 +133,7 @@ def main():
     for c in conns:
         c.s.close()
     if bad or closed:
-        print(f"idle_tls_h2: {bad} error responses, {closed} connections closed by the server",
+        print(f"idle_tls_h2{' --h2c' if a.h2c else ''}: {bad} error responses, {closed} connections closed by the server",
               file=sys.stderr)
     per_conn = (after - before) * 1024 / a.count
     print(f"rss_before_kb={before} rss_after_kb={after} conns={a.count - closed} "

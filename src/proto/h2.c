@@ -12,14 +12,16 @@
  * the client's window and the socket let them out; out_pending reports them
  * so that the proxy stops reading the upstream.
  *
+ * Split by concern: responses and the request ops in h2_resp.c, nghttp2's
+ * memory and the idle trim in h2_mem.c, frame scanning, stream id checks and
+ * the flood bound in h2_guard.c; the shared state is in h2-int.h.
+ *
  * Reentrancy: nghttp2 is driven (mem_recv / mem_send) only from this file's
  * stream and deferred-event callbacks. Callbacks from proxy.c only submit to
  * the session and schedule the deferred event; requests of closed streams
  * are freed from that event, never inside a proxy or nghttp2 callback.
  */
-#include <malloc.h>
 #include <pthread.h>
-#include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,7 @@
 #include "meridian/clock.h"
 #include "meridian/common.h"
 #include "meridian/h2.h"
+#include "meridian/h2-int.h"
 #include "meridian/headers.h"
 #include "meridian/log.h"
 #include "meridian/metrics.h"
@@ -40,246 +43,15 @@
 #define CONN_WINDOW (1024 * 1024)  /* connection receive window */
 #define MAX_STREAMS 128
 #define OUT_HIGH (256 * 1024) /* stop producing frames above this much unsent output */
-#define RESP_LOW (64 * 1024)  /* resume the upstream below this much buffered response */
-#define RESP_HIGH (256 * 1024)
 #define BODY_CHUNK (64 * 1024)
-#define CHEAP_FRAMES_PER_S 1000 /* PING/SETTINGS/PRIORITY/empty DATA/unknown: flood bound */
 
-/* ---- state ---- */
-
-/* one request stream; owned by its connection (h->streams list) */
-struct h2s {
-    struct mrd_h2_conn *h;
-    struct h2s *next, *prev; /* h->streams */
-    struct h2s *rnext;       /* h->reap: closed, to free */
-    int32_t id;
-    struct mrd_req *req;       /* NULL once answered locally or freed */
-    struct mrd_buf hb;         /* header names and values, back to back */
-    struct hfield {
-        size_t name_off, name_len, value_off, value_len;
-    } *hf;
-    size_t n_hf, cap_hf, hdr_bytes;
-    struct evbuffer *resp;    /* response body waiting for DATA frames */
-    struct mrd_buf trailer_buf; /* response trailer fields, lowercase names, back to back */
-    nghttp2_nv *trailer_nv;
-    size_t n_trailers;
-    struct evbuffer *body_in; /* request body held while the proxy is paused */
-    uint64_t body_total;
-    size_t unconsumed; /* bytes in body_in, not yet given back to the windows */
-    unsigned closed : 1, in_done : 1, body_end_sent : 1, body_paused : 1, resp_submitted : 1, resp_eof : 1,
-        deferred : 1, upstream_paused : 1, hdr_too_big : 1, discard : 1, req_done : 1;
-};
-
-struct mrd_h2_conn { /* packed by hand: one per idle TLS h2 connection */
-    struct mrd_worker *w;
-    struct mrd_gen *gen; /* one ref */
-    struct mrd_stream *s;
-    nghttp2_session *ng;
-    struct mrd_h2_conn *next, *prev; /* per-worker list (shutdown) */
-    struct h2s *streams;
-    struct h2s *reap;
-    /* nghttp2 forgets closed streams (no_closed_streams: an idle connection
-     * then holds no stream state). One bit per recent client stream id,
-     * (id >> 1) & 127, for ids in (last_sid - 256, last_sid]: set when we
-     * sent RST_STREAM on it, whose late frames must be ignored (RFC 9113
-     * 5.4.2); a frame on any other closed stream there is STREAM_CLOSED. */
-    uint64_t rst_sent[2];
-    /* one event for two jobs: activated with EV_READ for deferred work,
-     * added with a timeout to trim an idle connection's buffers */
-    struct event defer_ev;
-    /* nghttp2's page-sized and larger blocks, mapped on their own so that
-     * an idle connection can hand their pages back (see trim) */
-    void *big_p[3];
-    uint32_t big_len[3];
-    struct mrd_ip peer;
-    char client_ip[MRD_IP_STRLEN];
-    uint8_t scan_hdr[9];
-    uint8_t scan_have;
-    uint8_t n_gaps;
-    uint16_t cheap_frames;
-    unsigned n_streams;
-    int32_t last_sid;   /* highest client stream id seen in a HEADERS frame */
-    int32_t gaps[3][2]; /* odd ids skipped below it (RFC 9113 5.1.1), oldest dropped */
-    /* frame boundaries in the input (scan_hdr, scan_have above), to check a
-     * frame's stream against nghttp2's state as of the frames before it
-     * (nghttp2 says nothing of frames it ignores on streams it forgot) */
-    uint32_t scan_skip;   /* bytes before the next frame header */
-    int32_t scan_max_sid; /* highest HEADERS stream id the scan has passed */
-    uint32_t cheap_window_ms; /* low 32 bits of the clock, compared wrap-safe */
-    uint32_t conn_unconsumed; /* connection-level bytes to give back (closed streams) */
-    unsigned tls : 1, in_flush : 1, in_recv : 1, goaway : 1, closing : 1, lingering : 1, dead : 1,
-        need_resume : 1, need_body : 1, big_dirty : 1;
-};
-
-/* ---- memory for nghttp2: large blocks apart, returned to the kernel when idle ---- */
-
-#define BIG_ALLOC 4096 /* nghttp2's stream map table is exactly one page */
-#define SCRATCH_ALLOC 8192 /* at least this: nghttp2's frame buffers */
-#define TRIM_AFTER_MS 1000
-
-static int
-big_find(struct mrd_h2_conn *h, void *p)
-{
-    for (int i = 0; i < (int)MRD_ARRAY_LEN(h->big_p); i++)
-        if (h->big_p[i] == p && p != NULL)
-            return i;
-    return -1;
-}
-
-/* a mapping of len bytes: one the worker kept from a closed connection
- * (cleared when zero is asked), else a fresh one (zero already) */
-static void *
-block_get(struct mrd_worker *w, size_t len, int zero)
-{
-    for (unsigned i = 0; i < w->n_h2_blocks; i++) {
-        if (w->h2_blocks[i].len != len)
-            continue;
-        void *p = w->h2_blocks[i].p;
-        w->h2_blocks[i] = w->h2_blocks[--w->n_h2_blocks];
-        if (zero)
-            memset(p, 0, len);
-        return p;
-    }
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
-
-/* keep a closed connection's mapping for the next one (no munmap, no page
- * faults on the next connection), up to a few per worker */
-static void
-block_put(struct mrd_worker *w, void *p, size_t len)
-{
-    if ((int)w->n_h2_blocks < (MRD_POOL_MAX ? (int)MRD_ARRAY_LEN(w->h2_blocks) : 0)) {
-        w->h2_blocks[w->n_h2_blocks].p = p;
-        w->h2_blocks[w->n_h2_blocks].len = len;
-        w->n_h2_blocks++;
-        return;
-    }
-    munmap(p, len);
-}
-
-void
-mrd_h2_blocks_dispose(struct mrd_worker *w)
-{
-    while (w->n_h2_blocks > 0) {
-        w->n_h2_blocks--;
-        munmap(w->h2_blocks[w->n_h2_blocks].p, w->h2_blocks[w->n_h2_blocks].len);
-    }
-}
-
-static void *
-big_alloc(struct mrd_h2_conn *h, size_t size, int zero)
-{
-    for (size_t i = 0; i < MRD_ARRAY_LEN(h->big_p); i++) {
-        if (h->big_p[i] != NULL)
-            continue;
-        size_t len = (size + 4095) & ~(size_t)4095;
-        void *p = block_get(h->w, len, zero);
-        if (p == NULL)
-            return NULL;
-        h->big_p[i] = p;
-        h->big_len[i] = (uint32_t)len;
-        return p;
-    }
-    return NULL;
-}
-
-static void *
-ng_malloc(size_t size, void *ud)
-{
-    void *p = size >= BIG_ALLOC ? big_alloc(ud, size, 0) : NULL;
-    return p != NULL ? p : malloc(size);
-}
-
-static void
-ng_free(void *p, void *ud)
-{
-    struct mrd_h2_conn *h = ud;
-    int i = big_find(h, p);
-
-    if (i < 0) {
-        free(p);
-        return;
-    }
-    block_put(h->w, h->big_p[i], h->big_len[i]);
-    h->big_p[i] = NULL;
-}
-
-static void *
-ng_calloc(size_t n, size_t size, void *ud)
-{
-    void *p = (n && size <= SIZE_MAX / n && n * size >= BIG_ALLOC) ? big_alloc(ud, n * size, 1) : NULL;
-    return p != NULL ? p : calloc(n, size);
-}
-
-static void *
-ng_realloc(void *p, size_t size, void *ud)
-{
-    struct mrd_h2_conn *h = ud;
-    int i = big_find(h, p);
-    void *q;
-    size_t old;
-
-    if (i < 0 && size < BIG_ALLOC)
-        return realloc(p, size);
-    old = i >= 0 ? h->big_len[i] : (p != NULL ? malloc_usable_size(p) : 0);
-    q = ng_malloc(size, ud);
-    if (q == NULL)
-        return NULL;
-    if (p != NULL) {
-        memcpy(q, p, MRD_MIN(old, size));
-        ng_free(p, ud);
-    }
-    return q;
-}
-
-/* an idle connection's frame buffer holds nothing: give its pages back
- * (they come back zeroed on the next frame) */
-static void
-trim(struct mrd_h2_conn *h)
-{
-    if (h->n_streams != 0 || nghttp2_session_want_write(h->ng) || !h->big_dirty)
-        return;
-    for (size_t i = 0; i < MRD_ARRAY_LEN(h->big_p); i++) {
-        unsigned char *p = h->big_p[i];
-        if (p == NULL)
-            continue;
-        if (h->big_len[i] >= SCRATCH_ALLOC) {
-            madvise(p, h->big_len[i], MADV_DONTNEED);
-            continue;
-        }
-        /* other blocks hold state (the stream map): only pages that are all
-         * zeros go, which a dropped page reads back as, so nothing changes */
-        for (size_t off = 0; off < h->big_len[i]; off += 4096) {
-            size_t k = 0;
-            while (k < 4096 && p[off + k] == 0)
-                k++;
-            if (k == 4096)
-                madvise(p + off, 4096, MADV_DONTNEED);
-        }
-    }
-    h->big_dirty = 0;
-}
-
-static const struct mrd_config *
-conf(struct mrd_h2_conn *h)
-{
-    return h->gen->conf;
-}
+static void flush(struct mrd_h2_conn *h);
+static void conn_free(struct mrd_h2_conn *h);
 
 static uint32_t
 ms32(uint64_t ms)
 {
     return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
-}
-
-static void flush(struct mrd_h2_conn *h);
-static void conn_free(struct mrd_h2_conn *h);
-
-static void
-schedule(struct mrd_h2_conn *h)
-{
-    event_active(&h->defer_ev, EV_READ, 0);
 }
 
 /* ---- streams ---- */
@@ -382,318 +154,6 @@ consume(struct mrd_h2_conn *h, struct h2s *st, size_t n)
         nghttp2_session_consume_connection(h->ng, n);
 }
 
-/* ---- responses ---- */
-
-static ssize_t
-data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
-          nghttp2_data_source *src, void *arg)
-{
-    struct h2s *st = src->ptr;
-    size_t avail = evbuffer_get_length(st->resp);
-    int n;
-
-    if (avail == 0) {
-        if (st->resp_eof) {
-            *flags |= NGHTTP2_DATA_FLAG_EOF;
-            /* trailers end the stream instead of this DATA frame */
-            if (st->n_trailers && nghttp2_submit_trailer(ng, id, st->trailer_nv, st->n_trailers) == 0)
-                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-            return 0;
-        }
-        st->deferred = 1;
-        return NGHTTP2_ERR_DEFERRED;
-    }
-    n = evbuffer_remove(st->resp, buf, MRD_MIN(avail, length));
-    if (n < 0)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    if ((size_t)n == avail && st->resp_eof) {
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (st->n_trailers && nghttp2_submit_trailer(ng, id, st->trailer_nv, st->n_trailers) == 0)
-            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-    }
-    if (st->upstream_paused && avail - (size_t)n <= RESP_LOW)
-        st->h->need_resume = 1;
-    return n;
-}
-
-static void
-resume_data(struct h2s *st)
-{
-    if (st->deferred && !st->closed) {
-        st->deferred = 0;
-        nghttp2_session_resume_data(st->h->ng, st->id);
-    }
-    schedule(st->h);
-}
-
-static void
-nv_add(nghttp2_nv *nv, size_t *n, const char *name, size_t name_len, const char *value, size_t value_len)
-{
-    nv[*n] = (nghttp2_nv){(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, name_len, value_len,
-                          NGHTTP2_NV_FLAG_NONE};
-    (*n)++;
-}
-
-/* a response the proxy makes itself: status, extra "Name: value\r\n" lines,
- * a short text body */
-static void
-local_response(struct h2s *st, int status, const char *detail, const char *extra)
-{
-    struct mrd_h2_conn *h = st->h;
-    nghttp2_nv nv[16];
-    size_t n = 0;
-    char code[8], len[24], lower[16][64];
-    char body[256];
-    int blen;
-    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
-
-    if (st->resp_submitted || st->closed)
-        return;
-    blen = snprintf(body, sizeof(body), "%d %s%s%s\n", status, mrd_status_reason(status), detail ? ": " : "",
-                    detail ? detail : "");
-    if (blen < 0 || (size_t)blen >= sizeof(body))
-        blen = (int)strlen(body);
-    mrd_status_digits(code, status);
-    snprintf(len, sizeof(len), "%d", blen);
-    nv_add(nv, &n, ":status", 7, code, 3);
-    nv_add(nv, &n, "content-type", 12, "text/plain", 10);
-    nv_add(nv, &n, "content-length", 14, len, strlen(len));
-    for (const char *p = extra; p != NULL && *p != '\0' && n < MRD_ARRAY_LEN(nv);) {
-        const char *eol = strstr(p, "\r\n"), *colon = strchr(p, ':');
-        if (eol == NULL || colon == NULL || colon > eol)
-            break;
-        size_t nl = (size_t)(colon - p);
-        const char *v = colon + 1;
-        while (v < eol && *v == ' ')
-            v++;
-        if (nl < sizeof(lower[0])) {
-            for (size_t i = 0; i < nl; i++)
-                lower[n][i] = (char)((p[i] >= 'A' && p[i] <= 'Z') ? p[i] + 32 : p[i]);
-            nv_add(nv, &n, lower[n], nl, v, (size_t)(eol - v));
-        }
-        p = eol + 2;
-    }
-    evbuffer_add(st->resp, body, (size_t)blen);
-    st->resp_eof = 1;
-    st->resp_submitted = 1;
-    if (nghttp2_submit_response(h->ng, st->id, nv, n, &prd) != 0)
-        nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
-    schedule(h);
-}
-
-/* answer locally and drop the request (not from inside a proxy callback) */
-static void
-reject(struct h2s *st, int status, const char *detail)
-{
-    if (st->req != NULL) {
-        mrd_req_free(st->req);
-        st->req = NULL;
-    }
-    st->discard = 1;
-    local_response(st, status, detail, NULL);
-}
-
-/* ---- mrd_req_ops ---- */
-
-static void
-r_on_head(struct mrd_req *req, const struct mrd_h1_msg *resp, int status)
-{
-    struct h2s *st = mrd_req_ctx(req);
-    struct mrd_h2_conn *h = st->h;
-    const char *region = conf(h)->response_header_region ? mrd_req_region(req) : NULL;
-    nghttp2_nv *nv, nv_stack[64];
-    struct mrd_buf *b = &h->w->scratch;
-    size_t n = 0, *offs, offs_stack[64];
-    char code[4], clen[24];
-    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
-    int body;
-
-    if (st->closed)
-        return;
-    st->resp_submitted = 1;
-    if (resp->num_headers + 6 <= MRD_ARRAY_LEN(nv_stack)) {
-        nv = nv_stack;
-        offs = offs_stack;
-    } else {
-        nv = mrd_xcalloc(resp->num_headers + 6, sizeof(*nv));
-        offs = mrd_xcalloc(resp->num_headers + 1, sizeof(*offs));
-    }
-    mrd_status_digits(code, status);
-    nv_add(nv, &n, ":status", 7, code, 3);
-    /* lowercase names go to the scratch buffer; pointers are set once it
-     * stops growing */
-    b->len = 0;
-    size_t first = n;
-    for (size_t i = 0; i < resp->num_headers; i++) {
-        const struct mrd_h1_header *f = &resp->headers[i];
-        if (mrd_strieq(f->name, f->name_len, "content-length") || mrd_strieq(f->name, f->name_len, "via") ||
-            (region != NULL && mrd_strieq(f->name, f->name_len, "x-meridian-region")) ||
-            mrd_hdr_is_hop_by_hop(resp->headers, resp->num_headers, f->name, f->name_len))
-            continue;
-        offs[n - first] = b->len;
-        mrd_buf_reserve(b, f->name_len);
-        for (size_t j = 0; j < f->name_len; j++)
-            b->p[b->len + j] = (char)((f->name[j] >= 'A' && f->name[j] <= 'Z') ? f->name[j] + 32 : f->name[j]);
-        b->len += f->name_len;
-        nv_add(nv, &n, NULL, f->name_len, f->value, f->value_len);
-    }
-    for (size_t i = first; i < n; i++)
-        nv[i].name = (uint8_t *)b->p + offs[i - first];
-    /* a known length is kept (also for HEAD and 304, which announce it) */
-    if (resp->body == MRD_H1_BODY_LENGTH) {
-        size_t k = mrd_u64_dec(clen, resp->content_length);
-        nv_add(nv, &n, "content-length", 14, clen, k);
-    } else if (resp->body == MRD_H1_BODY_NONE && status != 204 && status != 304) {
-        const struct mrd_h1_header *cl = mrd_h1_find(resp, "content-length");
-        if (cl != NULL)
-            nv_add(nv, &n, "content-length", 14, cl->value, cl->value_len);
-    }
-    if (region != NULL)
-        nv_add(nv, &n, "x-meridian-region", 17, region, strlen(region));
-    /* Via names the protocol the response was received with: HTTP/1.1 from
-     * the upstream, as on the HTTP/1 side */
-    nv_add(nv, &n, "via", 3, MRD_VIA_TOKEN, sizeof(MRD_VIA_TOKEN) - 1);
-    body = resp->body != MRD_H1_BODY_NONE;
-    if (!body)
-        st->resp_eof = 1;
-    if (nghttp2_submit_response(h->ng, st->id, nv, n, body ? &prd : NULL) != 0)
-        nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
-    if (nv != nv_stack) {
-        free(nv);
-        free(offs);
-    }
-    schedule(h);
-}
-
-static void
-r_on_body(struct mrd_req *req, struct evbuffer *src, size_t n)
-{
-    struct h2s *st = mrd_req_ctx(req);
-
-    if (st->closed || st->resp_eof) {
-        evbuffer_drain(src, n);
-        return;
-    }
-    evbuffer_remove_buffer(src, st->resp, n);
-    if (evbuffer_get_length(st->resp) > RESP_HIGH)
-        st->upstream_paused = 1; /* the proxy pauses itself on out_pending */
-    resume_data(st);
-}
-
-struct keep_ctx {
-    struct h2s *st;
-    size_t *offs; /* per field: name offset, name length, value offset, value length in trailer_buf */
-    size_t n;
-};
-
-static void
-keep_field(void *arg, const char *name, size_t nl, const char *value, size_t vl)
-{
-    struct keep_ctx *k = arg;
-    struct mrd_buf *b = &k->st->trailer_buf;
-
-    k->offs[k->n * 4] = b->len;
-    k->offs[k->n * 4 + 1] = nl;
-    mrd_buf_reserve(b, nl);
-    for (size_t i = 0; i < nl; i++) /* HTTP/2 field names are lowercase */
-        b->p[b->len + i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
-    b->len += nl;
-    k->offs[k->n * 4 + 2] = b->len;
-    k->offs[k->n * 4 + 3] = vl;
-    mrd_buf_add(b, value, vl);
-    k->n++;
-}
-
-/* keep the upstream's trailer fields (HTTP/1 lines) as HTTP/2 name/value
- * pairs with lowercase names (proxy.c kept only the fields that may travel) */
-static void
-keep_trailers(struct h2s *st, struct evbuffer *t)
-{
-    size_t len = evbuffer_get_length(t), max = 0;
-    const char *p = (const char *)evbuffer_pullup(t, -1);
-    struct keep_ctx k = {st, NULL, 0};
-
-    for (size_t i = 0; i < len; i++)
-        max += p[i] == '\n';
-    k.offs = mrd_xcalloc(max * 4 + 1, sizeof(*k.offs));
-    mrd_trailer_section_each(p, len, keep_field, &k);
-    /* pointers only now: trailer_buf has stopped growing */
-    st->trailer_nv = mrd_xcalloc(k.n ? k.n : 1, sizeof(*st->trailer_nv));
-    for (size_t i = 0; i < k.n; i++) {
-        st->trailer_nv[i].name = (uint8_t *)st->trailer_buf.p + k.offs[i * 4];
-        st->trailer_nv[i].namelen = k.offs[i * 4 + 1];
-        st->trailer_nv[i].value = (uint8_t *)st->trailer_buf.p + k.offs[i * 4 + 2];
-        st->trailer_nv[i].valuelen = k.offs[i * 4 + 3];
-        st->trailer_nv[i].flags = NGHTTP2_NV_FLAG_NONE;
-    }
-    st->n_trailers = k.n;
-    free(k.offs);
-}
-
-static void
-r_on_end(struct mrd_req *req)
-{
-    struct h2s *st = mrd_req_ctx(req);
-    struct evbuffer *t = mrd_req_trailers(req);
-
-    if (t != NULL && st->trailer_nv == NULL)
-        keep_trailers(st, t);
-    st->resp_eof = 1;
-    st->req_done = 1;
-    resume_data(st);
-}
-
-static void
-r_on_error(struct mrd_req *req, int status, const char *detail, const char *extra)
-{
-    struct h2s *st = mrd_req_ctx(req);
-    struct mrd_h2_conn *h = st->h;
-
-    st->req_done = 1;
-    if (st->closed)
-        return;
-    if (status == 0 || st->resp_submitted) {
-        mrd_log(MRD_LOG_INFO, "%s: h2 stream %d: response aborted: %s", h->client_ip, (int)st->id,
-                detail ? detail : "");
-        nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
-        schedule(h);
-        return;
-    }
-    if (status == 503 && extra == NULL)
-        extra = "Retry-After: 1\r\n";
-    st->discard = 1; /* the rest of the request body has nowhere to go */
-    local_response(st, status, detail, extra);
-}
-
-static void
-r_pause_body(struct mrd_req *req, int pause)
-{
-    struct h2s *st = mrd_req_ctx(req);
-
-    st->body_paused = pause != 0;
-    if (!pause && evbuffer_get_length(st->body_in) > 0) {
-        st->h->need_body = 1;
-        schedule(st->h);
-    }
-}
-
-static size_t
-r_out_pending(struct mrd_req *req)
-{
-    struct h2s *st = mrd_req_ctx(req);
-
-    return evbuffer_get_length(st->resp);
-}
-
-static const struct mrd_req_ops h2_ops = {
-    .on_head = r_on_head,
-    .on_body = r_on_body,
-    .on_end = r_on_end,
-    .on_error = r_on_error,
-    .pause_body = r_pause_body,
-    .out_pending = r_out_pending,
-};
-
 /* ---- requests ---- */
 
 static void
@@ -739,7 +199,7 @@ start_request(struct h2s *st, int end_stream)
 
     st->in_done = end_stream != 0;
     if (st->hdr_too_big) {
-        reject(st, 431, "request header fields too large");
+        mrd_h2_reject(st, 431, "request header fields too large");
         return;
     }
     hdrs = st->n_hf + 2 <= MRD_ARRAY_LEN(stack_hdrs) ? stack_hdrs : mrd_xcalloc(st->n_hf + 2, sizeof(*hdrs));
@@ -767,7 +227,7 @@ start_request(struct h2s *st, int end_stream)
                 if (hdrs != stack_hdrs)
                     free(hdrs);
                 mrd_buf_dispose(&cookie);
-                reject(st, 400, "invalid Host");
+                mrd_h2_reject(st, 400, "invalid Host");
                 return;
             }
             has_host = 1;
@@ -784,7 +244,7 @@ start_request(struct h2s *st, int end_stream)
             if (hdrs != stack_hdrs)
                 free(hdrs);
             mrd_buf_dispose(&cookie);
-            reject(st, 400, "invalid :authority");
+            mrd_h2_reject(st, 400, "invalid :authority");
             return;
         }
         hdrs[n++] = (struct mrd_h1_header){"host", 4, authority, authority_len};
@@ -795,14 +255,14 @@ start_request(struct h2s *st, int end_stream)
         if (hdrs != stack_hdrs)
             free(hdrs);
         mrd_buf_dispose(&cookie);
-        reject(st, 405, "CONNECT is not supported");
+        mrd_h2_reject(st, 405, "CONNECT is not supported");
         return;
     }
     if (has_cl && cl > conf(h)->limits.max_body_bytes) {
         if (hdrs != stack_hdrs)
             free(hdrs);
         mrd_buf_dispose(&cookie);
-        reject(st, 413, "request body too large");
+        mrd_h2_reject(st, 413, "request body too large");
         return;
     }
     info = (struct mrd_req_info){
@@ -822,7 +282,7 @@ start_request(struct h2s *st, int end_stream)
     };
     if (info.body == MRD_H1_BODY_LENGTH && cl == 0)
         info.body = MRD_H1_BODY_NONE; /* an empty DATA with END_STREAM follows */
-    st->req = mrd_req_new(h->w, &h2_ops, st);
+    st->req = mrd_req_new(h->w, &mrd_h2_req_ops, st);
     mrd_metrics_h2_stream();
     status = mrd_req_start(st->req, &info, &detail, &extra);
     if (hdrs != stack_hdrs)
@@ -840,7 +300,7 @@ start_request(struct h2s *st, int end_stream)
         st->cap_hf = 0;
     }
     if (status != 0) {
-        r_on_error(st->req, status, detail, extra);
+        mrd_h2_r_on_error(st->req, status, detail, extra);
         mrd_req_free(st->req);
         st->req = NULL;
         return;
@@ -921,7 +381,7 @@ on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *dat
         evbuffer_drain(st->body_in, st->unconsumed);
         st->unconsumed = 0;
         if (!st->resp_submitted) {
-            reject(st, 413, "request body too large");
+            mrd_h2_reject(st, 413, "request body too large");
         } else {
             mrd_req_free(st->req);
             st->req = NULL;
@@ -976,63 +436,13 @@ on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *arg)
     return 0;
 }
 
-/* an odd id below last_sid that no HEADERS opened (RFC 9113 5.1.1) */
-static int
-in_gap(const struct mrd_h2_conn *h, int32_t id)
-{
-    for (unsigned i = 0; i < h->n_gaps; i++)
-        if (id >= h->gaps[i][0] && id <= h->gaps[i][1])
-            return 1;
-    return 0;
-}
-
-static unsigned
-rst_slot(int32_t id)
-{
-    return ((uint32_t)id >> 1) & 127;
-}
-
-/* the slots of the ids entering the window (above last_sid, up to id) start clear */
-static void
-rst_window_advance(struct mrd_h2_conn *h, int32_t id)
-{
-    if ((int64_t)id - h->last_sid >= 2 * 128) {
-        h->rst_sent[0] = h->rst_sent[1] = 0;
-        return;
-    }
-    for (int32_t k = h->last_sid + 2; k <= id; k += 2)
-        h->rst_sent[rst_slot(k) >> 6] &= ~(1ULL << (rst_slot(k) & 63));
-}
-
-static void
-rst_mark(struct mrd_h2_conn *h, int32_t id)
-{
-    if ((id & 1) && id <= h->last_sid && h->last_sid - id < 2 * 128)
-        h->rst_sent[rst_slot(id) >> 6] |= 1ULL << (rst_slot(id) & 63);
-}
-
-/* a client stream that was open and is closed now, not by our RST_STREAM:
- * frames other than PRIORITY, WINDOW_UPDATE and RST_STREAM on it are a
- * STREAM_CLOSED error (RFC 9113 5.1). Beyond the window we cannot tell,
- * and let nghttp2 ignore the frame. */
-static int
-closed_not_by_us(struct mrd_h2_conn *h, int32_t id)
-{
-    if (!(id & 1) || id > h->last_sid || h->last_sid - id >= 2 * 128 ||
-        nghttp2_session_find_stream(h->ng, id) != NULL)
-        return 0;
-    if (in_gap(h, id))
-        return 0; /* never opened: skipped_id's case */
-    return !(h->rst_sent[rst_slot(id) >> 6] & (1ULL << (rst_slot(id) & 63)));
-}
-
 static int
 on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *arg)
 {
     struct h2s *st;
 
     if (frame->hd.type == NGHTTP2_RST_STREAM)
-        rst_mark(arg, frame->hd.stream_id);
+        mrd_h2_rst_mark(arg, frame->hd.stream_id);
     /* RFC 9113 8.1: a complete response before the whole request: ask the
      * client to stop sending without an error */
     if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
@@ -1060,80 +470,6 @@ on_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code, void *arg)
     return 0;
 }
 
-/* RFC 9113 5.1.1: a new stream's id is above every earlier one. nghttp2
- * ignores HEADERS on a lower id it never saw; that is a PROTOCOL_ERROR.
- * Returns 1 for such an id (an id skipped earlier). */
-static int
-skipped_id(struct mrd_h2_conn *h, int32_t id)
-{
-    if (!(id & 1))
-        return 0; /* nghttp2 rejects even ids itself */
-    if (id > h->last_sid) {
-        rst_window_advance(h, id);
-        if (id > h->last_sid + 2) {
-            if (h->n_gaps == MRD_ARRAY_LEN(h->gaps)) {
-                memmove(h->gaps[0], h->gaps[1], sizeof(h->gaps) - sizeof(h->gaps[0]));
-                h->n_gaps--;
-            }
-            h->gaps[h->n_gaps][0] = h->last_sid + 2;
-            h->gaps[h->n_gaps][1] = id - 2;
-            h->n_gaps++;
-        }
-        h->last_sid = id;
-        return 0;
-    }
-    return in_gap(h, id) && nghttp2_session_find_stream(h->ng, id) == NULL;
-}
-
-/* frames that cost us work but make no progress: bounded per second */
-static int
-on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *arg)
-{
-    struct mrd_h2_conn *h = arg;
-    int cheap;
-
-    switch (hd->type) {
-    case NGHTTP2_PING:
-    case NGHTTP2_SETTINGS:
-    case NGHTTP2_PRIORITY:
-        cheap = 1;
-        break;
-    case NGHTTP2_DATA:
-        cheap = hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM);
-        break;
-    case NGHTTP2_HEADERS:
-        if (skipped_id(h, hd->stream_id)) {
-            nghttp2_session_terminate_session(ng, NGHTTP2_PROTOCOL_ERROR);
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-        }
-        cheap = 0;
-        break;
-    case NGHTTP2_CONTINUATION:
-    case NGHTTP2_RST_STREAM:
-    case NGHTTP2_WINDOW_UPDATE:
-    case NGHTTP2_GOAWAY:
-    case NGHTTP2_PUSH_PROMISE:
-        cheap = 0;
-        break;
-    default:
-        cheap = 1; /* unknown types are ignored, but still read */
-        break;
-    }
-    if (!cheap)
-        return 0;
-    uint32_t now = (uint32_t)mrd_now_ms();
-    if ((uint32_t)(now - h->cheap_window_ms) >= 1000) {
-        h->cheap_window_ms = now;
-        h->cheap_frames = 0;
-    }
-    if (++h->cheap_frames > CHEAP_FRAMES_PER_S) {
-        mrd_log(MRD_LOG_INFO, "%s: h2 control frame flood", h->client_ip);
-        nghttp2_session_terminate_session(ng, NGHTTP2_ENHANCE_YOUR_CALM);
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-    }
-    return 0;
-}
-
 static nghttp2_session_callbacks *cbs; /* shared, read-only once made */
 static pthread_once_t cbs_once = PTHREAD_ONCE_INIT;
 
@@ -1149,7 +485,7 @@ make_callbacks(void)
         nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
         nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-        nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
+        nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, mrd_h2_on_begin_frame);
     }
 }
 
@@ -1174,59 +510,66 @@ arm_timeouts(struct mrd_h2_conn *h)
     mrd_stream_set_timeouts(h->s, h->n_streams == 0 ? idle : 0, idle);
 }
 
-static int32_t
-hd_stream_id(const uint8_t *hd)
+/* the GOAWAY code for a fatal result of nghttp2_session_mem_recv/mem_send */
+static uint32_t
+fatal_code(const struct mrd_h2_conn *h, int rv)
 {
-    return (int32_t)(((uint32_t)(hd[5] & 0x7f) << 24) | ((uint32_t)hd[6] << 16) | ((uint32_t)hd[7] << 8) | hd[8]);
-}
-
-/* does the frame with this header need closed_not_by_us()? (a DATA or
- * HEADERS on a stream that was opened before, perhaps earlier in this
- * very input, which nghttp2 has not read yet) */
-static int
-scan_wants_check(const struct mrd_h2_conn *h, const uint8_t *hd)
-{
-    int32_t id = hd_stream_id(hd);
-
-    return (hd[3] == NGHTTP2_DATA || hd[3] == NGHTTP2_HEADERS) && (id & 1) &&
-           (id <= h->last_sid || id <= h->scan_max_sid);
+    switch (rv) {
+    case NGHTTP2_ERR_BAD_CLIENT_MAGIC:
+    case NGHTTP2_ERR_PROTO:
+        return NGHTTP2_PROTOCOL_ERROR;
+    case NGHTTP2_ERR_HEADER_COMP:
+        return NGHTTP2_COMPRESSION_ERROR;
+    case NGHTTP2_ERR_FLOW_CONTROL:
+        return NGHTTP2_FLOW_CONTROL_ERROR;
+    case NGHTTP2_ERR_FLOODED:
+    case NGHTTP2_ERR_TOO_MANY_CONTINUATIONS:
+        return NGHTTP2_ENHANCE_YOUR_CALM;
+    case NGHTTP2_ERR_CALLBACK_FAILURE:
+        return h->cb_error ? h->cb_error : NGHTTP2_INTERNAL_ERROR;
+    default:
+        return NGHTTP2_INTERNAL_ERROR;
+    }
 }
 
 /*
- * How many of the n bytes at p to give nghttp2 now: up to the next frame
- * whose stream must be checked, so that the check sees the state the frames
- * before it left. *bad: that frame is on a stream closed not by us (a
- * connection error STREAM_CLOSED, RFC 9113 5.1).
+ * nghttp2 returned a fatal error (every negative result of mem_recv and
+ * mem_send is one: NGHTTP2_ERR_FATAL and below), after which its API allows
+ * nothing but nghttp2_session_del. So: our own GOAWAY (9-byte frame header,
+ * last stream id, error code) after what is already queued (mem_send hands
+ * out whole frames, so the output ends on a frame boundary), preceded by an
+ * empty SETTINGS if nghttp2 sent nothing yet (the server preface); the
+ * requests are freed (no proxy callback can reach the session again), and
+ * from here only the socket is used: input is dropped, the output drains,
+ * then linger and close. Top level only (not inside nghttp2 or proxy
+ * callbacks).
  */
-static size_t
-scan_input(struct mrd_h2_conn *h, const uint8_t *p, size_t n, int *bad)
+static void
+session_fatal(struct mrd_h2_conn *h, int rv)
 {
-    size_t i = 0;
+    uint32_t code = fatal_code(h, rv), last = h->last_sid > 0 ? (uint32_t)h->last_sid : 0;
+    uint8_t f[9 + 9 + 8] = {0, 0, 0, NGHTTP2_SETTINGS, 0, 0, 0, 0, 0, 0, 0, 8, NGHTTP2_GOAWAY, 0, 0, 0, 0, 0};
 
-    *bad = 0;
-    while (i < n) {
-        if (h->scan_skip > 0) {
-            size_t k = MRD_MIN(h->scan_skip, n - i);
-            h->scan_skip -= (uint32_t)k;
-            i += k;
-            continue;
-        }
-        if (h->scan_have == 0 && i > 0 && n - i >= 9 && scan_wants_check(h, p + i))
-            return i; /* let nghttp2 take what comes before first */
-        while (h->scan_have < 9 && i < n)
-            h->scan_hdr[h->scan_have++] = p[i++];
-        if (h->scan_have < 9)
-            break;
-        h->scan_have = 0;
-        h->scan_skip = ((uint32_t)h->scan_hdr[0] << 16) | ((uint32_t)h->scan_hdr[1] << 8) | h->scan_hdr[2];
-        if (scan_wants_check(h, h->scan_hdr) && closed_not_by_us(h, hd_stream_id(h->scan_hdr))) {
-            *bad = 1;
-            return 0;
-        }
-        if (h->scan_hdr[3] == NGHTTP2_HEADERS && hd_stream_id(h->scan_hdr) > h->scan_max_sid)
-            h->scan_max_sid = hd_stream_id(h->scan_hdr);
+    if (h->broken)
+        return;
+    mrd_log(MRD_LOG_DEBUG, "%s: h2: %s: GOAWAY %u", h->client_ip, nghttp2_strerror(rv), (unsigned)code);
+    h->broken = 1;
+    h->goaway = 1;
+    h->closing = 1;
+    while (h->streams != NULL)
+        stream_free(h->streams); /* mrd_req_free never calls back */
+    h->reap = NULL;
+    for (int i = 0; i < 4; i++) {
+        f[18 + i] = (uint8_t)(last >> (24 - 8 * i));
+        f[22 + i] = (uint8_t)(code >> (24 - 8 * i));
     }
-    return n;
+    if (h->sent_any)
+        mrd_stream_write(h->s, f + 9, sizeof(f) - 9);
+    else
+        mrd_stream_write(h->s, f, sizeof(f));
+    evbuffer_drain(h->s->in, evbuffer_get_length(h->s->in));
+    /* a client that does not read gets the same second as in linger */
+    mrd_stream_set_timeouts(h->s, 1000, 1000);
 }
 
 /* feed received bytes to the session */
@@ -1236,14 +579,19 @@ recv_input(struct mrd_h2_conn *h)
     struct evbuffer *in = h->s->in;
     size_t len;
 
-    if (h->dead || h->lingering)
+    if (h->broken) {
+        evbuffer_drain(in, evbuffer_get_length(in));
         return;
-    h->in_recv = 1;
+    }
+    if (h->lingering)
+        return;
     while ((len = evbuffer_get_length(in)) > 0 && evbuffer_get_length(h->s->out) < OUT_HIGH) {
         size_t n = MRD_MIN(len, 16384);
         const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)n);
         int bad;
-        n = scan_input(h, p, n, &bad);
+        n = mrd_h2_scan_input(h, p, n, &bad);
+        if (n == 0 && !bad)
+            break; /* only part of a frame header is here */
         if (bad) {
             mrd_log(MRD_LOG_DEBUG, "%s: h2: frame on a closed stream", h->client_ip);
             evbuffer_drain(in, len);
@@ -1253,20 +601,15 @@ recv_input(struct mrd_h2_conn *h)
         }
         ssize_t r = nghttp2_session_mem_recv(h->ng, p, n);
         if (r < 0) {
-            mrd_log(MRD_LOG_DEBUG, "%s: h2: %s", h->client_ip, nghttp2_strerror((int)r));
-            evbuffer_drain(in, len);
-            if (r == NGHTTP2_ERR_BAD_CLIENT_MAGIC)
-                nghttp2_session_terminate_session(h->ng, NGHTTP2_PROTOCOL_ERROR);
-            else if (r != NGHTTP2_ERR_CALLBACK_FAILURE)
-                h->dead = r == NGHTTP2_ERR_FLOODED;
-            h->closing = 1;
-            break;
+            session_fatal(h, (int)r);
+            return;
         }
         evbuffer_drain(in, (size_t)r);
+        h->big_dirty = 1; /* HPACK buffers may have been written */
     }
-    h->in_recv = 0;
-    /* output backed up: stop reading until it drains (on_write) */
-    mrd_stream_read(h->s, evbuffer_get_length(in) == 0);
+    /* output backed up: stop reading until it drains (on_write); a partial
+     * frame header left in the input waits for more */
+    mrd_stream_read(h->s, evbuffer_get_length(in) == 0 || evbuffer_get_length(h->s->out) < OUT_HIGH);
 }
 
 /*
@@ -1277,7 +620,7 @@ recv_input(struct mrd_h2_conn *h)
 static void
 flush(struct mrd_h2_conn *h)
 {
-    if (h->in_flush || h->dead)
+    if (h->in_flush || h->broken)
         return;
     h->in_flush = 1;
     for (int rounds = 0; rounds < 64; rounds++) {
@@ -1295,16 +638,16 @@ flush(struct mrd_h2_conn *h)
             const uint8_t *p;
             ssize_t n = nghttp2_session_mem_send(h->ng, &p);
             if (n < 0) {
-                mrd_log(MRD_LOG_DEBUG, "%s: h2 send: %s", h->client_ip, nghttp2_strerror((int)n));
-                h->dead = 1;
+                session_fatal(h, (int)n);
                 break;
             }
             if (n == 0)
                 break;
             h->big_dirty = 1;
+            h->sent_any = 1;
             mrd_stream_write(h->s, p, (size_t)n);
         }
-        if (h->dead || !h->need_resume)
+        if (h->broken || !h->need_resume)
             break;
         /* upstreams paused on a full stream buffer that has drained */
         h->need_resume = 0;
@@ -1320,12 +663,16 @@ flush(struct mrd_h2_conn *h)
         h->reap = st->rnext;
         stream_free(st);
     }
-    if (h->n_streams == 0 && h->big_dirty && !h->dead) {
+    if (h->broken) {
+        h->in_flush = 0;
+        return;
+    }
+    if (h->n_streams == 0 && h->big_dirty) {
         static const struct timeval trim_tv = {TRIM_AFTER_MS / 1000, (TRIM_AFTER_MS % 1000) * 1000};
         event_add(&h->defer_ev, &trim_tv);
     }
     h->in_flush = 0;
-    if (!h->dead && !nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng))
+    if (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng))
         h->closing = 1;
     arm_timeouts(h);
 }
@@ -1347,10 +694,6 @@ linger(struct mrd_h2_conn *h)
 static void
 after(struct mrd_h2_conn *h)
 {
-    if (h->dead) {
-        conn_free(h);
-        return;
-    }
     if (h->closing && !h->lingering && evbuffer_get_length(h->s->out) == 0)
         linger(h);
 }
@@ -1361,7 +704,7 @@ on_defer(evutil_socket_t fd, short what, void *arg)
     struct mrd_h2_conn *h = arg;
 
     if (what & EV_TIMEOUT)
-        trim(h);
+        mrd_h2_trim(h);
     if (!(what & EV_READ))
         return;
     if (!h->lingering && !h->closing && evbuffer_get_length(h->s->in) > 0)
@@ -1474,7 +817,8 @@ mrd_h2_start(struct mrd_worker *w, struct mrd_stream *s, struct mrd_gen *gen, co
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 0);
     nghttp2_option_set_no_closed_streams(opt, 1);
     /* nghttp2 keeps its own copy of the allocator */
-    nghttp2_mem mem = {h, ng_malloc, ng_free, ng_calloc, ng_realloc};
+    nghttp2_mem mem;
+    mrd_h2_mem_init(&mem, h);
     if (nghttp2_session_server_new3(&h->ng, callbacks(), h, opt, &mem) != 0)
         abort();
     nghttp2_option_del(opt);
@@ -1525,7 +869,7 @@ mrd_h2_shutdown_all(struct mrd_worker *w, int force)
 
     for (h = w->h2_conns; h != NULL; h = next) {
         next = h->next;
-        if (force || h->dead) {
+        if (force) {
             conn_free(h);
             continue;
         }
