@@ -10,8 +10,8 @@ updates), each chunk the library hands out sent as it came, the loop run in
 between. fuzz_h1_conn: the integration tests' kinds of requests (pipelined
 GETs, Content-Length and chunked bodies, Expect: 100-continue, a WebSocket
 upgrade, bad requests) with several upstream answers.
-tests/fuzz/regress/ gets the known crashes (not seeds: they fail `make fuzz`
-until fixed).
+Inputs of crashes found and fixed are written as corpus/TARGET/regress-*,
+so that every run replays them.
 """
 import hashlib
 import os
@@ -236,7 +236,7 @@ def main():
         write("fuzz_h2_server", "mk-" + name, data)
     for name, data in h1_seeds().items():
         write("fuzz_h1_conn", "mk-" + name, data)
-    write("fuzz_h2_server", "trim-rcbuf-assert", h2_regress(), "regress")
+    write("fuzz_h2_server", "regress-trim-rcbuf-assert", h2_regress())
 
 
 if __name__ == "__main__":
