@@ -23,8 +23,8 @@
 #include "meridian/gen.h"
 #include "meridian/server.h"
 
-#define RESP_LOW (64 * 1024)  /* resume the upstream below this much buffered response */
-#define RESP_HIGH (256 * 1024)
+#define RESP_LOW MRD_OUT_LOW   /* resume the upstream at this much buffered response */
+#define RESP_HIGH MRD_OUT_HIGH /* the proxy pauses itself above this (server.h) */
 #define TRIM_AFTER_MS 1000 /* an idle connection's blocks are trimmed after this */
 
 /* one request stream; owned by its connection (h->streams list) */

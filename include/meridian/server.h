@@ -105,6 +105,16 @@ void mrd_h2_blocks_dispose(struct mrd_worker *w);
 struct mrd_req;
 struct mrd_h2_conn;
 
+/* Backpressure between the proxy and a downstream, both directions: the
+ * proxy stops reading the upstream while the downstream's out_pending is
+ * above MRD_OUT_HIGH, and a downstream that reports out_pending from a
+ * buffer of its own calls mrd_req_resume once that buffer is at or below
+ * MRD_OUT_LOW (one pair of numbers, so that neither side waits for a
+ * threshold the other never crosses). The request body pauses the client
+ * on the same marks. nginx: 8 x 4-8 KiB proxy buffers. */
+#define MRD_OUT_HIGH (64 * 1024)
+#define MRD_OUT_LOW (16 * 1024)
+
 struct mrd_req_ops {
     /* the final (or 101) response head from the upstream; fields valid during the call */
     void (*on_head)(struct mrd_req *req, const struct mrd_h1_msg *resp, int status);

@@ -21,8 +21,8 @@
 #include "meridian/metrics.h"
 #include "meridian/server.h"
 
-#define HIGH_WATER (64 * 1024) /* pause the producer above this many queued bytes (nginx: 8 x 4-8 KiB proxy buffers) */
-#define LOW_WATER (16 * 1024)
+#define HIGH_WATER MRD_OUT_HIGH /* pause the producer above this many queued bytes (server.h) */
+#define LOW_WATER MRD_OUT_LOW
 #define REPLAY_MAX (64 * 1024) /* body kept to repeat an idempotent request (Envoy keeps 64 KiB too) */
 
 enum rstate {
