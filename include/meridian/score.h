@@ -102,12 +102,14 @@ struct mrd_route_factors {
 
 /*
  * Scores closer than this to the best one are ties, and ties go to the region
- * listed first (SPEC 3.3, with a tolerance). 1e-4 of score is, at the default
- * weights, 0.25 ms of latency EWMA against a 500 ms ceiling (0.2 * 0.25 / 500)
- * or 5 km of distance (0.4 * 5 / 20015.1): below anything that should move
- * traffic, above the jitter of loopback or LAN latencies between requests.
+ * listed first (SPEC 3.3, with a tolerance). 1e-3 of score is, at the default
+ * weights, 2.5 ms of latency EWMA against a 500 ms ceiling (0.2 * 2.5 / 500),
+ * 50 km of distance (0.4 * 50 / 20015.1) or 0.33% of a region's capacity
+ * (0.3 * 0.0033): differences no operator routes by, and about the jitter of
+ * latency EWMAs between requests, which would otherwise move clients of
+ * unknown location (g = 0.5 everywhere) from one region to another.
  */
-#define MRD_ROUTE_TIE_EPSILON 1e-4
+#define MRD_ROUTE_TIE_EPSILON 1e-3
 
 struct mrd_route_out {
     int winner;                     /* first listed eligible region whose score is within

@@ -272,10 +272,10 @@ ties_go_to_first_listed(void **state)
     mrd_route_table_free(t);
 }
 
-/* Scores within MRD_ROUTE_TIE_EPSILON (1e-4) of the best are ties: the first
+/* Scores within MRD_ROUTE_TIE_EPSILON (1e-3) of the best are ties: the first
  * listed of them wins. Three regions at one place, cost 1, a client of
  * unknown location: score = 0.4 * 0.5 + 0.3 * 1 + 0.1 * 1 + 0.2 * l
- * = 0.6 + 0.2 * (1 - L / 500), so 0.1 ms of EWMA is 4e-5 of score. */
+ * = 0.6 + 0.2 * (1 - L / 500), so 1 ms of EWMA is 4e-4 of score. */
 static void
 near_ties_within_epsilon(void **state)
 {
@@ -287,37 +287,37 @@ near_ties_within_epsilon(void **state)
     fx_region("a", 50, 8, 1.0, 0, -1);
     fx_region("b", 50, 8, 1.0, 0, -1);
     fx_region("c", 50, 8, 1.0, 0, -1);
-    /* L 1.0, 0.9, 0.8 ms: scores 0.7996, 0.79964, 0.79968; a is 8e-5 below
+    /* L 10, 9, 8 ms: scores 0.796, 0.7964, 0.7968; a is 8e-4 below
      * the best: a tie, and a is listed first */
-    fx.snap[0] = (struct mrd_region_snap){2, 2, 0, 1, 1.0};
-    fx.snap[1] = (struct mrd_region_snap){2, 2, 0, 1, 0.9};
-    fx.snap[2] = (struct mrd_region_snap){2, 2, 0, 1, 0.8};
+    fx.snap[0] = (struct mrd_region_snap){2, 2, 0, 1, 10.0};
+    fx.snap[1] = (struct mrd_region_snap){2, 2, 0, 1, 9.0};
+    fx.snap[2] = (struct mrd_region_snap){2, 2, 0, 1, 8.0};
     t = decide(nowhere, &out);
-    assert_true(fabs(fx.f[0].score - 0.7996) < 1e-12);
-    assert_true(fabs(fx.f[1].score - 0.79964) < 1e-12);
-    assert_true(fabs(fx.f[2].score - 0.79968) < 1e-12);
+    assert_true(fabs(fx.f[0].score - 0.796) < 1e-12);
+    assert_true(fabs(fx.f[1].score - 0.7964) < 1e-12);
+    assert_true(fabs(fx.f[2].score - 0.7968) < 1e-12);
     assert_int_equal(out.winner, 0);
     assert_int_equal(out.tie, 1);
     mrd_route_table_free(t);
 
-    /* c at 0.6 ms: 0.79976; a is 1.6e-4 and b 1.2e-4 below it: c wins alone */
-    fx.snap[2].latency_ms = 0.6;
+    /* c at 6 ms: 0.7976; a is 1.6e-3 and b 1.2e-3 below it: c wins alone */
+    fx.snap[2].latency_ms = 6.0;
     t = decide(nowhere, &out);
-    assert_true(fabs(fx.f[2].score - 0.79976) < 1e-12);
+    assert_true(fabs(fx.f[2].score - 0.7976) < 1e-12);
     assert_int_equal(out.winner, 2);
     assert_int_equal(out.tie, 0);
     mrd_route_table_free(t);
 
-    /* c at 0.7 ms: 0.79972; b (8e-5 below) ties, a (1.2e-4 below) does not:
+    /* c at 7 ms: 0.7972; b (8e-4 below) ties, a (1.2e-3 below) does not:
      * the first listed of the tied regions is b */
-    fx.snap[2].latency_ms = 0.7;
+    fx.snap[2].latency_ms = 7.0;
     t = decide(nowhere, &out);
     assert_int_equal(out.winner, 1);
     assert_int_equal(out.tie, 1);
     mrd_route_table_free(t);
 
     /* a region that is not eligible neither sets the best score nor ties:
-     * c unhealthy, so b (0.79964) is the best and a (0.7996) is 4e-5 below */
+     * c unhealthy, so b (0.7964) is the best and a (0.796) is 4e-4 below */
     fx.snap[2].healthy = 0;
     fx.snap[2].latency_ms = 0.0;
     t = decide(nowhere, &out);
