@@ -13,13 +13,8 @@
 
 #include "meridian/http1.h"
 
-#define REQUIRE(c)                                                                                             \
-    do {                                                                                                       \
-        if (!(c)) {                                                                                            \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #c);                        \
-            abort();                                                                                           \
-        }                                                                                                      \
-    } while (0)
+#include "fuzz_require.h"
+
 
 static char *
 dup_exact(const uint8_t *in, size_t n)

@@ -14,13 +14,8 @@
 
 #include "meridian/addr.h"
 
-#define REQUIRE(c)                                                                                             \
-    do {                                                                                                       \
-        if (!(c)) {                                                                                            \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #c);                        \
-            abort();                                                                                           \
-        }                                                                                                      \
-    } while (0)
+#include "fuzz_require.h"
+
 
 /* a NUL-terminated exact-size copy (so reading past n is an ASan error) */
 static inline char *
