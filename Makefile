@@ -36,7 +36,8 @@ PYTHON   := /usr/bin/python3
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libnghttp2-dev libmaxminddb-dev libyaml-dev \
             libcmocka-dev python3 python3-pytest python3-h2 curl nghttp2-client openssl prometheus \
-            libmaxmind-db-writer-perl git python3-yaml
+            libmaxmind-db-writer-perl git python3-yaml \
+            nghttp2-server python3-grpcio python3-protobuf
 GEOIP_PKGS := npm
 BENCH_PKGS := wrk haproxy nginx nghttp2-client util-linux
 FUZZ_PKGS  := clang libclang-rt-14-dev

@@ -191,10 +191,12 @@ def test_user_drops_privileges_after_binding(meridian, backend):
         pytest.skip("needs root to change user")
     nobody = pwd.getpwnam("nobody")
     m = meridian.start("user: nobody\n" + simple_config([backend.address]))
+    # the listening sockets accept (kernel backlog) before the ids change:
+    # a served request means the workers run, which is after the switch
+    assert m.request("GET", "/").status == 200
     with open("/proc/%d/status" % m.pid) as f:
         uids = [ln.split()[1:] for ln in f if ln.startswith("Uid:")][0]
     assert all(int(u) == nobody.pw_uid for u in uids), uids
-    assert m.request("GET", "/").status == 200
     bad = m.yaml_text.replace("user: nobody", "user: no-such-user-zz")
     path = m.conf + ".bad"
     with open(path, "w") as f:
