@@ -47,7 +47,9 @@ struct mrd_worker {
     struct mrd_h1_msg msg;     /* reusable parse result (heads are parsed synchronously) */
     struct mrd_route_scratch route_scratch;
     uint64_t rnd_state;
-    unsigned n_conns;          /* open downstream connections */
+    unsigned n_conns;          /* open downstream connections (mrd_worker_conn_opened/closed) */
+    unsigned conns_peak;       /* most open at once since memory was last returned */
+    struct event trim_ev;      /* returns a departed crowd's memory (worker.c) */
     struct mrd_conn *conns;    /* list, for graceful shutdown */
     struct mrd_h2_conn *h2_conns; /* HTTP/2 connections (h2.c) */
     struct evbuffer *h2_body;     /* a request body chunk on its way to the proxy (h2.c) */
@@ -81,6 +83,11 @@ int mrd_worker_start(struct mrd_worker *w);
  * that is not in fds is closed; the rest are new and become the worker's.
  * Posts are applied in order. */
 void mrd_worker_post_gen(struct mrd_worker *w, struct mrd_gen *g, const int *fds, size_t n_fds);
+/* a downstream connection opened / closed on this worker: counts n_conns and,
+ * when a crowd of connections has left, returns their freed buffers to the
+ * kernel a second later (worker.c) */
+void mrd_worker_conn_opened(struct mrd_worker *w);
+void mrd_worker_conn_closed(struct mrd_worker *w);
 /* ask to stop (1: gracefully, 2: now) */
 void mrd_worker_post_stop(struct mrd_worker *w, int how);
 void mrd_worker_dispose(struct mrd_worker *w);

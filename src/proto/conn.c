@@ -89,7 +89,7 @@ conn_free(struct mrd_conn *c)
         c->w->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    c->w->n_conns--;
+    mrd_worker_conn_closed(c->w);
     if (c->deferred) {
         if (c->dprev != NULL)
             c->dprev->dnext = c->dnext;
@@ -838,7 +838,7 @@ mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr 
     if (w->conns != NULL)
         w->conns->prev = c;
     w->conns = c;
-    w->n_conns++;
+    mrd_worker_conn_opened(w);
     atomic_fetch_add(&mrd_connections_active, 1);
     if (ssl != NULL) {
         /* the handshake gets the request_header budget */

@@ -773,7 +773,7 @@ conn_free(struct mrd_h2_conn *h)
         h->w->h2_conns = h->next;
     if (h->next != NULL)
         h->next->prev = h->prev;
-    h->w->n_conns--;
+    mrd_worker_conn_closed(h->w);
     atomic_fetch_sub(&mrd_connections_active, 1);
     mrd_stream_free(h->s);
     mrd_gen_release(h->gen);
@@ -829,7 +829,7 @@ mrd_h2_start(struct mrd_worker *w, struct mrd_stream *s, struct mrd_gen *gen, co
     if (w->h2_conns != NULL)
         w->h2_conns->prev = h;
     w->h2_conns = h;
-    w->n_conns++;
+    mrd_worker_conn_opened(w);
     atomic_fetch_add(&mrd_connections_active, 1);
     s->rhigh = 256 * 1024;
     mrd_stream_setcb(s, on_read, on_write, on_event, h);

@@ -5,6 +5,9 @@
  * posting to its `wake` event: a new configuration generation, or stop.
  */
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <sys/eventfd.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -317,6 +320,57 @@ on_stop_check(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* ---- returning memory after a crowd leaves ----
+ *
+ * Slow readers hold up to the output watermark each; when they go, their
+ * buffers are free. glibc gives the free top of this worker's arena back
+ * by itself once it passes M_TRIM_THRESHOLD (main.c), but free chunks
+ * below live ones stay resident, and so do our own free lists. So, a
+ * second after at least TRIM_MIN_PEAK connections shrank to half, the
+ * worker empties its free lists and calls malloc_trim(0), which returns
+ * the free pages inside the bins (and merges small free chunks); then it
+ * frees a TRIM_NUDGE block it allocates, so that a large free reaches the
+ * arena and lets glibc shrink its top. Public allocator calls only, from
+ * the arena's own thread, never on the request path (HAProxy calls
+ * malloc_trim() the same way when its pools are flushed). */
+#define TRIM_MIN_PEAK 32
+#define TRIM_NUDGE (96 * 1024) /* over glibc's 64 KiB consolidation threshold, under its 128 KiB mmap one */
+
+static void
+on_trim(evutil_socket_t fd, short what, void *arg)
+{
+    struct mrd_worker *w = arg;
+
+    if (w->n_conns > w->conns_peak / 2)
+        return; /* the crowd came back */
+    /* the free lists hold buffers allocated during the crowd */
+    mrd_req_pool_dispose(w);
+    mrd_h2_pool_dispose(w);
+#ifdef __GLIBC__
+    malloc_trim(0);
+    void *volatile nudge = malloc(TRIM_NUDGE);
+    free(nudge);
+#endif
+    w->conns_peak = w->n_conns;
+}
+
+void
+mrd_worker_conn_opened(struct mrd_worker *w)
+{
+    if (++w->n_conns > w->conns_peak)
+        w->conns_peak = w->n_conns;
+}
+
+void
+mrd_worker_conn_closed(struct mrd_worker *w)
+{
+    static const struct timeval later = {1, 0};
+
+    w->n_conns--;
+    if (w->conns_peak >= TRIM_MIN_PEAK && w->n_conns <= w->conns_peak / 2 && !evtimer_pending(&w->trim_ev, NULL))
+        evtimer_add(&w->trim_ev, &later);
+}
+
 static void
 on_defer(evutil_socket_t fd, short what, void *arg)
 {
@@ -400,6 +454,7 @@ mrd_worker_dispose(struct mrd_worker *w)
     event_free(w->accept_ev);
     event_del(&w->wake);
     event_del(&w->defer_ev);
+    event_del(&w->trim_ev);
     mrd_stream_loop_dispose(&w->sloop);
     if (w->h2_body != NULL)
         evbuffer_free(w->h2_body);
@@ -438,6 +493,7 @@ mrd_worker_init(struct mrd_worker *w, unsigned id, struct mrd_gen *g, const int 
     w->rnd_state = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)id << 32) ^ mrd_now_us();
     mrd_stream_loop_init(&w->sloop, w->base);
     event_assign(&w->defer_ev, w->base, -1, 0, on_defer, w);
+    evtimer_assign(&w->trim_ev, w->base, on_trim, w);
     event_assign(&w->wake, w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
     event_add(&w->wake, NULL);
     w->held_fd = -1;
