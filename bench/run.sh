@@ -5,7 +5,9 @@
 # (`make bench` does). Settings come from the environment:
 #   ROUNDS=5 DURATION=10 REQS=100000 CONNS=50 IDLE_CONNS=10000
 #   TARGETS="direct meridian haproxy nginx" (also: meridian-geo, meridian with
-#   full routing: MaxMind lookup, five capped regions, a residency rule)
+#   full routing: MaxMind lookup, five capped regions, a residency rule;
+#   meridian-prev: MERIDIAN_PREV_BIN on meridian's config, to compare two
+#   builds in the same run)
 #   MERIDIAN_BIN=./meridian BACKEND_BIN=./build/mrd-backend KEEP_WORK=0
 #   GEO_DB=build/geo/meridian-test-city.mmdb (the bundled test database, made
 #   here when missing; data/geoip/GeoLite2-City.mmdb after `make geoip`)
@@ -22,6 +24,7 @@ if [ ! -e "$GEO_DB" ] && [ "$GEO_DB" = "$(cd "$(dirname "$0")/.." && pwd)/build/
     make -C "$(dirname "$0")/.." --no-print-directory geodb >/dev/null
 fi
 MERIDIAN_BIN=${MERIDIAN_BIN:-./meridian}
+MERIDIAN_PREV_BIN=${MERIDIAN_PREV_BIN:-}
 BACKEND_BIN=${BACKEND_BIN:-./build/mrd-backend}
 HAPROXY_BIN=${HAPROXY_BIN:-haproxy}
 NGINX_BIN=${NGINX_BIN:-nginx}
@@ -116,13 +119,15 @@ start_proxy() {
     local target=$1 port=$2 tag=$3 pid
     STARTED_PIDS=""
     case $target in
-    meridian | meridian-geo)
-        if [[ ! -x $MERIDIAN_BIN ]]; then
-            log "bench: skipping $target: $MERIDIAN_BIN not found (build it with make)"
+    meridian | meridian-geo | meridian-prev)
+        local bin=$MERIDIAN_BIN tmpl=$target
+        if [[ $target == meridian-prev ]]; then bin=$MERIDIAN_PREV_BIN; tmpl=meridian; fi
+        if [[ ! -x $bin ]]; then
+            log "bench: skipping $target: ${bin:-MERIDIAN_PREV_BIN} not found (build it with make)"
             return 1
         fi
-        render "$BENCH_DIR/$target.yaml.in" "$WORK/$target-$tag.yaml" "$port"
-        "${PIN_SERVER[@]}" "$MERIDIAN_BIN" -c "$WORK/$target-$tag.yaml" \
+        render "$BENCH_DIR/$tmpl.yaml.in" "$WORK/$target-$tag.yaml" "$port"
+        "${PIN_SERVER[@]}" "$bin" -c "$WORK/$target-$tag.yaml" \
             > "$WORK/$target-$tag.log" 2>&1 &
         pid=$!
         PIDS+=("$pid")
@@ -270,7 +275,7 @@ log "bench: backend pid $BACKEND_PID on 127.0.0.1:$BACKEND_PORT; load on CPU 0, 
 log "bench: ROUNDS=$ROUNDS DURATION=${DURATION}s REQS=$REQS CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS nofile=$NOFILE"
 
 ACTIVE=()
-read -r -a ports <<< "$(free_ports 4)"
+read -r -a ports <<< "$(free_ports 6)"
 i=0
 for t in $TARGETS; do
     if [[ $t == direct ]]; then
@@ -370,7 +375,7 @@ table("Memory per idle keep-alive connection (fresh process each round)",
       [("bytes/conn", "mem", ".0f", 12)])
 
 if "meridian" in targets:
-    others = [t for t in ("haproxy", "nginx") if t in targets]
+    others = [t for t in ("haproxy", "nginx", "meridian-prev") if t in targets]
     if others:
         print("\nmeridian relative to the others (< 1 means meridian uses less)")
         for o in others:
