@@ -13,6 +13,7 @@
 
 #include "meridian/common.h"
 #include "meridian/server.h"
+#include "meridian/tls_upstream.h"
 
 #define POOL_MAX_IDLE_PER_UPSTREAM 512
 
@@ -46,7 +47,9 @@ mrd_uconn_free(struct mrd_uconn *uc)
 static void
 on_idle_read(struct mrd_stream *s, void *arg)
 {
-    /* an idle HTTP/1 connection must stay silent: anything here is garbage */
+    /* an idle HTTP/1 connection must stay silent: anything here is garbage.
+     * (With TLS this runs for application data only: a NewSessionTicket
+     * record is consumed by the stream, close_notify is an EOF event.) */
     mrd_uconn_free(arg);
 }
 
@@ -89,13 +92,32 @@ mrd_pool_release(struct mrd_uconn *uc, uint64_t idle_ms)
     mrd_stream_read(uc->s, 1);
 }
 
+/* the client TLS context for st in the worker's current generation (new
+ * connections use the newest CA and certificate files) */
+static struct mrd_uptls *
+uconn_tls(struct mrd_worker *w, struct mrd_upstream_state *st)
+{
+    for (size_t i = 0; w->gen != NULL && i < w->gen->n_regions; i++) {
+        const struct mrd_region *r = &w->gen->regions[i];
+        for (size_t j = 0; r->tls != NULL && j < r->n_ups; j++)
+            if (r->ups[j] == st)
+                return r->tls;
+    }
+    return NULL;
+}
+
 struct mrd_uconn *
 mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t timeout_ms)
 {
     struct mrd_uconn *uc;
+    struct mrd_uptls *tls = NULL;
     evutil_socket_t fd;
     int one = 1;
 
+    /* an upstream the newest generation dropped has no context left: fail
+     * rather than speak plaintext to a TLS port */
+    if (st->tls && (tls = uconn_tls(w, st)) == NULL)
+        return NULL;
     fd = socket(st->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1)
         return NULL;
@@ -110,6 +132,14 @@ mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t 
     if (mrd_stream_connect(uc->s, (struct sockaddr *)&st->addr, st->addrlen) == -1) {
         mrd_uconn_free(uc);
         return NULL;
+    }
+    if (tls != NULL) {
+        SSL *ssl = mrd_uptls_ssl_new(tls, st);
+        if (ssl == NULL) {
+            mrd_uconn_free(uc);
+            return NULL;
+        }
+        mrd_stream_tls_connect(uc->s, ssl);
     }
     atomic_fetch_add(&st->connects, 1);
     return uc;
