@@ -36,6 +36,9 @@ int mrd_uptls_set_alpn(struct mrd_uptls *t, const char *const *protos, size_t n)
 /* a client SSL for a new connection to st: SNI and the verified name from
  * st->tls_name, the cached session when there is one; NULL on failure */
 SSL *mrd_uptls_ssl_new(struct mrd_uptls *t, struct mrd_upstream_state *st);
+/* a client handshake failed (stream.c, before the owner hears of it): log
+ * OpenSSL's reason unless verification or an alert already said why */
+void mrd_uptls_handshake_failed(SSL *ssl);
 /* registry entry going away: drop its cached session */
 void mrd_uptls_state_dispose(struct mrd_upstream_state *st);
 

@@ -16,6 +16,7 @@
 
 #include "meridian/common.h"
 #include "meridian/stream.h"
+#include "meridian/tls_upstream.h"
 
 #define READ_CHUNK MRD_STREAM_READ_CHUNK
 
@@ -220,6 +221,8 @@ do_handshake(struct mrd_stream *s)
             add_write_event(s);
         return;
     default:
+        if (s->tls_client)
+            mrd_uptls_handshake_failed(s->ssl); /* the error log says why */
         fail_stream(s, MRD_STREAM_ERROR | MRD_STREAM_READING);
     }
 }

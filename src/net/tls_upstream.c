@@ -294,6 +294,20 @@ mrd_uptls_ssl_new(struct mrd_uptls *t, struct mrd_upstream_state *st)
 }
 
 void
+mrd_uptls_handshake_failed(SSL *ssl)
+{
+    struct mrd_upstream_state *st = SSL_get_ex_data(ssl, st_idx);
+    unsigned long e = ERR_peek_last_error();
+    const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
+
+    if (st == NULL)
+        return;
+    /* (a verification failure or an alert was logged when it happened; the
+     * pacing keeps that first reason for the minute) */
+    log_failure(st, "%s", r != NULL ? r : "the connection closed during the handshake");
+}
+
+void
 mrd_uptls_state_dispose(struct mrd_upstream_state *st)
 {
     SSL_SESSION_free(st->tls_session);

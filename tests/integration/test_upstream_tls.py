@@ -100,12 +100,17 @@ class TlsUpstream:
 
     def _serve(self, raw):
         raw.settimeout(30)
+        s = self.ctx.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
         try:
-            s = self.ctx.wrap_socket(raw, server_side=True)
+            s.do_handshake()
         except (OSError, ssl.SSLError):
             with self.lock:
                 self.failed += 1
-            raw.close()
+            # let the alert be read before the close: closing with meridian's
+            # unread request (TLS 1.3 sends it before the server's verdict)
+            # resets the connection and may drop the alert
+            time.sleep(0.3)
+            s.close()
             return
         with self.lock:
             self.handshakes += 1
@@ -176,6 +181,8 @@ def uptls_block(ca=None, server_name=None, verify=None, cert=None, min_version=N
         y += "      certificate: {cert: %s, key: %s}\n" % cert
     if min_version:
         y += '      min_version: "%s"\n' % min_version
+    if y.endswith(":\n"):
+        y = y[:-1] + " {}\n"  # all defaults (the system CA store)
     return y + extra
 
 
@@ -428,3 +435,38 @@ def test_config_errors_in_files(tmp_path, pki):
     # all good: valid, and the system store is the default CA
     rc, err = check_t(tmp_path, "    upstream_tls:\n      certificate: {cert: %s, key: %s}\n" % good)
     assert rc == 0, err
+
+
+# ---- upstreams that do not speak TLS properly ----
+
+def test_stalled_handshake_is_a_connect_timeout(meridian, tmp_path):
+    import socket
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)  # accepts (the kernel does) and never answers the ClientHello
+    try:
+        addr = "127.0.0.1:%d" % lsock.getsockname()[1]
+        y = simple_config([addr], extra="timeouts: {connect: 300ms, shutdown: 5s}\n",
+                          region_extra=uptls_block(extra="    retries: 0\n"))
+        m = meridian.start(y)
+        t0 = time.monotonic()
+        r = m.request()
+        elapsed = time.monotonic() - t0
+        assert r.status == 504, (r.status, r.body)
+        assert 0.25 <= elapsed < 2.0 * SLOW, elapsed
+    finally:
+        lsock.close()
+
+
+def test_plaintext_upstream_fails_the_attempt(meridian, pyupstream):
+    def handler(sock, reader, up):
+        sock.recv(4096)  # the ClientHello
+        sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    up = pyupstream.start(handler)
+    m = meridian.start(config([up.address]))
+    r = m.request()
+    assert r.status == 502, (r.status, r.body)
+    assert m.request().status == 502
+    assert wait_for(lambda: failure_lines(m, up), 2 * SLOW), m.stderr()
+    assert "wrong version number" in failure_lines(m, up)[0], failure_lines(m, up)
