@@ -52,8 +52,10 @@ struct mrd_upstream_state {
     int tls;
     int tls_name_ip;       /* tls_name is an IP literal: verified, no SNI */
     char tls_name[256];    /* server_name, else the host of the address */
-    pthread_mutex_t tls_lock;       /* guards the cached session */
+    pthread_mutex_t tls_lock;       /* guards the cached session and tls_ctx_last */
     void *tls_session;              /* SSL_SESSION to resume (tls_upstream.c) */
+    void *tls_ctx_last;             /* SSL_CTX (a reference) of the last connection, for retries
+                                       after a reload dropped its region */
     uint64_t tls_session_ctx;       /* id of the struct mrd_uptls it came from */
     atomic_uint_fast64_t tls_log_ms; /* last handshake failure logged (once a minute) */
     struct mrd_upstream_state *next;

@@ -36,6 +36,11 @@ int mrd_uptls_set_alpn(struct mrd_uptls *t, const char *const *protos, size_t n)
 /* a client SSL for a new connection to st: SNI and the verified name from
  * st->tls_name, the cached session when there is one; NULL on failure */
 SSL *mrd_uptls_ssl_new(struct mrd_uptls *t, struct mrd_upstream_state *st);
+/* the same for a worker's connection: t is the context of st's region in
+ * the worker's current generation, remembered for st; NULL when that
+ * generation no longer lists st (a retry of a request begun before a
+ * reload), and the remembered one serves */
+SSL *mrd_uptls_ssl_upstream(struct mrd_uptls *t, struct mrd_upstream_state *st);
 /* a client handshake failed (stream.c, before the owner hears of it): log
  * OpenSSL's reason unless verification or an alert already said why */
 void mrd_uptls_handshake_failed(SSL *ssl);

@@ -23,6 +23,7 @@
 
 static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
 static int st_idx = -1;  /* SSL ex_data: the struct mrd_upstream_state */
+static int done_idx = -1; /* SSL ex_data: non-NULL once the first handshake completed */
 static int ctx_idx = -1; /* SSL_CTX ex_data: the id of its struct mrd_uptls (the context may outlive it) */
 static atomic_uint_fast64_t next_id = 1;
 
@@ -30,6 +31,7 @@ static void
 idx_init(void)
 {
     st_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    done_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     ctx_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
@@ -103,13 +105,17 @@ verify_cb(int ok, X509_STORE_CTX *xs)
     return 0;
 }
 
-/* fatal alerts either way: what the upstream objected to (no client
- * certificate, protocol version), or what we sent after a local error */
+/* fatal alerts: what the upstream objected to (no client certificate,
+ * protocol version; TLS 1.3 rejects a client certificate after the
+ * client's handshake is done), or what we sent after a local error during
+ * the handshake */
 static void
 info_cb(const SSL *ssl, int where, int ret)
 {
     struct mrd_upstream_state *st;
 
+    if (where & SSL_CB_HANDSHAKE_DONE) /* (SSL_in_init is also true around TLS 1.3 tickets) */
+        SSL_set_ex_data((SSL *)ssl, done_idx, (void *)1);
     if (!(where & SSL_CB_ALERT) || (ret >> 8) != SSL3_AL_FATAL)
         return;
     st = SSL_get_ex_data(ssl, st_idx);
@@ -119,7 +125,7 @@ info_cb(const SSL *ssl, int where, int ret)
         /* (OpenSSL 3.0 has no text for TLS 1.3's certificate_required) */
         log_failure(st, "the upstream sent alert \"%s\"",
                     (ret & 0xff) == 116 ? "certificate required" : SSL_alert_desc_string_long(ret));
-    } else {
+    } else if (SSL_get_ex_data(ssl, done_idx) == NULL) { /* (after it, the owner reports what failed) */
         unsigned long e = ERR_peek_last_error();
         const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
         log_failure(st, "%s (alert \"%s\" sent)", r != NULL ? r : "protocol error", SSL_alert_desc_string_long(ret));
@@ -260,11 +266,12 @@ mrd_uptls_set_alpn(struct mrd_uptls *t, const char *const *protos, size_t n)
     return SSL_CTX_set_alpn_protos(t->ctx, t->alpn, (unsigned)len) == 0 ? 0 : -1;
 }
 
-SSL *
-mrd_uptls_ssl_new(struct mrd_uptls *t, struct mrd_upstream_state *st)
+static SSL *
+ssl_from_ctx(SSL_CTX *ctx, struct mrd_upstream_state *st)
 {
-    SSL *ssl = SSL_new(t->ctx);
-    int ok;
+    SSL *ssl = SSL_new(ctx);
+    uint64_t id = (uint64_t)(uintptr_t)SSL_CTX_get_ex_data(ctx, ctx_idx);
+    int verify = (SSL_CTX_get_verify_mode(ctx) & SSL_VERIFY_PEER) != 0, ok;
 
     if (ssl == NULL)
         return NULL;
@@ -273,7 +280,7 @@ mrd_uptls_ssl_new(struct mrd_uptls *t, struct mrd_upstream_state *st)
     /* RFC 6066 3: no SNI for IP literals; their IP SAN is verified */
     if (ok && !st->tls_name_ip)
         ok = SSL_set_tlsext_host_name(ssl, st->tls_name) == 1;
-    if (ok && t->verify) {
+    if (ok && verify) {
         if (st->tls_name_ip) {
             ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), st->tls_name) == 1;
         } else {
@@ -287,9 +294,39 @@ mrd_uptls_ssl_new(struct mrd_uptls *t, struct mrd_upstream_state *st)
         return NULL;
     }
     pthread_mutex_lock(&st->tls_lock);
-    if (st->tls_session != NULL && st->tls_session_ctx == t->id)
+    if (st->tls_session != NULL && st->tls_session_ctx == id)
         SSL_set_session(ssl, st->tls_session);
     pthread_mutex_unlock(&st->tls_lock);
+    return ssl;
+}
+
+SSL *
+mrd_uptls_ssl_new(struct mrd_uptls *t, struct mrd_upstream_state *st)
+{
+    return ssl_from_ctx(t->ctx, st);
+}
+
+SSL *
+mrd_uptls_ssl_upstream(struct mrd_uptls *t, struct mrd_upstream_state *st)
+{
+    SSL_CTX *ctx, *old = NULL;
+    SSL *ssl;
+
+    pthread_mutex_lock(&st->tls_lock);
+    if (t != NULL && st->tls_ctx_last != t->ctx) {
+        old = st->tls_ctx_last;
+        SSL_CTX_up_ref(t->ctx);
+        st->tls_ctx_last = t->ctx;
+    }
+    ctx = st->tls_ctx_last;
+    if (ctx != NULL)
+        SSL_CTX_up_ref(ctx);
+    pthread_mutex_unlock(&st->tls_lock);
+    SSL_CTX_free(old);
+    if (ctx == NULL)
+        return NULL;
+    ssl = ssl_from_ctx(ctx, st);
+    SSL_CTX_free(ctx); /* the SSL holds its own reference */
     return ssl;
 }
 
@@ -312,4 +349,6 @@ mrd_uptls_state_dispose(struct mrd_upstream_state *st)
 {
     SSL_SESSION_free(st->tls_session);
     st->tls_session = NULL;
+    SSL_CTX_free(st->tls_ctx_last);
+    st->tls_ctx_last = NULL;
 }

@@ -110,17 +110,19 @@ struct mrd_uconn *
 mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t timeout_ms)
 {
     struct mrd_uconn *uc;
-    struct mrd_uptls *tls = NULL;
+    SSL *ssl = NULL;
     evutil_socket_t fd;
     int one = 1;
 
-    /* an upstream the newest generation dropped has no context left: fail
-     * rather than speak plaintext to a TLS port */
-    if (st->tls && (tls = uconn_tls(w, st)) == NULL)
+    /* (an upstream the worker's generation dropped gets the context its
+     * last connection used: never plaintext to a TLS port) */
+    if (st->tls && (ssl = mrd_uptls_ssl_upstream(uconn_tls(w, st), st)) == NULL)
         return NULL;
     fd = socket(st->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1)
+    if (fd == -1) {
+        SSL_free(ssl);
         return NULL;
+    }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     uc = mrd_xcalloc(1, sizeof(*uc));
     uc->w = w;
@@ -129,17 +131,11 @@ mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t 
     uc->s = mrd_stream_new(&w->sloop, fd);
     /* connect() completes on the write event: its timeout bounds it */
     mrd_stream_set_timeouts(uc->s, 0, timeout_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)timeout_ms);
+    if (ssl != NULL)
+        mrd_stream_tls_connect(uc->s, ssl); /* the stream owns ssl from here */
     if (mrd_stream_connect(uc->s, (struct sockaddr *)&st->addr, st->addrlen) == -1) {
         mrd_uconn_free(uc);
         return NULL;
-    }
-    if (tls != NULL) {
-        SSL *ssl = mrd_uptls_ssl_new(tls, st);
-        if (ssl == NULL) {
-            mrd_uconn_free(uc);
-            return NULL;
-        }
-        mrd_stream_tls_connect(uc->s, ssl);
     }
     atomic_fetch_add(&st->connects, 1);
     return uc;

@@ -61,7 +61,7 @@ def pki(tmp_path):
 class TlsUpstream:
     """HTTP/1.1 keep-alive over TLS on 127.0.0.1; counts what it saw."""
 
-    def __init__(self, cert, client_ca=None, close_each=False, close_idle_after=None):
+    def __init__(self, cert, client_ca=None, close_each=False, close_idle_after=None, hold_close=None):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(*cert)
         if client_ca:
@@ -70,6 +70,7 @@ class TlsUpstream:
         self.ctx.sni_callback = self._sni
         self.close_each = close_each
         self.close_idle_after = close_idle_after  # seconds idle, then close_notify and close
+        self.hold_close = hold_close  # seconds to hold a request, then close without a response
         self.lock = threading.Lock()
         self.handshakes = self.resumed = self.failed = 0
         self.snis, self.client_cns, self.paths = [], [], []
@@ -126,6 +127,9 @@ class TlsUpstream:
                     break
                 with self.lock:
                     self.paths.append(req[1])
+                if self.hold_close is not None:
+                    time.sleep(self.hold_close)
+                    break
                 status = self.health_status if req[1] == "/healthz" else 200
                 body = b"tls-ok\n"
                 head = "HTTP/1.1 %d X\r\nContent-Length: %d\r\n%s\r\n" % (
@@ -389,6 +393,39 @@ def test_reload_new_ca_takes_effect_and_bad_ca_keeps_old(meridian, pki, tls_upst
     assert wait_for(lambda: "reload failed" in m.stderr(), 3 * SLOW), m.stderr()
     assert "cannot load CA file" in m.stderr()
     assert m.request().status == 200
+
+
+def test_retry_after_a_reload_dropped_the_upstream_still_uses_tls(meridian, pki, tls_upstreams):
+    """A request begun on the old generation retries on an upstream the new
+    one no longer lists: that connection still speaks TLS (the context its
+    last connection used)."""
+    cert = pki.leaf("good", "DNS:up.test")
+    # b closes after each response: the retry needs a new connection
+    slow, b = tls_upstreams(cert, hold_close=1.5 * SLOW), tls_upstreams(cert, close_each=True)
+
+    def conf(ups):
+        return simple_config(ups, balance="round_robin", region_extra=uptls_block(ca=pki.ca[0], server_name="up.test"))
+
+    m = meridian.start(conf([b.address]))
+    assert m.request().status == 200  # b has had a TLS connection
+
+    def reload(ups, n):
+        with open(m.conf, "w") as f:
+            f.write(m.yaml_text.split("regions:")[0] + "regions:" + conf(ups).split("regions:")[1])
+        m.signal(signal.SIGHUP)
+        assert wait_for(lambda: m.stderr().count("configuration reloaded") == n, 3 * SLOW), m.stderr()
+
+    reload([(slow.address, 1000), (b.address, 1)], 1)  # the next pick is `slow`
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", m.request()))
+    t.start()
+    assert wait_for(lambda: slow.paths, 3 * SLOW)
+    reload([slow.address], 2)  # b leaves the configuration while the request waits on `slow`
+    t.join(10 * SLOW)
+    assert result["r"].status == 200, (result["r"].status, result["r"].body, m.stderr())
+    assert b.handshakes == 2 and len(b.paths) == 2
+    # `slow` closing without close_notify after its handshake is no handshake failure
+    assert "TLS handshake failed" not in m.stderr(), m.stderr()
 
 
 # ---- configuration errors ----
