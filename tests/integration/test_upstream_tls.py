@@ -68,12 +68,13 @@ class TlsUpstream:
             self.ctx.load_verify_locations(client_ca)
             self.ctx.verify_mode = ssl.CERT_REQUIRED
         self.ctx.sni_callback = self._sni
+        self.ctx.set_alpn_protocols(["h2", "http/1.1"])
         self.close_each = close_each
         self.close_idle_after = close_idle_after  # seconds idle, then close_notify and close
         self.hold_close = hold_close  # seconds to hold a request, then close without a response
         self.lock = threading.Lock()
         self.handshakes = self.resumed = self.failed = 0
-        self.snis, self.client_cns, self.paths = [], [], []
+        self.snis, self.client_cns, self.paths, self.alpn = [], [], [], []
         self.health_status = 200
         import socket
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -116,6 +117,7 @@ class TlsUpstream:
         with self.lock:
             self.handshakes += 1
             self.resumed += 1 if s.session_reused else 0
+            self.alpn.append(s.selected_alpn_protocol())
             peer = s.getpeercert()
             if peer:
                 self.client_cns.append(dict(x[0] for x in peer["subject"])["commonName"])
@@ -207,6 +209,7 @@ def test_verified_with_sni(meridian, pki, tls_upstreams):
     r = m.request(path="/x")
     assert r.status == 200 and r.body == b"tls-ok\n", (r.status, r.body, m.stderr())
     assert up.snis == ["up.test"] and up.handshakes == 1
+    assert up.alpn == ["http/1.1"]  # an http1 region offers only http/1.1
 
 
 def test_ip_literal_verified_without_sni(meridian, pki, tls_upstreams):
