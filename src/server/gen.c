@@ -84,8 +84,13 @@ registry_lookup(const struct mrd_upstream_conf *uc, const struct mrd_upstream_tl
     char tls_name[256] = "";
     int name_ip = 0;
 
-    if (tc->enabled && (name_ip = mrd_tls_peer_name(uc->address, tc->server_name, tls_name, sizeof(tls_name))) < 0)
-        name_ip = 0, snprintf(tls_name, sizeof(tls_name), "%s", uc->address);
+    if (tc->enabled) {
+        name_ip = mrd_tls_peer_name(uc->address, tc->server_name, tls_name, sizeof(tls_name));
+        if (name_ip < 0) { /* (a validated address always has a host) */
+            name_ip = 0;
+            snprintf(tls_name, sizeof(tls_name), "%s", uc->address);
+        }
+    }
     pthread_mutex_lock(&registry_lock);
     for (s = registry; s != NULL; s = s->next) {
         if (s->addrlen == uc->addrlen && memcmp(&s->addr, &uc->addr, uc->addrlen) == 0 && s->tls == tc->enabled &&
