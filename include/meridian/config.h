@@ -137,6 +137,17 @@ struct mrd_upstream_conf {
     struct mrd_conf_pos pos;
 };
 
+/* SPEC 7: TLS to every upstream of a region (upstream_tls) */
+struct mrd_upstream_tls_conf {
+    int enabled;       /* 1 when an upstream_tls block is present */
+    char *ca;          /* PEM CA file; NULL = the system store */
+    int verify;        /* default 1; 0 is logged as a warning at load */
+    char *server_name; /* SNI and the name verified; NULL = the host of each address */
+    struct mrd_cert_conf certificate; /* client certificate (mTLS); cert NULL = none */
+    int min_version;   /* 12 (default) or 13 */
+    struct mrd_conf_pos pos, ca_pos, verify_pos;
+};
+
 struct mrd_region_conf {
     char *name;
     double latitude, longitude;
@@ -148,6 +159,7 @@ struct mrd_region_conf {
     enum mrd_balance balance;
     unsigned retries; /* default 2 */
     struct mrd_health_conf health;
+    struct mrd_upstream_tls_conf tls;
     struct mrd_upstream_conf *upstreams;
     size_t n_upstreams;
     struct mrd_conf_pos pos;

@@ -12,6 +12,7 @@
 #ifndef MERIDIAN_GEN_H
 #define MERIDIAN_GEN_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -46,6 +47,17 @@ struct mrd_upstream_state {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     struct mrd_idle_list *idle; /* [n_workers]; slot i only touched by worker i */
+    /* upstream_tls (SPEC 7): tls and tls_name are part of the registry key,
+     * so that a pool never mixes TLS and plaintext or names */
+    int tls;
+    int tls_name_ip;       /* tls_name is an IP literal: verified, no SNI */
+    char tls_name[256];    /* server_name, else the host of the address */
+    pthread_mutex_t tls_lock;       /* guards the cached session and tls_ctx_last */
+    void *tls_session;              /* SSL_SESSION to resume (tls_upstream.c) */
+    void *tls_ctx_last;             /* SSL_CTX (a reference) of the last connection, for retries
+                                       after a reload dropped its region */
+    uint64_t tls_session_ctx;       /* id of the struct mrd_uptls it came from */
+    atomic_uint_fast64_t tls_log_ms; /* last handshake failure logged (once a minute) */
     struct mrd_upstream_state *next;
 };
 
@@ -68,8 +80,11 @@ struct mrd_tls;
 struct mrd_geo;
 struct mrd_client_limiter;
 
+struct mrd_uptls;
+
 struct mrd_region {
     const struct mrd_region_conf *conf;
+    struct mrd_uptls *tls; /* upstream_tls client context; NULL for plaintext */
     struct mrd_region_state *st;
     size_t idx;
     struct mrd_upstream_state **ups;

@@ -52,7 +52,7 @@ struct mrd_stream { /* ordered to pack into 240 bytes: one per connection */
                        mrd_stream_read(s, 1) resumes once the owner drained it */
     uint32_t rd_timeout_ms, wr_timeout_ms; /* 0 = none */
     unsigned reading : 1, rd_added : 1, wr_added : 1, connecting : 1, dirty : 1, closed : 1, rblocked : 1,
-        handshaking : 1, read_wants_write : 1, write_wants_read : 1;
+        handshaking : 1, read_wants_write : 1, write_wants_read : 1, tls_client : 1;
 };
 
 /* one per worker: the list of streams with output to flush */
@@ -80,6 +80,11 @@ int mrd_stream_connect(struct mrd_stream *s, const struct sockaddr *sa, socklen_
  * handshake, then calls the event callback with MRD_STREAM_CONNECTED (or
  * ERROR); from then on reads and writes go through TLS. */
 void mrd_stream_tls_accept(struct mrd_stream *s, SSL *ssl);
+/* TLS to a server on a connecting socket (after mrd_stream_connect): the
+ * stream takes ssl; once the TCP connect completes it runs the handshake,
+ * bounded by the write (connect) timeout, and only then calls back
+ * MRD_STREAM_CONNECTED, or ERROR / TIMEOUT when it fails. */
+void mrd_stream_tls_connect(struct mrd_stream *s, SSL *ssl);
 
 /* reading on (1) or off (0); off until the owner turns it on */
 void mrd_stream_read(struct mrd_stream *s, int on);

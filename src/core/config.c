@@ -921,6 +921,10 @@ mrd_config_free(struct mrd_config *c)
         free(r->name);
         free(r->fallback);
         free(r->health.path);
+        free(r->tls.ca);
+        free(r->tls.server_name);
+        free(r->tls.certificate.cert);
+        free(r->tls.certificate.key);
     }
     free(c->regions);
     for (size_t i = 0; i < c->policies.n_residency; i++) {

@@ -13,6 +13,7 @@
 #include "meridian/common.h"
 #include "meridian/config.h"
 #include "meridian/config-int.h"
+#include "meridian/tlsname.h"
 
 #define MAX_NAME_LEN 63 /* region names end up in headers and metrics */
 
@@ -200,7 +201,7 @@ set_min_version(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const str
         mrd_conf_bad(cx, n, "expected \"1.2\" or \"1.3\", got %s", mrd_conf_show(cx, n));
         return -1;
     }
-    ((struct mrd_listener_conf *)obj)->tls_min_version = s[2] == '2' ? 12 : 13;
+    *(int *)mrd_conf_field(obj, k->off) = s[2] == '2' ? 12 : 13;
     return 0;
 }
 
@@ -420,6 +421,42 @@ health_pre(struct mrd_conf_ctx *cx, void *obj)
     ((struct mrd_health_conf *)obj)->enabled = 1;
 }
 
+/* upstream_tls (SPEC 7): files are loaded by gen.c, which reports at these positions */
+static int
+set_server_name(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mrd_conf_node *n, void *obj)
+{
+    const char *s = mrd_conf_scalar(cx, n), *why;
+
+    if (s == NULL)
+        return -1;
+    if (mrd_tls_server_name_check(s, &why) == -1) {
+        mrd_conf_bad(cx, n, "%s %s", mrd_conf_show(cx, n), why);
+        return -1;
+    }
+    mrd_conf_replace_str(mrd_conf_field(obj, k->off), s);
+    return 0;
+}
+
+static void
+uptls_pre(struct mrd_conf_ctx *cx, void *obj)
+{
+    ((struct mrd_upstream_tls_conf *)obj)->enabled = 1;
+}
+
+enum { UT_CA, UT_VERIFY, UT_SERVER_NAME, UT_CERTIFICATE, UT_MIN_VERSION };
+
+static void
+uptls_check(struct mrd_conf_ctx *cx, const struct mrd_conf_node *map, void *obj, const struct mrd_conf_node **vals)
+{
+    struct mrd_upstream_tls_conf *t = obj;
+
+    pos_of(&t->pos, map);
+    if (vals[UT_CA] != NULL)
+        pos_of(&t->ca_pos, vals[UT_CA]);
+    if (vals[UT_VERIFY] != NULL)
+        pos_of(&t->verify_pos, vals[UT_VERIFY]);
+}
+
 enum { U_ADDRESS, U_WEIGHT };
 
 static void
@@ -438,7 +475,8 @@ enum {
     R_BALANCE,
     R_RETRIES,
     R_HEALTH_CHECK,
-    R_UPSTREAMS
+    R_UPSTREAMS,
+    R_UPSTREAM_TLS
 };
 
 static void
@@ -540,7 +578,7 @@ static const struct mrd_conf_key tls_keys[] = {
     {"certificates", mrd_conf_set_seq, offsetof(struct mrd_listener_conf, certs),
      offsetof(struct mrd_listener_conf, n_certs),
      .aux = &cert_seq, .flags = MRD_K_REQUIRED | MRD_K_NONEMPTY},
-    {"min_version", set_min_version, .aux = NULL},
+    {"min_version", set_min_version, offsetof(struct mrd_listener_conf, tls_min_version), .aux = NULL},
 };
 static const struct mrd_conf_table tls_table = TABLE(tls_keys, tls_pre, NULL);
 
@@ -654,6 +692,18 @@ static const struct mrd_conf_key health_keys[] = {
 };
 static const struct mrd_conf_table health_table = TABLE(health_keys, health_pre, NULL);
 
+static const struct mrd_conf_key uptls_keys[] = {
+    [UT_CA] = {"ca", mrd_conf_set_string, offsetof(struct mrd_upstream_tls_conf, ca), .aux = NULL},
+    [UT_VERIFY] = {"verify", mrd_conf_set_bool, offsetof(struct mrd_upstream_tls_conf, verify), .aux = NULL},
+    [UT_SERVER_NAME] = {"server_name", set_server_name, offsetof(struct mrd_upstream_tls_conf, server_name),
+                        .aux = NULL},
+    [UT_CERTIFICATE] = {"certificate", mrd_conf_set_submap, offsetof(struct mrd_upstream_tls_conf, certificate),
+                        .aux = &cert_table},
+    [UT_MIN_VERSION] = {"min_version", set_min_version, offsetof(struct mrd_upstream_tls_conf, min_version),
+                        .aux = NULL},
+};
+static const struct mrd_conf_table uptls_table = TABLE(uptls_keys, uptls_pre, uptls_check);
+
 static const struct mrd_conf_key upstream_keys[] = {
     [U_ADDRESS] = {"address", set_addr, offsetof(struct mrd_upstream_conf, address),
                    offsetof(struct mrd_upstream_conf, addr), offsetof(struct mrd_upstream_conf, addrlen),
@@ -686,6 +736,8 @@ static const struct mrd_conf_key region_keys[] = {
     [R_UPSTREAMS] = {"upstreams", mrd_conf_set_seq, offsetof(struct mrd_region_conf, upstreams),
                      offsetof(struct mrd_region_conf, n_upstreams), .aux = &upstream_seq,
                      .flags = MRD_K_REQUIRED | MRD_K_NONEMPTY},
+    [R_UPSTREAM_TLS] = {"upstream_tls", mrd_conf_set_submap, offsetof(struct mrd_region_conf, tls),
+                        .aux = &uptls_table},
 };
 static const struct mrd_conf_table region_table = TABLE(region_keys, NULL, region_check);
 
@@ -704,6 +756,8 @@ region_init(void *elem)
     r->health.rise = 2;
     r->health.fall = 3;
     r->health.expect_status = 200;
+    r->tls.verify = 1;
+    r->tls.min_version = 12;
 }
 static const struct mrd_conf_seq region_seq = {sizeof(struct mrd_region_conf), &region_table, region_init};
 

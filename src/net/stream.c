@@ -16,6 +16,7 @@
 
 #include "meridian/common.h"
 #include "meridian/stream.h"
+#include "meridian/tls_upstream.h"
 
 #define READ_CHUNK MRD_STREAM_READ_CHUNK
 
@@ -44,11 +45,15 @@ dirty_unlink(struct mrd_stream *s)
 static void
 update_read(struct mrd_stream *s)
 {
-    int want = s->reading && !s->rblocked && !s->connecting && !s->closed;
+    /* a client handshake reads whether or not the owner does yet, bounded
+     * by the connect timeout (the write timeout while connecting) */
+    int hs = s->handshaking && s->tls_client;
+    int want = (s->reading || hs) && !s->rblocked && !s->connecting && !s->closed;
+    uint32_t ms = hs ? s->wr_timeout_ms : s->rd_timeout_ms;
 
-    if (want && (!s->rd_added || s->rd_timeout_ms)) {
-        struct timeval tv = tv_ms(s->rd_timeout_ms);
-        event_add(&s->rev, s->rd_timeout_ms ? &tv : NULL);
+    if (want && (!s->rd_added || ms)) {
+        struct timeval tv = tv_ms(ms);
+        event_add(&s->rev, ms ? &tv : NULL);
         s->rd_added = 1;
     } else if (!want && s->rd_added) {
         event_del(&s->rev);
@@ -199,6 +204,12 @@ do_handshake(struct mrd_stream *s)
             event_del(s->wev);
             s->wr_added = 0;
         }
+        if (s->tls_client && s->rd_added) {
+            /* drop the handshake's timeout; reading is the owner's again */
+            event_del(&s->rev);
+            s->rd_added = 0;
+            update_read(s);
+        }
         s->eventcb(s, MRD_STREAM_CONNECTED, s->arg);
         return;
     }
@@ -210,6 +221,8 @@ do_handshake(struct mrd_stream *s)
             add_write_event(s);
         return;
     default:
+        if (s->tls_client)
+            mrd_uptls_handshake_failed(s->ssl); /* the error log says why */
         fail_stream(s, MRD_STREAM_ERROR | MRD_STREAM_READING);
     }
 }
@@ -340,6 +353,13 @@ on_writable(evutil_socket_t fd, short what, void *arg)
             errno = err;
             s->closed = 1;
             s->eventcb(s, MRD_STREAM_ERROR | MRD_STREAM_WRITING, s->arg);
+            return;
+        }
+        if (s->ssl != NULL) {
+            /* TLS to the upstream: CONNECTED once the handshake is done */
+            s->handshaking = 1;
+            update_read(s);
+            do_handshake(s);
             return;
         }
         update_read(s);
@@ -485,5 +505,13 @@ mrd_stream_tls_accept(struct mrd_stream *s, SSL *ssl)
 {
     s->ssl = ssl;
     s->handshaking = 1;
+    SSL_set_fd(ssl, s->fd);
+}
+
+void
+mrd_stream_tls_connect(struct mrd_stream *s, SSL *ssl)
+{
+    s->ssl = ssl;
+    s->tls_client = 1;
     SSL_set_fd(ssl, s->fd);
 }

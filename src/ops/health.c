@@ -6,12 +6,15 @@
  * it connects, sends "GET path", and compares the status with expect_status;
  * a refused or reset connection, a timeout or another status is a failure.
  * Round trips seed a region's latency EWMA until real requests measure it.
+ * A region with upstream_tls is checked over TLS with its settings (a
+ * handshake or verification failure fails the check; tls_upstream.c logs why).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include "meridian/common.h"
@@ -20,6 +23,7 @@
 #include "meridian/log.h"
 #include "meridian/route.h"
 #include "meridian/server.h"
+#include "meridian/tls_upstream.h"
 
 struct prober {
     struct mrd_upstream_state *st;
@@ -98,7 +102,9 @@ on_check_event(struct bufferevent *bev, short what, void *arg)
         bufferevent_enable(bev, EV_READ);
         return;
     }
-    check_done(p, 0, (what & BEV_EVENT_TIMEOUT) ? "timeout" : "connection failed");
+    check_done(p, 0, (what & BEV_EVENT_TIMEOUT)                         ? "timeout"
+                     : p->region->tls != NULL && !(what & BEV_EVENT_EOF) ? "TLS handshake or connection failed"
+                                                                         : "connection failed");
 }
 
 static void
@@ -107,7 +113,17 @@ on_timer(evutil_socket_t fd, short what, void *arg)
     struct prober *p = arg;
     struct timeval tv = tv_ms(p->hc->timeout_ms);
 
-    p->bev = bufferevent_socket_new(hbase, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (p->region->tls != NULL) {
+        SSL *ssl = mrd_uptls_ssl_new(p->region->tls, p->st);
+        /* the bufferevent owns ssl from here (freed with it, also on failure) */
+        p->bev = ssl == NULL ? NULL
+                             : bufferevent_openssl_socket_new(hbase, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                              BEV_OPT_CLOSE_ON_FREE);
+        if (p->bev != NULL)
+            bufferevent_openssl_set_allow_dirty_shutdown(p->bev, 1);
+    } else {
+        p->bev = bufferevent_socket_new(hbase, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (p->bev == NULL) {
         schedule(p);
         return;

@@ -13,6 +13,7 @@
 
 #include "meridian/common.h"
 #include "meridian/server.h"
+#include "meridian/tls_upstream.h"
 
 #define POOL_MAX_IDLE_PER_UPSTREAM 512
 
@@ -46,7 +47,9 @@ mrd_uconn_free(struct mrd_uconn *uc)
 static void
 on_idle_read(struct mrd_stream *s, void *arg)
 {
-    /* an idle HTTP/1 connection must stay silent: anything here is garbage */
+    /* an idle HTTP/1 connection must stay silent: anything here is garbage.
+     * (With TLS this runs for application data only: a NewSessionTicket
+     * record is consumed by the stream, close_notify is an EOF event.) */
     mrd_uconn_free(arg);
 }
 
@@ -89,16 +92,37 @@ mrd_pool_release(struct mrd_uconn *uc, uint64_t idle_ms)
     mrd_stream_read(uc->s, 1);
 }
 
+/* the client TLS context for st in the worker's current generation (new
+ * connections use the newest CA and certificate files) */
+static struct mrd_uptls *
+uconn_tls(struct mrd_worker *w, struct mrd_upstream_state *st)
+{
+    for (size_t i = 0; w->gen != NULL && i < w->gen->n_regions; i++) {
+        const struct mrd_region *r = &w->gen->regions[i];
+        for (size_t j = 0; r->tls != NULL && j < r->n_ups; j++)
+            if (r->ups[j] == st)
+                return r->tls;
+    }
+    return NULL;
+}
+
 struct mrd_uconn *
 mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t timeout_ms)
 {
     struct mrd_uconn *uc;
+    SSL *ssl = NULL;
     evutil_socket_t fd;
     int one = 1;
 
-    fd = socket(st->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1)
+    /* (an upstream the worker's generation dropped gets the context its
+     * last connection used: never plaintext to a TLS port) */
+    if (st->tls && (ssl = mrd_uptls_ssl_upstream(uconn_tls(w, st), st)) == NULL)
         return NULL;
+    fd = socket(st->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        SSL_free(ssl);
+        return NULL;
+    }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     uc = mrd_xcalloc(1, sizeof(*uc));
     uc->w = w;
@@ -107,6 +131,8 @@ mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t 
     uc->s = mrd_stream_new(&w->sloop, fd);
     /* connect() completes on the write event: its timeout bounds it */
     mrd_stream_set_timeouts(uc->s, 0, timeout_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)timeout_ms);
+    if (ssl != NULL)
+        mrd_stream_tls_connect(uc->s, ssl); /* the stream owns ssl from here */
     if (mrd_stream_connect(uc->s, (struct sockaddr *)&st->addr, st->addrlen) == -1) {
         mrd_uconn_free(uc);
         return NULL;

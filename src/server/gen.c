@@ -14,6 +14,8 @@
 #include "meridian/geo.h"
 #include "meridian/score.h"
 #include "meridian/tls.h"
+#include "meridian/tls_upstream.h"
+#include "meridian/tlsname.h"
 
 unsigned mrd_n_workers = 1;
 
@@ -74,14 +76,25 @@ region_state_release(struct mrd_region_state *s)
     free(s);
 }
 
+/* keyed by address and, for upstream_tls, by the name verified */
 static struct mrd_upstream_state *
-registry_lookup(const struct mrd_upstream_conf *uc)
+registry_lookup(const struct mrd_upstream_conf *uc, const struct mrd_upstream_tls_conf *tc)
 {
     struct mrd_upstream_state *s;
+    char tls_name[256] = "";
+    int name_ip = 0;
 
+    if (tc->enabled) {
+        name_ip = mrd_tls_peer_name(uc->address, tc->server_name, tls_name, sizeof(tls_name));
+        if (name_ip < 0) { /* (a validated address always has a host) */
+            name_ip = 0;
+            snprintf(tls_name, sizeof(tls_name), "%s", uc->address);
+        }
+    }
     pthread_mutex_lock(&registry_lock);
     for (s = registry; s != NULL; s = s->next) {
-        if (s->addrlen == uc->addrlen && memcmp(&s->addr, &uc->addr, uc->addrlen) == 0) {
+        if (s->addrlen == uc->addrlen && memcmp(&s->addr, &uc->addr, uc->addrlen) == 0 && s->tls == tc->enabled &&
+            strcmp(s->tls_name, tls_name) == 0) {
             atomic_fetch_add(&s->refcnt, 1);
             pthread_mutex_unlock(&registry_lock);
             return s;
@@ -97,6 +110,11 @@ registry_lookup(const struct mrd_upstream_conf *uc)
     s->addrlen = uc->addrlen;
     mrd_sockaddr_format((const struct sockaddr *)&s->addr, s->name, sizeof(s->name));
     s->idle = mrd_xcalloc(mrd_n_workers, sizeof(*s->idle));
+    s->tls = tc->enabled;
+    s->tls_name_ip = name_ip;
+    memcpy(s->tls_name, tls_name, sizeof(s->tls_name));
+    pthread_mutex_init(&s->tls_lock, NULL);
+    atomic_init(&s->tls_log_ms, 0);
     s->next = registry;
     registry = s;
     pthread_mutex_unlock(&registry_lock);
@@ -129,6 +147,8 @@ mrd_upstream_state_release(struct mrd_upstream_state *s)
         }
     }
     pthread_mutex_unlock(&registry_lock);
+    mrd_uptls_state_dispose(s);
+    pthread_mutex_destroy(&s->tls_lock);
     free(s->idle);
     free(s);
 }
@@ -138,7 +158,9 @@ mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag)
 {
     struct mrd_gen *g;
     struct mrd_geo *geo;
+    struct mrd_uptls **uptls;
     const char *err;
+    int uptls_ok = 1;
 
     geo = mrd_geo_new(&conf->geo, &err);
     if (geo == NULL) {
@@ -163,6 +185,23 @@ mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag)
             return NULL;
         }
     }
+    /* upstream_tls: every region's files are checked, so that -t reports all */
+    uptls = mrd_xcalloc(conf->n_regions ? conf->n_regions : 1, sizeof(*uptls));
+    for (size_t i = 0; i < conf->n_regions; i++)
+        if (conf->regions[i].tls.enabled && (uptls[i] = mrd_uptls_new(conf, i, diag)) == NULL)
+            uptls_ok = 0;
+    if (!uptls_ok) {
+        for (size_t i = 0; i < conf->n_regions; i++)
+            mrd_uptls_free(uptls[i]);
+        free(uptls);
+        for (size_t i = 0; i < conf->n_listeners; i++)
+            mrd_tls_free(g->tls[i]);
+        free(g->tls);
+        mrd_geo_free(geo);
+        free(g);
+        mrd_config_free(conf);
+        return NULL;
+    }
     g->route = mrd_route_table_new(conf);
     if (conf->policies.client_rate_enabled) {
         uint64_t seed[2] = {(uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)g, mrd_now_ms() * 0x9E3779B97F4A7C15ULL};
@@ -182,17 +221,19 @@ mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag)
         r->conf = rc;
         r->idx = i;
         r->st = region_state_lookup(rc);
+        r->tls = uptls[i];
         r->n_ups = rc->n_upstreams;
         r->ups = mrd_xcalloc(rc->n_upstreams, sizeof(*r->ups));
         r->weights = mrd_xcalloc(rc->n_upstreams, sizeof(*r->weights));
         for (size_t j = 0; j < rc->n_upstreams; j++) {
-            r->ups[j] = registry_lookup(&rc->upstreams[j]);
+            r->ups[j] = registry_lookup(&rc->upstreams[j], &rc->tls);
             r->weights[j] = rc->upstreams[j].weight;
         }
         r->bal = mrd_xcalloc(mrd_n_workers, sizeof(*r->bal));
         for (unsigned w = 0; w < mrd_n_workers; w++)
             mrd_balance_state_init(&r->bal[w], r->n_ups);
     }
+    free(uptls);
     return g;
 }
 
@@ -217,6 +258,7 @@ mrd_gen_release(struct mrd_gen *g)
         free(r->ups);
         free(r->weights);
         region_state_release(r->st);
+        mrd_uptls_free(r->tls);
     }
     free(g->regions);
     mrd_route_table_free(g->route);

@@ -111,6 +111,9 @@ def test_example_passes_meridian_t(tmp_path):
                    check=True, capture_output=True, timeout=60)
     text = open(EXAMPLE).read()
     text = text.replace("conf/tls/edge.crt", str(crt)).replace("conf/tls/edge.key", str(key))
+    # upstream_tls: the same pair as the CA to trust and as the client certificate
+    text = text.replace("conf/tls/upstream-ca.crt", str(crt))
+    text = text.replace("conf/tls/client.crt", str(crt)).replace("conf/tls/client.key", str(key))
     text = re.sub(r"(?m)^(\s*database: ).*$", lambda m: m.group(1) + '"%s"' % GEO_DB, text)
     conf = tmp_path / "example.yaml"
     conf.write_text(text)

@@ -319,6 +319,23 @@ static const struct bad_case bad_cases[] = {
      "error_log.level: expected one of error, warn, info, debug"},
     {"error log path empty", BASE "error_log: {path: ''}\n", "t.yaml:7:19:", "error_log.path: must not be empty"},
     {"error log unknown key", BASE "error_log: {file: x}\n", "t.yaml:7:13:", "unknown key \"file\" in error_log"},
+    /* regions[].upstream_tls (files are loaded by the generation, see the integration tests) */
+    {"upstream_tls not a mapping", BASE "    upstream_tls: yes\n", "t.yaml:7:19:",
+     "regions[0].upstream_tls: expected a mapping"},
+    {"upstream_tls min_version", BASE "    upstream_tls: {min_version: \"1.1\"}\n", "t.yaml:7:33:",
+     "regions[0].upstream_tls.min_version: expected \"1.2\" or \"1.3\", got \"1.1\""},
+    {"upstream_tls min_version number", BASE "    upstream_tls: {min_version: 1.0}\n", "t.yaml:7:33:",
+     "expected \"1.2\" or \"1.3\", got \"1.0\""},
+    {"upstream_tls verify", BASE "    upstream_tls: {verify: no}\n", "t.yaml:7:28:",
+     "regions[0].upstream_tls.verify: expected true or false, got \"no\""},
+    {"upstream_tls server_name", BASE "    upstream_tls: {server_name: -x.example}\n", "t.yaml:7:33:",
+     "regions[0].upstream_tls.server_name: \"-x.example\" has a label starting with '-'"},
+    {"upstream_tls certificate without cert", BASE "    upstream_tls: {certificate: {key: k.pem}}\n",
+     "t.yaml:7:33:", "regions[0].upstream_tls.certificate: missing required key \"cert\""},
+    {"upstream_tls ca empty", BASE "    upstream_tls: {ca: ''}\n", "t.yaml:7:24:",
+     "regions[0].upstream_tls.ca: must not be empty"},
+    {"upstream_tls unknown key", BASE "    upstream_tls: {sni: x}\n", "t.yaml:7:20:",
+     "unknown key \"sni\" in regions[0].upstream_tls"},
 };
 
 static void
@@ -802,8 +819,47 @@ test_example_file(void **state)
     assert_int_equal(c->policies.residency[1].region_idx[0], 2);
     assert_int_equal(c->policies.client_burst, 100);
     assert_string_equal(c->access_log.path, "-");
+    assert_int_equal(c->regions[0].tls.enabled, 0);
+    assert_int_equal(c->regions[2].tls.enabled, 1);
+    assert_string_equal(c->regions[2].tls.server_name, "api.eu.example.com");
+    assert_string_equal(c->regions[2].tls.certificate.key, "conf/tls/client.key");
+    assert_int_equal(c->regions[2].tls.verify, 1);
+    assert_int_equal(c->regions[2].tls.min_version, 12);
     mrd_config_free(c);
     mrd_diag_dispose(&d);
+}
+
+static void
+test_upstream_tls_defaults(void **state)
+{
+    struct mrd_config *c = parse_ok(BASE "    upstream_tls: {}\n");
+    const struct mrd_upstream_tls_conf *t = &c->regions[0].tls;
+
+    assert_int_equal(t->enabled, 1);
+    assert_null(t->ca); /* the system store */
+    assert_null(t->server_name);
+    assert_null(t->certificate.cert);
+    assert_int_equal(t->verify, 1);
+    assert_int_equal(t->min_version, 12);
+    assert_int_equal(t->pos.line, 7);
+    assert_int_equal(t->pos.col, 19);
+    mrd_config_free(c);
+    c = parse_ok(BASE "    upstream_tls:\n      ca: a.pem\n      verify: false\n      min_version: \"1.3\"\n"
+                      "      certificate: {cert: c.pem, key: k.pem}\n      server_name: 10.0.0.1\n");
+    t = &c->regions[0].tls;
+    assert_string_equal(t->ca, "a.pem");
+    assert_int_equal(t->ca_pos.line, 8);
+    assert_int_equal(t->ca_pos.col, 11);
+    assert_int_equal(t->verify, 0);
+    assert_int_equal(t->verify_pos.line, 9);
+    assert_int_equal(t->verify_pos.col, 15);
+    assert_int_equal(t->min_version, 13);
+    assert_string_equal(t->certificate.cert, "c.pem");
+    assert_int_equal(t->certificate.pos.line, 11);
+    assert_int_equal(t->certificate.pos.col, 20);
+    assert_string_equal(t->server_name, "10.0.0.1");
+    assert_int_equal(c->regions[0].n_upstreams, 1);
+    mrd_config_free(c);
 }
 
 static void
@@ -910,6 +966,7 @@ main(void)
         cmocka_unit_test(test_derived_values),
         cmocka_unit_test(test_small_values),
         cmocka_unit_test(test_example_file),
+        cmocka_unit_test(test_upstream_tls_defaults),
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_parse_duration),
