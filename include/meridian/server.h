@@ -104,6 +104,7 @@ void mrd_h2_blocks_dispose(struct mrd_worker *w);
 
 struct mrd_req;
 struct mrd_h2_conn;
+struct mrd_pp_addrs;
 
 /* Backpressure between the proxy and a downstream, both directions: the
  * proxy stops reading the upstream while the downstream's out_pending is
@@ -140,6 +141,7 @@ struct mrd_req_info {
     size_t n_headers;
     const char *client_ip; /* the TCP peer, text (appended to X-Forwarded-For) */
     const struct mrd_ip *peer;
+    const struct mrd_pp_addrs *conn_addrs; /* the client connection's ends (src = peer), for send_proxy */
     const char *proto;     /* "http" / "https" */
     enum mrd_h1_body body; /* framing of the body the downstream will deliver */
     uint64_t content_length;
@@ -185,8 +187,11 @@ struct mrd_uconn {
 
 /* an idle connection to st for this worker, or NULL */
 struct mrd_uconn *mrd_pool_lease(struct mrd_worker *w, struct mrd_upstream_state *st);
-/* start a new connection (callbacks are the caller's to set) */
-struct mrd_uconn *mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t timeout_ms);
+/* start a new connection (callbacks are the caller's to set); to a send_proxy
+ * upstream, the PROXY header for addrs (NULL: UNKNOWN / LOCAL) is queued as
+ * its first bytes */
+struct mrd_uconn *mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t timeout_ms,
+                                    const struct mrd_pp_addrs *addrs);
 /* return a healthy keep-alive connection to the pool (or close it when full) */
 void mrd_pool_release(struct mrd_uconn *uc, uint64_t idle_ms);
 void mrd_uconn_free(struct mrd_uconn *uc);

@@ -81,7 +81,8 @@ registry_lookup(const struct mrd_upstream_conf *uc)
 
     pthread_mutex_lock(&registry_lock);
     for (s = registry; s != NULL; s = s->next) {
-        if (s->addrlen == uc->addrlen && memcmp(&s->addr, &uc->addr, uc->addrlen) == 0) {
+        if (s->addrlen == uc->addrlen && memcmp(&s->addr, &uc->addr, uc->addrlen) == 0 &&
+            s->send_proxy == uc->send_proxy) {
             atomic_fetch_add(&s->refcnt, 1);
             pthread_mutex_unlock(&registry_lock);
             return s;
@@ -95,6 +96,7 @@ registry_lookup(const struct mrd_upstream_conf *uc)
     atomic_init(&s->connects, 0);
     memcpy(&s->addr, &uc->addr, uc->addrlen);
     s->addrlen = uc->addrlen;
+    s->send_proxy = uc->send_proxy;
     mrd_sockaddr_format((const struct sockaddr *)&s->addr, s->name, sizeof(s->name));
     s->idle = mrd_xcalloc(mrd_n_workers, sizeof(*s->idle));
     s->next = registry;
