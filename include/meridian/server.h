@@ -198,6 +198,18 @@ void mrd_uconn_free(struct mrd_uconn *uc);
 /* close every idle connection of this worker (shutdown) */
 void mrd_pool_drain(struct mrd_worker *w, struct mrd_gen *g);
 
+/* ---- PROXY protocol header of an accepted connection (ppwait.c) ---- */
+
+struct mrd_pp_header;
+struct mrd_pp_wait;
+/* h: the header (err NULL), or NULL and err says why (static or strerror) */
+typedef void (*mrd_pp_wait_cb)(void *arg, const struct mrd_pp_header *h, const char *err);
+/* read the header on fd (and nothing after it) by deadline_us (mrd_now_us
+ * clock), then call done once; done may free the wait */
+struct mrd_pp_wait *mrd_pp_wait_start(struct event_base *base, evutil_socket_t fd, uint64_t deadline_us,
+                                      mrd_pp_wait_cb done, void *arg);
+void mrd_pp_wait_free(struct mrd_pp_wait *pw);
+
 /* ---- downstream HTTP/1 (conn.c) ---- */
 
 struct mrd_conn;

@@ -15,7 +15,6 @@
  * Reentrancy: callbacks from proxy.c never free the connection or the request
  * directly; completion is recorded and handled from a deferred event.
  */
-#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -53,6 +52,7 @@ struct mrd_conn {
      * address it connected to, filled when first needed (send_proxy) */
     struct mrd_pp_addrs addrs;
     struct mrd_pp_wait *pp; /* listener proxy_protocol: the header is being read */
+    size_t listener;        /* its index, while pp is set */
     enum cstate state;
     size_t last_len;  /* head bytes already scanned */
     unsigned deferred : 1, tls : 1, keepalive : 1, close_after : 1, req_in_done : 1, resp_done : 1, resp_started : 1,
@@ -86,15 +86,6 @@ conf(struct mrd_conn *c)
     return c->gen->conf;
 }
 
-/* the PROXY protocol header of a proxy_protocol listener, read before
- * anything else (see mrd_conn_accept) */
-struct mrd_pp_wait {
-    struct event ev;
-    size_t listener;
-    size_t have; /* header bytes consumed from the socket */
-    uint8_t buf[MRD_PP_MAX];
-};
-
 static uint16_t
 port_of(const struct sockaddr *sa)
 {
@@ -126,10 +117,7 @@ conn_addrs(struct mrd_conn *c)
 static void
 conn_free(struct mrd_conn *c)
 {
-    if (c->pp != NULL) {
-        event_del(&c->pp->ev);
-        free(c->pp);
-    }
+    mrd_pp_wait_free(c->pp);
     if (c->req != NULL)
         mrd_req_free(c->req);
     if (c->prev != NULL)
@@ -880,83 +868,26 @@ conn_begin(struct mrd_conn *c, size_t listener)
     mrd_stream_read(c->s, 1);
 }
 
+/* the PROXY header arrived (h), or not (err): start, or close without a word */
 static void
-pp_fail(struct mrd_conn *c, const char *why)
-{
-    char ip[MRD_IP_STRLEN];
-
-    mrd_ip_format(&c->addrs.src, ip, sizeof(ip));
-    mrd_log(MRD_LOG_DEBUG, "%s: closed: %s", ip, why);
-    conn_free(c);
-}
-
-static void on_pp_read(evutil_socket_t fd, short what, void *arg);
-
-/* wait for more of the header, within request_header from the accept */
-static void
-pp_arm(struct mrd_conn *c)
-{
-    uint64_t now = mrd_now_us(), left = c->head_deadline_us > now ? c->head_deadline_us - now : 0;
-    struct timeval tv = {(time_t)(left / 1000000), (suseconds_t)(left % 1000000)};
-
-    event_add(&c->pp->ev, &tv);
-}
-
-/*
- * Read the PROXY header and nothing after it, as HAProxy does: peek at what
- * arrived, and consume only header bytes (all of them while it is
- * incomplete: the parser says they all belong to it; exactly its length
- * once complete). What follows stays in the socket for TLS or HTTP.
- */
-static void
-on_pp_read(evutil_socket_t fd, short what, void *arg)
+pp_done(void *arg, const struct mrd_pp_header *h, const char *err)
 {
     struct mrd_conn *c = arg;
-    struct mrd_pp_wait *pw = c->pp;
-    struct mrd_pp_header h;
-    const char *err;
-    enum mrd_pp_result r;
-    ssize_t n;
-    size_t take;
 
-    if (what & EV_TIMEOUT) {
-        pp_fail(c, "no complete PROXY protocol header within timeouts.request_header");
-        return;
-    }
-    n = recv(fd, pw->buf + pw->have, sizeof(pw->buf) - pw->have, MSG_PEEK);
-    if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        pp_arm(c);
-        return;
-    }
-    if (n <= 0) {
-        pp_fail(c, n == 0 ? "closed before the end of the PROXY protocol header" : strerror(errno));
-        return;
-    }
-    r = mrd_pp_parse(pw->buf, pw->have + (size_t)n, &h, &err);
-    if (r == MRD_PP_ERROR) {
-        pp_fail(c, err);
-        return;
-    }
-    take = r == MRD_PP_DONE ? h.len - pw->have : (size_t)n;
-    if (recv(fd, pw->buf + pw->have, take, 0) != (ssize_t)take) {
-        pp_fail(c, "PROXY protocol header: short read");
-        return;
-    }
-    pw->have += take;
-    if (r == MRD_PP_NEED_MORE) {
-        pp_arm(c);
-        return;
-    }
-    size_t listener = pw->listener;
-    event_del(&pw->ev);
-    free(pw);
+    mrd_pp_wait_free(c->pp);
     c->pp = NULL;
-    c->head_deadline_us = 0;
-    if (h.proxy) {
-        c->addrs = h.addrs;
+    if (h == NULL) {
+        char ip[MRD_IP_STRLEN];
+        mrd_ip_format(&c->addrs.src, ip, sizeof(ip));
+        mrd_log(MRD_LOG_DEBUG, "%s: closed: %s", ip, err);
+        conn_free(c);
+        return;
+    }
+    if (h->proxy) {
+        c->addrs = h->addrs;
         c->dst_known = 1;
     }
-    conn_begin(c, listener);
+    conn_begin(c, c->listener);
 }
 
 void
@@ -1000,11 +931,8 @@ mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr 
     w->n_conns++;
     atomic_fetch_add(&mrd_connections_active, 1);
     if (lc != NULL && lc->proxy_protocol) {
-        c->pp = mrd_xcalloc(1, sizeof(*c->pp));
-        c->pp->listener = listener;
-        c->head_deadline_us = mrd_now_us() + cf->timeouts.request_header_ms * 1000;
-        event_assign(&c->pp->ev, w->base, fd, EV_READ, on_pp_read, c);
-        pp_arm(c);
+        c->listener = listener;
+        c->pp = mrd_pp_wait_start(w->base, fd, mrd_now_us() + cf->timeouts.request_header_ms * 1000, pp_done, c);
         return;
     }
     conn_begin(c, listener);

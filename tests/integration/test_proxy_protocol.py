@@ -6,6 +6,7 @@ an answer; LOCAL/UNKNOWN keep the real peer; TLS, h2 over TLS and h2c after
 the header), `send_proxy: v1 | v2` on upstreams (byte-exact headers seen by
 a raw upstream, one connection per request, health checks with UNKNOWN /
 LOCAL), and configuration errors with their line:col."""
+import json
 import os
 import socket
 import ssl
@@ -153,6 +154,21 @@ def test_keepalive_requests_keep_the_header_address(meridian, pyupstream):
     finally:
         s.close()
     assert [xff_of(r) for r in up.requests] == [["203.0.113.60"]] * 3
+
+
+def test_access_log_client_is_the_header_source(meridian, pyupstream, tmp_path):
+    up = recording_upstream(pyupstream)
+    log = str(tmp_path / "access.log")
+    m = meridian.start(pp_config([up.address], extra="access_log: {path: %s, format: json}\n" % log))
+    assert exchange_after(m.port, v2("2001:db8::99", "::1", 7, 8)).status == 200
+    assert exchange_after(m.port, V2_LOCAL).status == 200
+    deadline = time.monotonic() + 3 * SLOW
+    entries = []
+    while time.monotonic() < deadline and len(entries) < 2:
+        with open(log) as f:
+            entries = [json.loads(ln) for ln in f if ln.strip()]
+        time.sleep(0.05)
+    assert [e["client_ip"] for e in entries] == ["2001:db8::99", "127.0.0.1"], entries
 
 
 def test_local_and_unknown_keep_the_real_peer(meridian, pyupstream):
