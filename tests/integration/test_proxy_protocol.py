@@ -8,6 +8,7 @@ a raw upstream, one connection per request, health checks with UNKNOWN /
 LOCAL), and configuration errors with their line:col."""
 import json
 import os
+import signal
 import socket
 import ssl
 import struct
@@ -357,6 +358,39 @@ def test_h2c_after_the_header(meridian, pyupstream):
     finally:
         s.close()
     assert xff_of(up.requests[-1]) == ["198.51.100.80"], up.requests[-1]
+
+
+def test_reload_turns_proxy_protocol_on_and_off(meridian, pyupstream):
+    """SIGHUP: new connections follow the new setting; a connection open
+    across the reload keeps the one it was accepted with."""
+    up = recording_upstream(pyupstream)
+    m = meridian.start('client_ip: {trusted_proxies: ["127.0.0.1"]}\n'
+                       'listeners: [{address: "127.0.0.1:@PORT@"}]\n' + simple_config([up.address]))
+    old = connect(m.port)
+    assert send_get(old).status == 200
+    with open(m.conf, "w") as f:
+        f.write(m.yaml_text.replace('{address: "127.0.0.1:%d"}' % m.port,
+                                    '{address: "127.0.0.1:%d", proxy_protocol: true}' % m.port))
+    m.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5 * SLOW
+    while "configuration reloaded" not in m.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "configuration reloaded" in m.stderr(), m.stderr()
+    try:
+        assert send_get(old).status == 200  # accepted before: no header expected
+    finally:
+        old.close()
+    closed, out, _ = closed_without_answer(m.port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", 3.0)
+    assert closed and out == b""
+    assert exchange_after(m.port, b"PROXY TCP4 203.0.113.90 127.0.0.1 1 2\r\n").status == 200
+    assert xff_of(up.requests[-1]) == ["203.0.113.90"]
+    with open(m.conf, "w") as f:
+        f.write(m.yaml_text)
+    m.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5 * SLOW
+    while m.stderr().count("configuration reloaded") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert exchange_after(m.port, b"").status == 200
 
 
 # --------------------------------------------------------------------------
