@@ -57,6 +57,8 @@ struct mrd_listener_conf {
     size_t n_certs;
     int tls_min_version; /* 12 or 13 (default 13) */
     struct mrd_conf_pos pos;
+    int proxy_protocol; /* 1: every connection starts with a PROXY v1/v2 header (proxyproto.h) */
+    struct mrd_conf_pos proxy_protocol_pos;
 };
 
 struct mrd_admin_conf {
@@ -135,6 +137,7 @@ struct mrd_upstream_conf {
     socklen_t addrlen;
     unsigned weight; /* default 1, 1..1000 */
     struct mrd_conf_pos pos;
+    int send_proxy; /* 0, or the PROXY protocol version (1, 2) sent first on each connection */
 };
 
 /* SPEC 7: TLS to every upstream of a region (upstream_tls) */

@@ -46,6 +46,7 @@ struct mrd_upstream_state {
     char name[64];             /* "ip:port" */
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    int send_proxy;             /* PROXY protocol version sent first (0 none); part of the registry key */
     struct mrd_idle_list *idle; /* [n_workers]; slot i only touched by worker i */
     /* upstream_tls (SPEC 7): tls and tls_name are part of the registry key,
      * so that a pool never mixes TLS and plaintext or names */

@@ -21,6 +21,7 @@
 #include "meridian/addr.h"
 #include "meridian/buf.h"
 #include "meridian/gen.h"
+#include "meridian/proxyproto.h"
 #include "meridian/server.h"
 
 #define RESP_LOW MRD_OUT_LOW   /* resume the upstream at this much buffered response */
@@ -71,7 +72,7 @@ struct mrd_h2_conn { /* packed by hand: one per idle TLS h2 connection */
      * an idle connection can hand their all-zero pages back (see trim) */
     void *big_p[3];
     uint32_t big_len[3];
-    struct mrd_ip peer;
+    struct mrd_pp_addrs addrs; /* addrs.src: the client's TCP peer (send_proxy uses both) */
     char client_ip[MRD_IP_STRLEN];
     uint8_t n_gaps;
     uint16_t cheap_frames;

@@ -15,6 +15,7 @@
 #include "meridian/addr.h"
 #include "meridian/config.h"
 #include "meridian/gen.h"
+#include "meridian/proxyproto.h"
 #include "meridian/stream.h"
 
 struct mrd_worker;
@@ -34,10 +35,11 @@ struct mrd_h2_conn;
  *  - counts itself in w->n_conns and mrd_connections_active (a caller that
  *    drops an mrd_conn shell after this call must undo that shell's counts,
  *    as conn_free does).
- * peer is copied; tls selects X-Forwarded-Proto "https". Never fails.
+ * addrs (the connection's ends; addrs->src is the client's TCP peer) is
+ * copied; tls selects X-Forwarded-Proto "https". Never fails.
  */
 struct mrd_h2_conn *mrd_h2_start(struct mrd_worker *w, struct mrd_stream *s, struct mrd_gen *gen,
-                                 const struct mrd_ip *peer, int tls);
+                                 const struct mrd_pp_addrs *addrs, int tls);
 
 /*
  * Does in start with an HTTP/2 client preface? 1: its first line (16 bytes)

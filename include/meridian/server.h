@@ -111,6 +111,7 @@ void mrd_h2_blocks_dispose(struct mrd_worker *w);
 
 struct mrd_req;
 struct mrd_h2_conn;
+struct mrd_pp_addrs;
 
 /* Backpressure between the proxy and a downstream, both directions: the
  * proxy stops reading the upstream while the downstream's out_pending is
@@ -147,6 +148,7 @@ struct mrd_req_info {
     size_t n_headers;
     const char *client_ip; /* the TCP peer, text (appended to X-Forwarded-For) */
     const struct mrd_ip *peer;
+    const struct mrd_pp_addrs *conn_addrs; /* the client connection's ends (src = peer), for send_proxy */
     const char *proto;     /* "http" / "https" */
     enum mrd_h1_body body; /* framing of the body the downstream will deliver */
     uint64_t content_length;
@@ -192,13 +194,28 @@ struct mrd_uconn {
 
 /* an idle connection to st for this worker, or NULL */
 struct mrd_uconn *mrd_pool_lease(struct mrd_worker *w, struct mrd_upstream_state *st);
-/* start a new connection (callbacks are the caller's to set) */
-struct mrd_uconn *mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t timeout_ms);
+/* start a new connection (callbacks are the caller's to set); to a send_proxy
+ * upstream, the PROXY header for addrs (NULL: UNKNOWN / LOCAL) is queued as
+ * its first bytes */
+struct mrd_uconn *mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t timeout_ms,
+                                    const struct mrd_pp_addrs *addrs);
 /* return a healthy keep-alive connection to the pool (or close it when full) */
 void mrd_pool_release(struct mrd_uconn *uc, uint64_t idle_ms);
 void mrd_uconn_free(struct mrd_uconn *uc);
 /* close every idle connection of this worker (shutdown) */
 void mrd_pool_drain(struct mrd_worker *w, struct mrd_gen *g);
+
+/* ---- PROXY protocol header of an accepted connection (ppwait.c) ---- */
+
+struct mrd_pp_header;
+struct mrd_pp_wait;
+/* h: the header (err NULL), or NULL and err says why (static or strerror) */
+typedef void (*mrd_pp_wait_cb)(void *arg, const struct mrd_pp_header *h, const char *err);
+/* read the header on fd (and nothing after it) by deadline_us (mrd_now_us
+ * clock), then call done once; done may free the wait */
+struct mrd_pp_wait *mrd_pp_wait_start(struct event_base *base, evutil_socket_t fd, uint64_t deadline_us,
+                                      mrd_pp_wait_cb done, void *arg);
+void mrd_pp_wait_free(struct mrd_pp_wait *pw);
 
 /* ---- downstream HTTP/1 (conn.c) ---- */
 

@@ -217,7 +217,7 @@ tls_pre(struct mrd_conf_ctx *cx, void *obj)
     ((struct mrd_listener_conf *)obj)->tls = 1;
 }
 
-enum { L_ADDRESS, L_PROTOCOLS, L_TLS };
+enum { L_ADDRESS, L_PROTOCOLS, L_TLS, L_PROXY_PROTOCOL };
 
 /* Default protocols, and h2 only over TLS / h2c only without it. */
 static void
@@ -227,6 +227,8 @@ listener_check(struct mrd_conf_ctx *cx, const struct mrd_conf_node *map, void *o
     const struct mrd_conf_node *protos = vals[L_PROTOCOLS];
 
     pos_of(&l->pos, vals[L_ADDRESS] != NULL ? vals[L_ADDRESS] : map);
+    if (vals[L_PROXY_PROTOCOL] != NULL)
+        pos_of(&l->proxy_protocol_pos, vals[L_PROXY_PROTOCOL]);
     if (protos == NULL) {
         l->n_alpn = 0;
         if (l->tls) {
@@ -457,7 +459,7 @@ uptls_check(struct mrd_conf_ctx *cx, const struct mrd_conf_node *map, void *obj,
         pos_of(&t->verify_pos, vals[UT_VERIFY]);
 }
 
-enum { U_ADDRESS, U_WEIGHT };
+enum { U_ADDRESS, U_WEIGHT, U_SEND_PROXY };
 
 static void
 upstream_check(struct mrd_conf_ctx *cx, const struct mrd_conf_node *map, void *obj, const struct mrd_conf_node **vals)
@@ -588,6 +590,8 @@ static const struct mrd_conf_key listener_keys[] = {
                    .flags = MRD_K_REQUIRED},
     [L_PROTOCOLS] = {"protocols", set_protocols, .aux = protocol_words},
     [L_TLS] = {"tls", mrd_conf_set_submap, 0, .aux = &tls_table},
+    [L_PROXY_PROTOCOL] = {"proxy_protocol", mrd_conf_set_bool, offsetof(struct mrd_listener_conf, proxy_protocol),
+                          .aux = NULL},
 };
 static const struct mrd_conf_table listener_table = TABLE(listener_keys, NULL, listener_check);
 
@@ -704,11 +708,14 @@ static const struct mrd_conf_key uptls_keys[] = {
 };
 static const struct mrd_conf_table uptls_table = TABLE(uptls_keys, uptls_pre, uptls_check);
 
+static const struct mrd_conf_word send_proxy_words[] = {{"v1", 1}, {"v2", 2}, {NULL, 0}};
 static const struct mrd_conf_key upstream_keys[] = {
     [U_ADDRESS] = {"address", set_addr, offsetof(struct mrd_upstream_conf, address),
                    offsetof(struct mrd_upstream_conf, addr), offsetof(struct mrd_upstream_conf, addrlen),
                    .flags = MRD_K_REQUIRED},
     [U_WEIGHT] = {"weight", mrd_conf_set_uint, offsetof(struct mrd_upstream_conf, weight), .lo = 1, .hi = 1000},
+    [U_SEND_PROXY] = {"send_proxy", mrd_conf_set_word, offsetof(struct mrd_upstream_conf, send_proxy),
+                      .aux = send_proxy_words},
 };
 static const struct mrd_conf_table upstream_table = TABLE(upstream_keys, NULL, upstream_check);
 
@@ -844,6 +851,10 @@ check_listeners(struct mrd_conf_ctx *cx)
             memcmp(&c->admin.addr, &b->addr, b->addrlen) == 0)
             mrd_conf_err_at(cx, b->pos.line, b->pos.col, "listeners[%zu].address: %s is also the admin address", i,
                             mrd_conf_show_str(cx, b->address, strlen(b->address)));
+        if (b->proxy_protocol && c->client_ip.n_trusted_proxies == 0)
+            mrd_conf_err_at(cx, b->proxy_protocol_pos.line, b->proxy_protocol_pos.col,
+                            "listeners[%zu].proxy_protocol: needs client_ip.trusted_proxies (the peers allowed to "
+                            "send a PROXY header)", i);
     }
 }
 

@@ -21,6 +21,7 @@
 #include "meridian/gen.h"
 #include "meridian/health.h"
 #include "meridian/log.h"
+#include "meridian/proxyproto.h"
 #include "meridian/route.h"
 #include "meridian/server.h"
 #include "meridian/tls_upstream.h"
@@ -95,6 +96,11 @@ on_check_event(struct bufferevent *bev, short what, void *arg)
 
     if (what & BEV_EVENT_CONNECTED) {
         out = bufferevent_get_output(bev);
+        if (p->st->send_proxy) {
+            /* check-send-proxy: no client, so PROXY UNKNOWN (v1) or LOCAL (v2) */
+            uint8_t hdr[MRD_PP_BUILD_MAX];
+            evbuffer_add(out, hdr, mrd_pp_build(p->st->send_proxy, NULL, hdr, sizeof(hdr)));
+        }
         evbuffer_add_printf(out,
                             "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: meridian-health/" MRD_VERSION
                             "\r\nConnection: close\r\n\r\n",

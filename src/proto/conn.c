@@ -22,11 +22,13 @@
 #include <string.h>
 
 #include "meridian/addr.h"
+#include "meridian/clientip.h"
 #include "meridian/common.h"
 #include "meridian/h2.h"
 #include "meridian/headers.h"
 #include "meridian/log.h"
 #include "meridian/metrics.h"
+#include "meridian/proxyproto.h"
 #include "meridian/server.h"
 #include "meridian/tls.h"
 
@@ -45,13 +47,19 @@ struct mrd_conn {
     struct mrd_conn *next, *prev;   /* worker's list of connections */
     struct mrd_conn *dnext, *dprev; /* worker's deferred list */
     uint64_t head_deadline_us;      /* request_header limit for the head being read */
-    struct mrd_ip peer; /* text form made when needed: it would cost 46 bytes per idle connection */
+    /* addrs.src: the TCP peer (a PROXY header's source); text form made when
+     * needed: it would cost 46 bytes per idle connection. addrs.dst: the
+     * address it connected to, filled when first needed (send_proxy) */
+    struct mrd_pp_addrs addrs;
+    struct mrd_pp_wait *pp; /* listener proxy_protocol: the header is being read */
+    size_t listener;        /* its index, while pp is set */
     enum cstate state;
     size_t last_len;  /* head bytes already scanned */
     unsigned deferred : 1, tls : 1, keepalive : 1, close_after : 1, req_in_done : 1, resp_done : 1, resp_started : 1,
         client_10 : 1, paused : 1, resp_chunked : 1, resp_none : 1, dead : 1, lingering : 1, served : 1,
         h2c : 1,    /* the listener accepts HTTP/2 prior knowledge */
-        rd_eof : 1; /* the client sent its last byte (half-close): no more requests */
+        rd_eof : 1, /* the client sent its last byte (half-close): no more requests */
+        dst_known : 1; /* addrs.dst is filled */
     /* current request */
     struct mrd_req *req;
     enum mrd_h1_body in_body;
@@ -78,9 +86,38 @@ conf(struct mrd_conn *c)
     return c->gen->conf;
 }
 
+static uint16_t
+port_of(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}
+
+/* both ends of the connection: the local one is looked up the first time */
+static const struct mrd_pp_addrs *
+conn_addrs(struct mrd_conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (!c->dst_known) {
+        c->dst_known = 1;
+        if (getsockname(c->s->fd, (struct sockaddr *)&ss, &len) == 0 &&
+            mrd_ip_from_sockaddr((struct sockaddr *)&ss, &c->addrs.dst) == 0)
+            c->addrs.dst_port = port_of((struct sockaddr *)&ss);
+        else
+            memset(&c->addrs.dst, 0, sizeof(c->addrs.dst)); /* unknown: the upstream gets UNKNOWN / LOCAL */
+    }
+    return &c->addrs;
+}
+
 static void
 conn_free(struct mrd_conn *c)
 {
+    mrd_pp_wait_free(c->pp);
     if (c->req != NULL)
         mrd_req_free(c->req);
     if (c->prev != NULL)
@@ -326,7 +363,7 @@ r_on_error(struct mrd_req *req, int status, const char *detail, const char *extr
         /* the response was cut after its head: the client must see a broken
          * message, never a truncated one that looks complete */
         char ip[MRD_IP_STRLEN];
-        mrd_ip_format(&c->peer, ip, sizeof(ip));
+        mrd_ip_format(&c->addrs.src, ip, sizeof(ip));
         mrd_log(MRD_LOG_INFO, "%s: response aborted: %s", ip, detail);
         c->dead = 1;
         mrd_stream_read(c->s, 0);
@@ -534,7 +571,7 @@ start_request(struct mrd_conn *c, struct mrd_h1_msg *m, size_t head_len)
         reject_head(c, head_len, 413, "request body too large");
         return;
     }
-    mrd_ip_format(&c->peer, client_ip, sizeof(client_ip));
+    mrd_ip_format(&c->addrs.src, client_ip, sizeof(client_ip));
     info = (struct mrd_req_info){
         .method = m->method,
         .method_len = m->method_len,
@@ -543,7 +580,8 @@ start_request(struct mrd_conn *c, struct mrd_h1_msg *m, size_t head_len)
         .headers = m->headers,
         .n_headers = m->num_headers,
         .client_ip = client_ip,
-        .peer = &c->peer,
+        .peer = &c->addrs.src,
+        .conn_addrs = conn_addrs(c),
         .proto = c->tls ? "https" : "http",
         .body = (m->body == MRD_H1_BODY_LENGTH && m->content_length == 0) ? MRD_H1_BODY_NONE : m->body,
         .content_length = m->content_length,
@@ -668,8 +706,9 @@ process(struct mrd_conn *c)
                 close_soon(c);
             return; /* a prefix of it: wait for the rest */
         }
-        c->s = NULL; /* the stream and its bytes go to h2.c */
-        mrd_h2_start(c->w, s, c->gen, &c->peer, 0);
+        conn_addrs(c); /* while c->s is set */
+        c->s = NULL;   /* the stream and its bytes go to h2.c */
+        mrd_h2_start(c->w, s, c->gen, &c->addrs, 0);
         conn_free(c);
         return;
     }
@@ -749,8 +788,9 @@ on_event(struct mrd_stream *st, short what, void *arg)
         /* TLS handshake done: ALPN decides the protocol */
         mrd_metrics_tls_handshake();
         if (mrd_tls_alpn(st->ssl) == MRD_PROTO_H2) {
-            c->s = NULL; /* the HTTP/2 connection takes the stream over */
-            mrd_h2_start(c->w, st, c->gen, &c->peer, 1);
+            conn_addrs(c); /* while c->s is set */
+            c->s = NULL;   /* the HTTP/2 connection takes the stream over */
+            mrd_h2_start(c->w, st, c->gen, &c->addrs, 1);
             conn_free(c);
             return;
         }
@@ -805,19 +845,70 @@ mrd_conn_run_deferred(struct mrd_worker *w)
     }
 }
 
+/* TLS or not, the connection starts: the handshake or the first head */
+static void
+conn_begin(struct mrd_conn *c, size_t listener)
+{
+    struct mrd_tls *tls = listener < conf(c)->n_listeners ? c->gen->tls[listener] : NULL;
+
+    if (tls != NULL) {
+        /* the handshake gets the request_header budget */
+        uint32_t ms = ms32(conf(c)->timeouts.request_header_ms);
+        SSL *ssl = mrd_tls_ssl_new(tls);
+        if (ssl == NULL) {
+            conn_free(c);
+            return;
+        }
+        c->tls = 1;
+        mrd_stream_tls_accept(c->s, ssl);
+        mrd_stream_set_timeouts(c->s, ms, ms);
+    } else {
+        arm_head_timeout(c);
+    }
+    mrd_stream_read(c->s, 1);
+}
+
+/* the PROXY header arrived (h), or not (err): start, or close without a word */
+static void
+pp_done(void *arg, const struct mrd_pp_header *h, const char *err)
+{
+    struct mrd_conn *c = arg;
+
+    mrd_pp_wait_free(c->pp);
+    c->pp = NULL;
+    if (h == NULL) {
+        char ip[MRD_IP_STRLEN];
+        mrd_ip_format(&c->addrs.src, ip, sizeof(ip));
+        mrd_log(MRD_LOG_DEBUG, "%s: closed: %s", ip, err);
+        conn_free(c);
+        return;
+    }
+    if (h->proxy) {
+        c->addrs = h->addrs;
+        c->dst_known = 1;
+    }
+    conn_begin(c, c->listener);
+}
+
 void
 mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int socklen, size_t listener)
 {
+    const struct mrd_config *cf = w->gen->conf;
+    const struct mrd_listener_conf *lc = listener < cf->n_listeners ? &cf->listeners[listener] : NULL;
     struct mrd_conn *c;
-    struct mrd_tls *tls = listener < w->gen->conf->n_listeners ? w->gen->tls[listener] : NULL;
-    SSL *ssl = NULL;
+    struct mrd_ip peer;
     int one = 1;
 
-    if (atomic_load(&mrd_connections_active) >= w->gen->conf->limits.max_connections) {
+    if (atomic_load(&mrd_connections_active) >= cf->limits.max_connections) {
         evutil_closesocket(fd);
         return;
     }
-    if (tls != NULL && (ssl = mrd_tls_ssl_new(tls)) == NULL) {
+    if (mrd_ip_from_sockaddr(sa, &peer) == -1)
+        memset(&peer, 0, sizeof(peer)); /* accept() gives IPv4 or IPv6: not reached */
+    if (lc != NULL && lc->proxy_protocol && !mrd_client_ip_trusted(&cf->client_ip, &peer)) {
+        char ip[MRD_IP_STRLEN];
+        mrd_ip_format(&peer, ip, sizeof(ip));
+        mrd_log(MRD_LOG_DEBUG, "%s: closed: not in client_ip.trusted_proxies (proxy_protocol listener)", ip);
         evutil_closesocket(fd);
         return;
     }
@@ -827,12 +918,11 @@ mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr 
     c->w = w;
     c->gen = w->gen;
     mrd_gen_acquire(c->gen);
-    c->tls = ssl != NULL;
-    c->h2c = listener < w->gen->conf->n_listeners && (w->gen->conf->listeners[listener].protocols & MRD_PROTO_H2C);
-    if (mrd_ip_from_sockaddr(sa, &c->peer) == -1)
-        memset(&c->peer, 0, sizeof(c->peer)); /* accept() gives IPv4 or IPv6: not reached */
+    c->h2c = lc != NULL && (lc->protocols & MRD_PROTO_H2C);
+    c->addrs.src = peer;
+    c->addrs.src_port = port_of(sa);
     c->s = mrd_stream_new(&w->sloop, fd);
-    c->s->rhigh = w->gen->conf->limits.max_header_bytes + 65536;
+    c->s->rhigh = cf->limits.max_header_bytes + 65536;
     mrd_stream_setcb(c->s, on_read, on_write, on_event, c);
     c->next = w->conns;
     if (w->conns != NULL)
@@ -840,15 +930,12 @@ mrd_conn_accept(struct mrd_worker *w, evutil_socket_t fd, const struct sockaddr 
     w->conns = c;
     mrd_worker_conn_opened(w);
     atomic_fetch_add(&mrd_connections_active, 1);
-    if (ssl != NULL) {
-        /* the handshake gets the request_header budget */
-        uint32_t ms = ms32(w->gen->conf->timeouts.request_header_ms);
-        mrd_stream_tls_accept(c->s, ssl);
-        mrd_stream_set_timeouts(c->s, ms, ms);
-    } else {
-        arm_head_timeout(c);
+    if (lc != NULL && lc->proxy_protocol) {
+        c->listener = listener;
+        c->pp = mrd_pp_wait_start(w->base, fd, mrd_now_us() + cf->timeouts.request_header_ms * 1000, pp_done, c);
+        return;
     }
-    mrd_stream_read(c->s, 1);
+    conn_begin(c, listener);
 }
 
 void

@@ -273,7 +273,8 @@ start_request(struct h2s *st, int end_stream)
         .headers = hdrs,
         .n_headers = n,
         .client_ip = h->client_ip,
-        .peer = &h->peer,
+        .peer = &h->addrs.src,
+        .conn_addrs = &h->addrs,
         .proto = h->tls ? "https" : "http",
         .version = "2",
         .body = end_stream ? MRD_H1_BODY_NONE : has_cl ? MRD_H1_BODY_LENGTH : MRD_H1_BODY_CHUNKED,
@@ -783,7 +784,7 @@ conn_free(struct mrd_h2_conn *h)
 /* ---- public entry points ---- */
 
 struct mrd_h2_conn *
-mrd_h2_start(struct mrd_worker *w, struct mrd_stream *s, struct mrd_gen *gen, const struct mrd_ip *peer,
+mrd_h2_start(struct mrd_worker *w, struct mrd_stream *s, struct mrd_gen *gen, const struct mrd_pp_addrs *addrs,
              int tls)
 {
     struct mrd_h2_conn *h = mrd_xcalloc(1, sizeof(*h));
@@ -800,8 +801,8 @@ mrd_h2_start(struct mrd_worker *w, struct mrd_stream *s, struct mrd_gen *gen, co
     mrd_gen_acquire(gen);
     h->s = s;
     h->tls = tls != 0;
-    h->peer = *peer;
-    mrd_ip_format(&h->peer, h->client_ip, sizeof(h->client_ip));
+    h->addrs = *addrs;
+    mrd_ip_format(&h->addrs.src, h->client_ip, sizeof(h->client_ip));
     h->last_sid = -1;
     h->scan_skip = NGHTTP2_CLIENT_MAGIC_LEN; /* the client's preface */
     h->scan_max_sid = -1;

@@ -19,6 +19,7 @@
 #include "meridian/health.h"
 #include "meridian/log.h"
 #include "meridian/metrics.h"
+#include "meridian/proxyproto.h"
 #include "meridian/server.h"
 
 #define HIGH_WATER MRD_OUT_HIGH /* pause the producer above this many queued bytes (server.h) */
@@ -71,6 +72,7 @@ struct mrd_req {
     uint64_t ttfb_us;    /* upstream time to first byte of the response head */
     int status;          /* of the response head sent downstream */
     char request_id[48];
+    struct mrd_pp_addrs conn_addrs; /* the client connection's ends, for send_proxy */
     char last_ups[64]; /* the upstream that served (or last failed) */
     /* for the access log (only filled when it is on) */
     char *log_line;      /* "METHOD TARGET" */
@@ -451,7 +453,7 @@ attempt(struct mrd_req *req)
         return;
     }
     req->reused = 0;
-    req->uc = mrd_uconn_connect(req->w, req->ups, timeouts(req)->connect_ms);
+    req->uc = mrd_uconn_connect(req->w, req->ups, timeouts(req)->connect_ms, &req->conn_addrs);
     if (req->uc == NULL) {
         upstream_failed(req, 502, "cannot create upstream socket", 0);
         return;
@@ -927,6 +929,8 @@ mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char *
     *extra = NULL;
     req->t_start_us = mrd_now_us();
     req->version = info->version;
+    if (info->conn_addrs != NULL)
+        req->conn_addrs = *info->conn_addrs;
     request_id(req, info);
     f.request_id = req->id_generated ? req->request_id : NULL;
     if (mrd_access_log_enabled()) {

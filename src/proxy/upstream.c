@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "meridian/common.h"
+#include "meridian/proxyproto.h"
 #include "meridian/server.h"
 #include "meridian/tls_upstream.h"
 
@@ -65,7 +66,7 @@ mrd_pool_lease(struct mrd_worker *w, struct mrd_upstream_state *st)
     struct mrd_idle_list *l = &st->idle[w->id];
     struct mrd_uconn *uc = l->head;
 
-    if (uc == NULL)
+    if (uc == NULL || st->send_proxy) /* a send_proxy connection carried one client's address */
         return NULL;
     idle_unlink(uc);
     return uc;
@@ -76,7 +77,7 @@ mrd_pool_release(struct mrd_uconn *uc, uint64_t idle_ms)
 {
     struct mrd_idle_list *l = &uc->st->idle[uc->w->id];
 
-    if (l->count >= POOL_MAX_IDLE_PER_UPSTREAM || atomic_load(&uc->w->stopping)) {
+    if (l->count >= POOL_MAX_IDLE_PER_UPSTREAM || atomic_load(&uc->w->stopping) || uc->st->send_proxy) {
         mrd_uconn_free(uc);
         return;
     }
@@ -106,8 +107,24 @@ uconn_tls(struct mrd_worker *w, struct mrd_upstream_state *st)
     return NULL;
 }
 
+/*
+ * send_proxy: the PROXY header is the connection's first bytes. Queued
+ * while connecting (the stream writes nothing before the connect
+ * completes), so whatever the caller writes after CONNECTED follows it.
+ * A TLS upstream must write it raw before its handshake starts.
+ */
+static void
+send_proxy_header(struct mrd_uconn *uc, const struct mrd_pp_addrs *addrs)
+{
+    uint8_t hdr[MRD_PP_BUILD_MAX];
+    size_t n = mrd_pp_build(uc->st->send_proxy, addrs, hdr, sizeof(hdr));
+
+    mrd_stream_write(uc->s, hdr, n);
+}
+
 struct mrd_uconn *
-mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t timeout_ms)
+mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t timeout_ms,
+                  const struct mrd_pp_addrs *addrs)
 {
     struct mrd_uconn *uc;
     SSL *ssl = NULL;
@@ -138,6 +155,8 @@ mrd_uconn_connect(struct mrd_worker *w, struct mrd_upstream_state *st, uint64_t 
         return NULL;
     }
     atomic_fetch_add(&st->connects, 1);
+    if (st->send_proxy)
+        send_proxy_header(uc, addrs);
     return uc;
 }
 

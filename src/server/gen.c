@@ -94,7 +94,7 @@ registry_lookup(const struct mrd_upstream_conf *uc, const struct mrd_upstream_tl
     pthread_mutex_lock(&registry_lock);
     for (s = registry; s != NULL; s = s->next) {
         if (s->addrlen == uc->addrlen && memcmp(&s->addr, &uc->addr, uc->addrlen) == 0 && s->tls == tc->enabled &&
-            strcmp(s->tls_name, tls_name) == 0) {
+            strcmp(s->tls_name, tls_name) == 0 && s->send_proxy == uc->send_proxy) {
             atomic_fetch_add(&s->refcnt, 1);
             pthread_mutex_unlock(&registry_lock);
             return s;
@@ -108,6 +108,7 @@ registry_lookup(const struct mrd_upstream_conf *uc, const struct mrd_upstream_tl
     atomic_init(&s->connects, 0);
     memcpy(&s->addr, &uc->addr, uc->addrlen);
     s->addrlen = uc->addrlen;
+    s->send_proxy = uc->send_proxy;
     mrd_sockaddr_format((const struct sockaddr *)&s->addr, s->name, sizeof(s->name));
     s->idle = mrd_xcalloc(mrd_n_workers, sizeof(*s->idle));
     s->tls = tc->enabled;

@@ -127,6 +127,13 @@ static const struct bad_case bad_cases[] = {
      "expected \"1.2\" or \"1.3\""},
     {"empty tls", BASE_L "    tls: {}\n", "t.yaml:7:10:", "missing required key \"certificates\""},
     {"unknown listener key", BASE_L "    bogus: 1\n", "t.yaml:7:5:", "unknown key \"bogus\" in listeners[0]"},
+    {"proxy_protocol yes", BASE_L "    proxy_protocol: yes\n", "t.yaml:7:21:",
+     "listeners[0].proxy_protocol: expected true or false, got \"yes\""},
+    {"proxy_protocol v2", BASE_L "    proxy_protocol: v2\n", "t.yaml:7:21:", "expected true or false"},
+    {"proxy_protocol without trusted proxies", BASE_L "    proxy_protocol: true\n", "t.yaml:7:21:",
+     "listeners[0].proxy_protocol: needs client_ip.trusted_proxies"},
+    {"proxy_protocol with an empty trusted list", BASE_L "    proxy_protocol: true\nclient_ip: {trusted_proxies: []}\n",
+     "t.yaml:7:21:", "listeners[0].proxy_protocol: needs client_ip.trusted_proxies"},
     {"duplicate listener", BASE_L "  - address: \"127.0.0.1:8080\"\n", "t.yaml:7:14:",
      "listeners[1].address: \"127.0.0.1:8080\" is already used by listeners[0]"},
     {"listener host name", BASE_L "  - address: \"localhost:80\"\n", "t.yaml:7:14:", "invalid address \"localhost:80\""},
@@ -275,6 +282,12 @@ static const struct bad_case bad_cases[] = {
      "regions[0].upstreams[0]: missing required key \"address\""},
     {"upstream host name", REGION_HEAD LOC "    upstreams: [{address: \"backend:80\"}]\n", "t.yaml:6:27:",
      "invalid address \"backend:80\""},
+    {"send_proxy v3", REGION_HEAD LOC "    upstreams: [{address: \"10.0.0.1:80\", send_proxy: v3}]\n", "t.yaml:6:54:",
+     "regions[0].upstreams[0].send_proxy: expected one of v1, v2, got \"v3\""},
+    {"send_proxy true", REGION_HEAD LOC "    upstreams: [{address: \"10.0.0.1:80\", send_proxy: true}]\n",
+     "t.yaml:6:54:", "expected one of v1, v2"},
+    {"send_proxy list", REGION_HEAD LOC "    upstreams: [{address: \"10.0.0.1:80\", send_proxy: [v1]}]\n",
+     "t.yaml:6:54:", "regions[0].upstreams[0].send_proxy: expected a single value, got a sequence"},
 
     /* policies */
     {"residency unknown region",
@@ -804,13 +817,16 @@ test_example_file(void **state)
     assert_int_equal(rc, 0);
     assert_int_equal(d.n, 0);
     assert_string_equal(c->file, "conf/example.yaml");
-    assert_int_equal(c->n_listeners, 2);
+    assert_int_equal(c->n_listeners, 3);
     assert_int_equal(c->listeners[1].tls, 1);
     assert_int_equal(c->listeners[1].alpn[0], MRD_PROTO_H2);
+    assert_int_equal(c->listeners[1].proxy_protocol, 0);
+    assert_int_equal(c->listeners[2].proxy_protocol, 1);
     assert_int_equal(c->admin.enabled, 1);
     assert_string_equal(c->admin.token, "s3cret");
     assert_int_equal(c->n_regions, 3);
     assert_int_equal(c->regions[0].fallback_idx, 1);
+    assert_int_equal(c->regions[1].upstreams[1].send_proxy, 2);
     assert_int_equal(c->regions[2].capacity_burst, 500);
     assert_int_equal(c->geo.reload_check_ms, 60000);
     assert_int_equal(c->policies.n_residency, 2);
@@ -897,6 +913,32 @@ test_deep_nesting(void **state)
     mrd_diag_dispose(&d);
 }
 
+/* ---- PROXY protocol keys ---- */
+
+static void
+test_proxy_protocol_keys(void **state)
+{
+    struct mrd_config *c = parse_ok("regions:\n  - name: a\n" LOC
+                                    "    upstreams:\n      - {address: \"10.0.0.1:80\"}\n"
+                                    "      - {address: \"10.0.0.2:80\", send_proxy: v1}\n"
+                                    "      - {address: \"10.0.0.3:80\", send_proxy: v2}\n"
+                                    "client_ip: {trusted_proxies: [127.0.0.1]}\n" LISTEN
+                                    "    proxy_protocol: true\n  - {address: \"127.0.0.1:8081\", proxy_protocol: false}\n");
+
+    assert_int_equal(c->regions[0].n_upstreams, 3);
+    assert_int_equal(c->regions[0].upstreams[0].send_proxy, 0);
+    assert_int_equal(c->regions[0].upstreams[1].send_proxy, 1);
+    assert_int_equal(c->regions[0].upstreams[2].send_proxy, 2);
+    assert_int_equal(c->n_listeners, 2);
+    assert_int_equal(c->listeners[0].proxy_protocol, 1);
+    assert_int_equal(c->listeners[1].proxy_protocol, 0);
+    mrd_config_free(c);
+    /* false needs no trusted proxies */
+    c = parse_ok(BASE_L "    proxy_protocol: false\n");
+    assert_int_equal(c->listeners[0].proxy_protocol, 0);
+    mrd_config_free(c);
+}
+
 /* ---- durations and rates ---- */
 
 static void
@@ -969,6 +1011,7 @@ main(void)
         cmocka_unit_test(test_upstream_tls_defaults),
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_proxy_protocol_keys),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_rate),
     };
