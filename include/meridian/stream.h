@@ -52,7 +52,8 @@ struct mrd_stream { /* ordered to pack into 240 bytes: one per connection */
                        mrd_stream_read(s, 1) resumes once the owner drained it */
     uint32_t rd_timeout_ms, wr_timeout_ms; /* 0 = none */
     unsigned reading : 1, rd_added : 1, wr_added : 1, connecting : 1, dirty : 1, closed : 1, rblocked : 1,
-        handshaking : 1, read_wants_write : 1, write_wants_read : 1, tls_client : 1;
+        handshaking : 1, read_wants_write : 1, write_wants_read : 1, tls_client : 1,
+        raw_first : 1; /* TLS client: bytes queued while connecting go out raw before the handshake */
 };
 
 /* one per worker: the list of streams with output to flush */

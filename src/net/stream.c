@@ -320,6 +320,29 @@ on_readable(evutil_socket_t fd, short what, void *arg)
     s->eventcb(s, (n == 0 ? MRD_STREAM_EOF : MRD_STREAM_ERROR) | MRD_STREAM_READING, s->arg);
 }
 
+/* TLS client, connected: what was queued while connecting (send_proxy's
+ * PROXY protocol header) is the connection's first bytes, written raw; the
+ * handshake starts once they are all out (on the write event if the socket
+ * took only part of them). */
+static void
+start_client_handshake(struct mrd_stream *s)
+{
+    while (s->raw_first && evbuffer_get_length(s->out) > 0) {
+        int n = evbuffer_write(s->out, s->fd);
+        if (n > 0 || (n == -1 && errno == EINTR))
+            continue;
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            add_write_event(s);
+            return;
+        }
+        fail_stream(s, MRD_STREAM_ERROR | MRD_STREAM_WRITING);
+        return;
+    }
+    s->raw_first = 0;
+    update_read(s);
+    do_handshake(s);
+}
+
 static void
 on_writable(evutil_socket_t fd, short what, void *arg)
 {
@@ -331,7 +354,10 @@ on_writable(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (s->ssl != NULL && s->handshaking) {
-        do_handshake(s);
+        if (s->raw_first)
+            start_client_handshake(s);
+        else
+            do_handshake(s);
         return;
     }
     if (s->ssl != NULL && s->read_wants_write) {
@@ -358,8 +384,8 @@ on_writable(evutil_socket_t fd, short what, void *arg)
         if (s->ssl != NULL) {
             /* TLS to the upstream: CONNECTED once the handshake is done */
             s->handshaking = 1;
-            update_read(s);
-            do_handshake(s);
+            s->raw_first = evbuffer_get_length(s->out) > 0;
+            start_client_handshake(s);
             return;
         }
         update_read(s);
