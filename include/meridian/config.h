@@ -132,7 +132,9 @@ struct mrd_health_conf {
 struct mrd_upstream_conf {
     char *address;
     struct sockaddr_storage addr;
-    socklen_t addrlen;
+    socklen_t addrlen; /* 0 when the address is a host name */
+    char *host;        /* the host name (lower case), NULL for an IP literal */
+    uint16_t port;     /* with host */
     unsigned weight; /* default 1, 1..1000 */
     struct mrd_conf_pos pos;
 };
@@ -185,6 +187,21 @@ struct mrd_error_log_conf {
     int level;  /* enum mrd_log_level: error 0, warn 1, info 2 (default), debug 3 */
 };
 
+/* dns: for upstream host names (SPEC 7) */
+struct mrd_resolver_conf {
+    char *address; /* "ip:port" as written */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+};
+
+struct mrd_dns_conf {
+    struct mrd_resolver_conf *resolvers; /* none: the nameservers of /etc/resolv.conf */
+    size_t n_resolvers;
+    uint64_t refresh_ms; /* default 30s */
+    int required;        /* default 0: a name that does not resolve fails -t and start only when 1 */
+    char *hosts;         /* extension: hosts file consulted first, default "/etc/hosts" */
+};
+
 struct mrd_config {
     char *file; /* the name diagnostics use */
     unsigned workers; /* 0 = auto (number of CPUs) */
@@ -203,6 +220,7 @@ struct mrd_config {
     int response_header_region; /* default 1 */
     struct mrd_access_log_conf access_log;
     struct mrd_error_log_conf error_log;
+    struct mrd_dns_conf dns;
 };
 
 /* Parse and validate YAML in buf. On success returns 0 and *out (free with

@@ -889,6 +889,8 @@ config_new(const char *file)
     c->response_header_region = 1;
     c->access_log.json = 1;
     c->error_log.level = 2;
+    c->dns.refresh_ms = 30000;
+    c->dns.hosts = mrd_xstrdup("/etc/hosts");
     return c;
 }
 
@@ -915,8 +917,10 @@ mrd_config_free(struct mrd_config *c)
     free(c->client_ip.header);
     for (size_t i = 0; i < c->n_regions; i++) {
         struct mrd_region_conf *r = &c->regions[i];
-        for (size_t j = 0; j < r->n_upstreams; j++)
+        for (size_t j = 0; j < r->n_upstreams; j++) {
             free(r->upstreams[j].address);
+            free(r->upstreams[j].host);
+        }
         free(r->upstreams);
         free(r->name);
         free(r->fallback);
@@ -934,6 +938,10 @@ mrd_config_free(struct mrd_config *c)
     free(c->policies.block_countries);
     free(c->access_log.path);
     free(c->error_log.path);
+    for (size_t i = 0; i < c->dns.n_resolvers; i++)
+        free(c->dns.resolvers[i].address);
+    free(c->dns.resolvers);
+    free(c->dns.hosts);
     free(c->user);
     free(c->file);
     free(c);

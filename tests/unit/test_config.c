@@ -273,8 +273,8 @@ static const struct bad_case bad_cases[] = {
      "t.yaml:6:50:", "from 1 to 1000"},
     {"upstream without address", REGION_HEAD LOC "    upstreams: [{weight: 1}]\n", "t.yaml:6:17:",
      "regions[0].upstreams[0]: missing required key \"address\""},
-    {"upstream host name", REGION_HEAD LOC "    upstreams: [{address: \"backend:80\"}]\n", "t.yaml:6:27:",
-     "invalid address \"backend:80\""},
+    {"upstream bad host name", REGION_HEAD LOC "    upstreams: [{address: \"back_end:80\"}]\n", "t.yaml:6:27:",
+     "invalid address \"back_end:80\": invalid character in host name"},
 
     /* policies */
     {"residency unknown region",
