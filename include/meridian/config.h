@@ -232,6 +232,12 @@ int mrd_config_parse(const char *buf, size_t len, const char *file, struct mrd_c
  * diagnostic "FILE:1:1: cannot read: REASON". */
 int mrd_config_load(const char *path, struct mrd_config **out, struct mrd_diag *diag);
 
+/* The same, and on success *text (malloc'ed, text_len bytes) is the file as
+ * read, so that an identical configuration can be parsed again from it
+ * (the generations that DNS changes build, resolver.h). */
+int mrd_config_load_text(const char *path, struct mrd_config **out, struct mrd_diag *diag, char **text,
+                         size_t *text_len);
+
 void mrd_config_free(struct mrd_config *c);
 
 /* "250ms", "2s", "5m", "1h" -> milliseconds. Returns 0 or -1. */

@@ -981,6 +981,12 @@ mrd_config_parse(const char *buf, size_t len, const char *file, struct mrd_confi
 int
 mrd_config_load(const char *path, struct mrd_config **out, struct mrd_diag *diag)
 {
+    return mrd_config_load_text(path, out, diag, NULL, NULL);
+}
+
+int
+mrd_config_load_text(const char *path, struct mrd_config **out, struct mrd_diag *diag, char **text, size_t *text_len)
+{
     FILE *f = fopen(path, "rb");
     char *buf = NULL;
     size_t len = 0, cap = 0, got;
@@ -1013,6 +1019,11 @@ mrd_config_load(const char *path, struct mrd_config **out, struct mrd_diag *diag
     }
     fclose(f);
     rc = mrd_config_parse(buf, len, path, out, diag);
+    if (rc == 0 && text != NULL) {
+        *text = buf;
+        *text_len = len;
+        return rc;
+    }
     free(buf);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include "meridian/addr.h"
 #include "meridian/clock.h"
 #include "meridian/common.h"
+#include "meridian/dns.h"
 #include "meridian/gen.h"
 #include "meridian/geo.h"
 #include "meridian/score.h"
@@ -75,7 +76,7 @@ region_state_release(struct mrd_region_state *s)
 }
 
 static struct mrd_upstream_state *
-registry_lookup(const struct mrd_upstream_conf *uc)
+registry_lookup(const struct mrd_up_target *uc)
 {
     struct mrd_upstream_state *s;
 
@@ -133,8 +134,40 @@ mrd_upstream_state_release(struct mrd_upstream_state *s)
     free(s);
 }
 
+/* the region's upstreams: one per IP literal and per resolved address */
+static void
+region_upstreams(struct mrd_region *r, const struct mrd_region_conf *rc, mrd_dns_lookup_fn lookup, void *arg)
+{
+    const struct mrd_ipset **res = mrd_xcalloc(rc->n_upstreams ? rc->n_upstreams : 1, sizeof(*res));
+    struct mrd_up_target *t;
+    size_t cap;
+
+    for (size_t j = 0; j < rc->n_upstreams; j++)
+        if (rc->upstreams[j].host != NULL && lookup != NULL)
+            res[j] = lookup(rc->upstreams[j].host, arg);
+    cap = mrd_upstreams_count(rc->upstreams, rc->n_upstreams, res);
+    t = mrd_xcalloc(cap ? cap : 1, sizeof(*t));
+    r->n_ups = mrd_upstreams_expand(rc->upstreams, rc->n_upstreams, res, t);
+    r->ups = mrd_xcalloc(r->n_ups ? r->n_ups : 1, sizeof(*r->ups));
+    r->weights = mrd_xcalloc(r->n_ups ? r->n_ups : 1, sizeof(*r->weights));
+    r->uconf = mrd_xcalloc(r->n_ups ? r->n_ups : 1, sizeof(*r->uconf));
+    for (size_t j = 0; j < r->n_ups; j++) {
+        r->ups[j] = registry_lookup(&t[j]);
+        r->uconf[j] = &rc->upstreams[t[j].entry];
+        r->weights[j] = r->uconf[j]->weight;
+    }
+    free(t);
+    free(res);
+}
+
 struct mrd_gen *
 mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag)
+{
+    return mrd_gen_new_resolved(conf, NULL, NULL, diag);
+}
+
+struct mrd_gen *
+mrd_gen_new_resolved(struct mrd_config *conf, mrd_dns_lookup_fn lookup, void *arg, struct mrd_diag *diag)
 {
     struct mrd_gen *g;
     struct mrd_geo *geo;
@@ -182,13 +215,7 @@ mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag)
         r->conf = rc;
         r->idx = i;
         r->st = region_state_lookup(rc);
-        r->n_ups = rc->n_upstreams;
-        r->ups = mrd_xcalloc(rc->n_upstreams, sizeof(*r->ups));
-        r->weights = mrd_xcalloc(rc->n_upstreams, sizeof(*r->weights));
-        for (size_t j = 0; j < rc->n_upstreams; j++) {
-            r->ups[j] = registry_lookup(&rc->upstreams[j]);
-            r->weights[j] = rc->upstreams[j].weight;
-        }
+        region_upstreams(r, rc, lookup, arg);
         r->bal = mrd_xcalloc(mrd_n_workers, sizeof(*r->bal));
         for (unsigned w = 0; w < mrd_n_workers; w++)
             mrd_balance_state_init(&r->bal[w], r->n_ups);
@@ -216,6 +243,7 @@ mrd_gen_release(struct mrd_gen *g)
         free(r->bal);
         free(r->ups);
         free(r->weights);
+        free(r->uconf);
         region_state_release(r->st);
     }
     free(g->regions);
