@@ -355,3 +355,47 @@ def test_reload_adds_a_name_and_keeps_the_cache(meridian, named, dns, tmp_path):
     assert seen.get("b2") and seen.get("b3"), seen
     # one.test came from the cache: not asked again (TTL 60s)
     assert dns.count("one.test") == before
+
+
+@pytest.mark.skipif(not ipv6_available(), reason="needs IPv6 on loopback")
+def test_a_and_aaaa_answers_are_one_set(meridian, named, dns, tmp_path):
+    named.start("127.0.0.2", "v4")
+    named.start("::1", "v6")
+    dns.set("dual.test", a=["127.0.0.2"], aaaa=["::1"], ttl=60)
+    admin = free_port()
+    m = meridian.start(config(tmp_path, ["dual.test:%d" % named.port], admin, '  resolvers: ["%s"]\n' % dns.address))
+    seen = served_by(m, 10)
+    assert seen == {"v4": 5, "v6": 5}, seen
+    res = status_names(admin)["names"][0]["resolution"]
+    assert res["addresses"] == ["127.0.0.2", "::1"], res
+    assert 25 <= res["next_refresh_s"] <= 30, res   # TTL 60, capped by the default refresh of 30s
+
+
+def test_reload_drops_a_name_and_switches_resolvers(meridian, named, dns, tmp_path):
+    named.start("127.0.0.2", "b2")
+    named.start("127.0.0.3", "b3")
+    other = DnsServer()
+    try:
+        dns.set("one.test", a=["127.0.0.2"], ttl=1)
+        dns.set("two.test", a=["127.0.0.3"], ttl=1)
+        other.set("one.test", a=["127.0.0.3"], ttl=1)
+        admin = free_port()
+        m = meridian.start(config(tmp_path, ["one.test:%d" % named.port, "two.test:%d" % named.port], admin,
+                                  '  resolvers: ["%s"]\n' % dns.address))
+        seen = served_by(m, 10)
+        assert seen.get("b2") and seen.get("b3"), seen
+        # two.test leaves the file and the resolver changes: one.test now answers 127.0.0.3
+        text = open(m.conf).read().replace('      - {address: "two.test:%d"}\n' % named.port, "")
+        text = text.replace(dns.address, other.address)
+        open(m.conf, "w").write(text)
+        m.signal(signal.SIGHUP)
+        assert wait_for(lambda: served_by(m, 6) == {"b3": 6}, 6 * SLOW)
+        r1 = status_names(admin)
+        assert [n["address"] for n in r1["names"]] == ["one.test:%d" % named.port], r1
+        assert r1["names"][0]["resolution"]["addresses"] == ["127.0.0.3"], r1
+        t0 = time.monotonic()
+        time.sleep(2.5)
+        assert dns.count("two.test", t0) == 0 and dns.count("one.test", t0) == 0, dns.queries[-4:]
+        assert other.count("one.test", t0) >= 1
+    finally:
+        other.stop()
