@@ -3,7 +3,8 @@
  * thread only (workers never resolve, see resolver.h). A name is looked up
  * in dns.hosts first (re-read each time, pure lookup in src/core/dns.c),
  * else asked for A and AAAA at once; the union of both answers is its
- * address set. Refreshes come at min(TTL, dns.refresh); a failure keeps
+ * address set. (evdns consults its own hosts table only in
+ * evdns_getaddrinfo(), which reports no TTL, hence the separate lookup.) Refreshes come at min(TTL, dns.refresh); a failure keeps
  * the last good set, records the error and retries. The decisions (syntax,
  * sets, diffs, delays) are the pure functions of dns.h.
  */
@@ -315,9 +316,18 @@ add_nameservers(const struct mrd_dns_conf *d)
             mrd_log(MRD_LOG_WARN, "dns: cannot use resolver %s", d->resolvers[i].address);
 }
 
+/* evdns's own messages ("nameserver ... has failed"): our warnings say
+ * what matters per name, so they are debug output */
+static void
+evdns_log(int is_warning, const char *msg)
+{
+    mrd_log(MRD_LOG_DEBUG, "evdns: %s", msg);
+}
+
 static void
 dns_base_new(struct event_base *base, const struct mrd_dns_conf *d)
 {
+    evdns_set_log_fn(evdns_log);
     R.base = base;
     R.dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (R.dns == NULL) {
