@@ -42,6 +42,7 @@ struct mrd_upstream_state {
     atomic_uint fails;         /* consecutive failed attempts, all workers (passive health) */
     atomic_uint fall;          /* health_check.fall of the check that covers it (health.c) */
     atomic_uint_fast64_t failures[MRD_UPF_N]; /* failed attempts by kind (metrics) */
+    atomic_uint_fast64_t last_gen; /* id of the newest generation that has it (idle pool, upstream.c) */
     char name[64];             /* "ip:port" */
     struct sockaddr_storage addr;
     socklen_t addrlen;

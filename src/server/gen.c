@@ -136,7 +136,8 @@ mrd_upstream_state_release(struct mrd_upstream_state *s)
 
 /* the region's upstreams: one per IP literal and per resolved address */
 static void
-region_upstreams(struct mrd_region *r, const struct mrd_region_conf *rc, mrd_dns_lookup_fn lookup, void *arg)
+region_upstreams(struct mrd_region *r, const struct mrd_region_conf *rc, uint64_t gen_id, mrd_dns_lookup_fn lookup,
+                 void *arg)
 {
     const struct mrd_ipset **res = mrd_xcalloc(rc->n_upstreams ? rc->n_upstreams : 1, sizeof(*res));
     struct mrd_up_target *t;
@@ -153,6 +154,7 @@ region_upstreams(struct mrd_region *r, const struct mrd_region_conf *rc, mrd_dns
     r->uconf = mrd_xcalloc(r->n_ups ? r->n_ups : 1, sizeof(*r->uconf));
     for (size_t j = 0; j < r->n_ups; j++) {
         r->ups[j] = registry_lookup(&t[j]);
+        atomic_store(&r->ups[j]->last_gen, gen_id);
         r->uconf[j] = &rc->upstreams[t[j].entry];
         r->weights[j] = r->uconf[j]->weight;
     }
@@ -215,7 +217,7 @@ mrd_gen_new_resolved(struct mrd_config *conf, mrd_dns_lookup_fn lookup, void *ar
         r->conf = rc;
         r->idx = i;
         r->st = region_state_lookup(rc);
-        region_upstreams(r, rc, lookup, arg);
+        region_upstreams(r, rc, g->id, lookup, arg);
         r->bal = mrd_xcalloc(mrd_n_workers, sizeof(*r->bal));
         for (unsigned w = 0; w < mrd_n_workers; w++)
             mrd_balance_state_init(&r->bal[w], r->n_ups);

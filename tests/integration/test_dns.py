@@ -217,6 +217,13 @@ def test_new_address_joins_and_vanished_address_drains(meridian, named, dns, tmp
     r1 = status_names(admin)
     assert [u["address"] for u in r1["upstreams"]] == ["127.0.0.3:%d" % named.port], r1
     assert "dns: api.test: 127.0.0.3 (1 joined, 1 left)" in m.stderr()
+    # and no keep-alive connection to the vanished address stays open (the one
+    # /stats itself uses is the only connection b2 still has)
+
+    def b2_connections():
+        return request(named.port, "GET", "/stats", host="127.0.0.2").json()["active"]
+
+    assert wait_for(lambda: b2_connections() == 1, 3 * SLOW), b2_connections()
 
 
 def test_ttl_and_refresh_drive_re_resolution(meridian, named, dns, tmp_path):
