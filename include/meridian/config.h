@@ -134,7 +134,9 @@ struct mrd_health_conf {
 struct mrd_upstream_conf {
     char *address;
     struct sockaddr_storage addr;
-    socklen_t addrlen;
+    socklen_t addrlen; /* 0 when the address is a host name */
+    char *host;        /* the host name (lower case), NULL for an IP literal */
+    uint16_t port;     /* with host */
     unsigned weight; /* default 1, 1..1000 */
     struct mrd_conf_pos pos;
     int send_proxy; /* 0, or the PROXY protocol version (1, 2) sent first on each connection */
@@ -200,6 +202,21 @@ struct mrd_error_log_conf {
     int level;  /* enum mrd_log_level: error 0, warn 1, info 2 (default), debug 3 */
 };
 
+/* dns: for upstream host names (SPEC 7) */
+struct mrd_resolver_conf {
+    char *address; /* "ip:port" as written */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+};
+
+struct mrd_dns_conf {
+    struct mrd_resolver_conf *resolvers; /* none: the nameservers of /etc/resolv.conf */
+    size_t n_resolvers;
+    uint64_t refresh_ms; /* default 30s */
+    int required;        /* default 0: a name that does not resolve fails -t and start only when 1 */
+    char *hosts;         /* extension: hosts file consulted first, default "/etc/hosts" */
+};
+
 struct mrd_config {
     char *file; /* the name diagnostics use */
     unsigned workers; /* 0 = auto (number of CPUs) */
@@ -218,6 +235,7 @@ struct mrd_config {
     int response_header_region; /* default 1 */
     struct mrd_access_log_conf access_log;
     struct mrd_error_log_conf error_log;
+    struct mrd_dns_conf dns;
 };
 
 /* Parse and validate YAML in buf. On success returns 0 and *out (free with
@@ -228,6 +246,12 @@ int mrd_config_parse(const char *buf, size_t len, const char *file, struct mrd_c
 /* Read the file and call mrd_config_parse. An unreadable file is one
  * diagnostic "FILE:1:1: cannot read: REASON". */
 int mrd_config_load(const char *path, struct mrd_config **out, struct mrd_diag *diag);
+
+/* The same, and on success *text (malloc'ed, text_len bytes) is the file as
+ * read, so that an identical configuration can be parsed again from it
+ * (the generations that DNS changes build, resolver.h). */
+int mrd_config_load_text(const char *path, struct mrd_config **out, struct mrd_diag *diag, char **text,
+                         size_t *text_len);
 
 void mrd_config_free(struct mrd_config *c);
 

@@ -43,6 +43,7 @@ struct mrd_upstream_state {
     atomic_uint fails;         /* consecutive failed attempts, all workers (passive health) */
     atomic_uint fall;          /* health_check.fall of the check that covers it (health.c) */
     atomic_uint_fast64_t failures[MRD_UPF_N]; /* failed attempts by kind (metrics) */
+    atomic_uint_fast64_t last_gen; /* id of the newest generation that has it (idle pool, upstream.c) */
     char name[64];             /* "ip:port" */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -90,6 +91,7 @@ struct mrd_region {
     size_t idx;
     struct mrd_upstream_state **ups;
     unsigned *weights;
+    const struct mrd_upstream_conf **uconf; /* [n_ups]: the entry each comes from (a host name gives several) */
     size_t n_ups;
     struct mrd_balance_state *bal; /* [n_workers] */
 };
@@ -124,6 +126,14 @@ extern unsigned mrd_n_workers;
 /* Build a generation from a validated config (takes ownership of conf).
  * Returns NULL and adds diagnostics on failure (conf is freed then). */
 struct mrd_gen *mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag);
+
+/* The same, with the addresses of upstream host names: lookup(host, arg)
+ * gives the current set of a name (NULL: none yet), and every address
+ * becomes an upstream of the region with its entry's options (dns.h). */
+struct mrd_ipset;
+typedef const struct mrd_ipset *(*mrd_dns_lookup_fn)(const char *host, void *arg);
+struct mrd_gen *mrd_gen_new_resolved(struct mrd_config *conf, mrd_dns_lookup_fn lookup, void *arg,
+                                     struct mrd_diag *diag);
 void mrd_gen_acquire(struct mrd_gen *g);
 void mrd_gen_release(struct mrd_gen *g);
 

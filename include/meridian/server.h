@@ -204,6 +204,9 @@ void mrd_pool_release(struct mrd_uconn *uc, uint64_t idle_ms);
 void mrd_uconn_free(struct mrd_uconn *uc);
 /* close every idle connection of this worker (shutdown) */
 void mrd_pool_drain(struct mrd_worker *w, struct mrd_gen *g);
+/* at a generation switch: close this worker's idle connections to the
+ * upstreams of prev that next no longer has (a vanished DNS address) */
+void mrd_pool_drain_gone(struct mrd_worker *w, const struct mrd_gen *prev, const struct mrd_gen *next);
 
 /* ---- PROXY protocol header of an accepted connection (ppwait.c) ---- */
 

@@ -889,6 +889,8 @@ config_new(const char *file)
     c->response_header_region = 1;
     c->access_log.json = 1;
     c->error_log.level = 2;
+    c->dns.refresh_ms = 30000;
+    c->dns.hosts = mrd_xstrdup("/etc/hosts");
     return c;
 }
 
@@ -915,8 +917,10 @@ mrd_config_free(struct mrd_config *c)
     free(c->client_ip.header);
     for (size_t i = 0; i < c->n_regions; i++) {
         struct mrd_region_conf *r = &c->regions[i];
-        for (size_t j = 0; j < r->n_upstreams; j++)
+        for (size_t j = 0; j < r->n_upstreams; j++) {
             free(r->upstreams[j].address);
+            free(r->upstreams[j].host);
+        }
         free(r->upstreams);
         free(r->name);
         free(r->fallback);
@@ -938,6 +942,10 @@ mrd_config_free(struct mrd_config *c)
     free(c->policies.block_countries);
     free(c->access_log.path);
     free(c->error_log.path);
+    for (size_t i = 0; i < c->dns.n_resolvers; i++)
+        free(c->dns.resolvers[i].address);
+    free(c->dns.resolvers);
+    free(c->dns.hosts);
     free(c->user);
     free(c->file);
     free(c);
@@ -977,6 +985,12 @@ mrd_config_parse(const char *buf, size_t len, const char *file, struct mrd_confi
 int
 mrd_config_load(const char *path, struct mrd_config **out, struct mrd_diag *diag)
 {
+    return mrd_config_load_text(path, out, diag, NULL, NULL);
+}
+
+int
+mrd_config_load_text(const char *path, struct mrd_config **out, struct mrd_diag *diag, char **text, size_t *text_len)
+{
     FILE *f = fopen(path, "rb");
     char *buf = NULL;
     size_t len = 0, cap = 0, got;
@@ -1009,6 +1023,11 @@ mrd_config_load(const char *path, struct mrd_config **out, struct mrd_diag *diag
     }
     fclose(f);
     rc = mrd_config_parse(buf, len, path, out, diag);
+    if (rc == 0 && text != NULL) {
+        *text = buf;
+        *text_len = len;
+        return rc;
+    }
     free(buf);
     return rc;
 }

@@ -13,6 +13,7 @@
 #include "meridian/common.h"
 #include "meridian/config.h"
 #include "meridian/config-int.h"
+#include "meridian/dns.h"
 #include "meridian/tlsname.h"
 
 #define MAX_NAME_LEN 63 /* region names end up in headers and metrics */
@@ -40,6 +41,57 @@ set_addr(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mrd
         return -1;
     }
     mrd_conf_replace_str(mrd_conf_field(obj, k->off), s);
+    return 0;
+}
+
+/* upstreams: an IP literal as set_addr, or "name:port" (SPEC 7) resolved later */
+static int
+set_upstream_addr(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mrd_conf_node *n, void *obj)
+{
+    struct mrd_upstream_conf *u = obj;
+    const char *s = mrd_conf_nonempty(cx, n), *why, *why_name;
+    char host[MRD_HOSTNAME_MAX + 2];
+
+    if (s == NULL)
+        return -1;
+    free(u->host);
+    u->host = NULL;
+    u->addrlen = 0;
+    if (mrd_sockaddr_parse(s, &u->addr, &u->addrlen, &why) == 0) {
+        mrd_conf_replace_str(&u->address, s);
+        return 0;
+    }
+    u->addrlen = 0;
+    if (s[0] != '[' && mrd_hostport_parse(s, host, &u->port, &why_name) == 0) {
+        u->host = mrd_xstrdup(host);
+        mrd_conf_replace_str(&u->address, s);
+        return 0;
+    }
+    mrd_conf_bad(cx, n, "invalid address %s: %s", mrd_conf_show(cx, n), s[0] == '[' ? why : why_name);
+    return -1;
+}
+
+/* dns.resolvers: a list of "ip:port" */
+static int
+set_resolvers(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mrd_conf_node *n, void *obj)
+{
+    struct mrd_dns_conf *d = obj;
+
+    if (mrd_conf_expect(cx, n, MRD_N_SEQ) == -1)
+        return -1;
+    d->resolvers = mrd_xcalloc(n->n ? n->n : 1, sizeof(*d->resolvers));
+    for (size_t i = 0; i < n->n; i++) {
+        size_t mark = mrd_conf_path_idx(cx, i);
+        const char *s = mrd_conf_nonempty(cx, n->items[i]), *why;
+        struct mrd_resolver_conf *r = &d->resolvers[d->n_resolvers];
+        if (s != NULL && mrd_sockaddr_parse(s, &r->addr, &r->addrlen, &why) == -1)
+            mrd_conf_bad(cx, n->items[i], "invalid resolver address %s: %s", mrd_conf_show(cx, n->items[i]), why);
+        else if (s != NULL) {
+            r->address = mrd_xstrdup(s);
+            d->n_resolvers++;
+        }
+        mrd_conf_path_pop(cx, mark);
+    }
     return 0;
 }
 
@@ -497,8 +549,9 @@ region_check(struct mrd_conf_ctx *cx, const struct mrd_conf_node *map, void *obj
     for (size_t i = 0; i < r->n_upstreams; i++) {
         for (size_t j = 0; j < i; j++) {
             const struct mrd_upstream_conf *a = &r->upstreams[j], *b = &r->upstreams[i];
-            if (a->address != NULL && b->address != NULL && a->addrlen == b->addrlen &&
-                memcmp(&a->addr, &b->addr, a->addrlen) == 0) {
+            if (a->address != NULL && b->address != NULL &&
+                ((a->addrlen > 0 && a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0) ||
+                 (a->host != NULL && b->host != NULL && a->port == b->port && strcmp(a->host, b->host) == 0))) {
                 mrd_conf_err_at(cx, b->pos.line, b->pos.col, "%s.upstreams[%zu].address: %s is already upstreams[%zu]",
                                 cx->path, i, mrd_conf_show_str(cx, b->address, strlen(b->address)), j);
                 break;
@@ -710,9 +763,7 @@ static const struct mrd_conf_table uptls_table = TABLE(uptls_keys, uptls_pre, up
 
 static const struct mrd_conf_word send_proxy_words[] = {{"v1", 1}, {"v2", 2}, {NULL, 0}};
 static const struct mrd_conf_key upstream_keys[] = {
-    [U_ADDRESS] = {"address", set_addr, offsetof(struct mrd_upstream_conf, address),
-                   offsetof(struct mrd_upstream_conf, addr), offsetof(struct mrd_upstream_conf, addrlen),
-                   .flags = MRD_K_REQUIRED},
+    [U_ADDRESS] = {"address", set_upstream_addr, .flags = MRD_K_REQUIRED},
     [U_WEIGHT] = {"weight", mrd_conf_set_uint, offsetof(struct mrd_upstream_conf, weight), .lo = 1, .hi = 1000},
     [U_SEND_PROXY] = {"send_proxy", mrd_conf_set_word, offsetof(struct mrd_upstream_conf, send_proxy),
                       .aux = send_proxy_words},
@@ -825,6 +876,14 @@ static const struct mrd_conf_key error_log_keys[] = {
     {"level", mrd_conf_set_word, offsetof(struct mrd_error_log_conf, level), .aux = level_words},
 };
 static const struct mrd_conf_table error_log_table = TABLE(error_log_keys, NULL, NULL);
+
+static const struct mrd_conf_key dns_keys[] = {
+    {"resolvers", set_resolvers, .aux = NULL},
+    DUR("refresh", mrd_dns_conf, refresh_ms),
+    {"required", mrd_conf_set_bool, offsetof(struct mrd_dns_conf, required), .aux = NULL},
+    {"hosts", mrd_conf_set_string, offsetof(struct mrd_dns_conf, hosts), .aux = NULL},
+};
+static const struct mrd_conf_table dns_table = TABLE(dns_keys, NULL, NULL);
 
 /* ------------------------------------------------------------------------ */
 /* cross-references, once everything is read */
@@ -975,7 +1034,8 @@ enum {
     T_POLICIES,
     T_RESPONSE_HEADERS,
     T_ACCESS_LOG,
-    T_ERROR_LOG
+    T_ERROR_LOG,
+    T_DNS
 };
 
 static void
@@ -1010,6 +1070,7 @@ static const struct mrd_conf_key top_keys[] = {
                       .aux = &access_log_table},
     [T_ERROR_LOG] = {"error_log", mrd_conf_set_submap, offsetof(struct mrd_config, error_log),
                      .aux = &error_log_table},
+    [T_DNS] = {"dns", mrd_conf_set_submap, offsetof(struct mrd_config, dns), .aux = &dns_table},
 };
 const struct mrd_conf_table mrd_conf_top_table = TABLE(top_keys, NULL, top_check);
 

@@ -21,6 +21,7 @@
 #include "meridian/metrics.h"
 #include "meridian/query.h"
 #include "meridian/route.h"
+#include "meridian/resolver.h"
 #include "meridian/server.h"
 
 static struct evhttp *admin_http;
@@ -222,10 +223,25 @@ status(struct evhttp_request *r)
         else
             evbuffer_add_printf(b, "\"capacity_rps\": null, \"tokens\": null, ");
         evbuffer_add_printf(b, "\"upstreams\": [");
-        for (size_t j = 0; j < rg->n_ups; j++)
-            evbuffer_add_printf(b, "%s{\"address\": \"%s\", \"healthy\": %s, \"active\": %u}", j ? ", " : "",
+        for (size_t j = 0; j < rg->n_ups; j++) {
+            evbuffer_add_printf(b, "%s{\"address\": \"%s\", \"healthy\": %s, \"active\": %u", j ? ", " : "",
                                 rg->ups[j]->name, atomic_load(&rg->ups[j]->healthy) ? "true" : "false",
                                 atomic_load(&rg->ups[j]->active));
+            if (rg->uconf[j]->host != NULL) /* one of the addresses of a host name */
+                evbuffer_add_printf(b, ", \"host\": \"%s:%u\"", rg->uconf[j]->host, (unsigned)rg->uconf[j]->port);
+            evbuffer_add_printf(b, "}");
+        }
+        evbuffer_add_printf(b, "], \"names\": [");
+        /* the entries written as host names, resolved or not (SPEC 7) */
+        for (size_t j = 0, k = 0; j < rg->conf->n_upstreams; j++) {
+            const struct mrd_upstream_conf *u = &rg->conf->upstreams[j];
+            if (u->host == NULL)
+                continue;
+            evbuffer_add_printf(b, "%s{\"address\": \"%s:%u\", \"resolution\": ", k++ ? ", " : "", u->host,
+                                (unsigned)u->port);
+            mrd_resolver_status_json(b, u->host);
+            evbuffer_add_printf(b, "}");
+        }
         evbuffer_add_printf(b, "]}");
     }
     evbuffer_add_printf(b, "]}\n");

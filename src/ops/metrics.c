@@ -16,6 +16,7 @@
 #include "meridian/log.h"
 #include "meridian/metrics.h"
 #include "meridian/ratelimit.h"
+#include "meridian/resolver.h"
 #include "meridian/route.h"
 #include "meridian/server.h"
 
@@ -262,6 +263,14 @@ mrd_metrics_render(struct mrd_buf *b, struct mrd_gen *g, struct mrd_route_scratc
                    "Build time (MMDB metadata build_epoch, Unix seconds) of the geo database in use.");
             mrd_buf_printf(b, "meridian_geo_database_build_epoch %llu\n", (unsigned long long)gi.build_epoch);
         }
+    }
+    {
+        unsigned long long ok, failed;
+        mrd_resolver_counts(&ok, &failed);
+        family(b, "meridian_dns_resolutions_total", "counter",
+               "Resolutions of upstream host names (hosts file or DNS) by result.");
+        mrd_buf_printf(b, "meridian_dns_resolutions_total{result=\"success\"} %llu\n", ok);
+        mrd_buf_printf(b, "meridian_dns_resolutions_total{result=\"error\"} %llu\n", failed);
     }
     family(b, "meridian_client_ip_invalid_total", "counter",
            "Requests from a trusted proxy whose client_ip.header had an entry that is not an address.");

@@ -77,7 +77,11 @@ mrd_pool_release(struct mrd_uconn *uc, uint64_t idle_ms)
 {
     struct mrd_idle_list *l = &uc->st->idle[uc->w->id];
 
-    if (l->count >= POOL_MAX_IDLE_PER_UPSTREAM || atomic_load(&uc->w->stopping) || uc->st->send_proxy) {
+    /* send_proxy connections carry one client's address; an upstream that no
+     * generation from this worker's on has (a vanished DNS address, a removed
+     * entry) keeps no idle connection */
+    if (l->count >= POOL_MAX_IDLE_PER_UPSTREAM || atomic_load(&uc->w->stopping) || uc->st->send_proxy ||
+        atomic_load_explicit(&uc->st->last_gen, memory_order_relaxed) < uc->w->gen->id) {
         mrd_uconn_free(uc);
         return;
     }
@@ -166,6 +170,30 @@ mrd_pool_drain(struct mrd_worker *w, struct mrd_gen *g)
     for (size_t i = 0; g != NULL && i < g->n_regions; i++)
         for (size_t j = 0; j < g->regions[i].n_ups; j++) {
             struct mrd_idle_list *l = &g->regions[i].ups[j]->idle[w->id];
+            while (l->head != NULL)
+                mrd_uconn_free(l->head);
+        }
+}
+
+static int
+gen_has(const struct mrd_gen *g, const struct mrd_upstream_state *st)
+{
+    for (size_t i = 0; i < g->n_regions; i++)
+        for (size_t j = 0; j < g->regions[i].n_ups; j++)
+            if (g->regions[i].ups[j] == st)
+                return 1;
+    return 0;
+}
+
+void
+mrd_pool_drain_gone(struct mrd_worker *w, const struct mrd_gen *prev, const struct mrd_gen *next)
+{
+    for (size_t i = 0; prev != NULL && next != NULL && i < prev->n_regions; i++)
+        for (size_t j = 0; j < prev->regions[i].n_ups; j++) {
+            struct mrd_upstream_state *st = prev->regions[i].ups[j];
+            struct mrd_idle_list *l = &st->idle[w->id];
+            if (l->head == NULL || gen_has(next, st))
+                continue;
             while (l->head != NULL)
                 mrd_uconn_free(l->head);
         }

@@ -10,6 +10,7 @@
 #include "meridian/addr.h"
 #include "meridian/clock.h"
 #include "meridian/common.h"
+#include "meridian/dns.h"
 #include "meridian/gen.h"
 #include "meridian/geo.h"
 #include "meridian/score.h"
@@ -76,9 +77,11 @@ region_state_release(struct mrd_region_state *s)
     free(s);
 }
 
-/* keyed by address and, for upstream_tls, by the name verified */
+/* keyed by address (an IP literal's or a resolved one), send_proxy and, for
+ * upstream_tls, the name verified */
 static struct mrd_upstream_state *
-registry_lookup(const struct mrd_upstream_conf *uc, const struct mrd_upstream_tls_conf *tc)
+registry_lookup(const struct mrd_up_target *t, const struct mrd_upstream_conf *uc,
+                const struct mrd_upstream_tls_conf *tc)
 {
     struct mrd_upstream_state *s;
     char tls_name[256] = "";
@@ -93,7 +96,7 @@ registry_lookup(const struct mrd_upstream_conf *uc, const struct mrd_upstream_tl
     }
     pthread_mutex_lock(&registry_lock);
     for (s = registry; s != NULL; s = s->next) {
-        if (s->addrlen == uc->addrlen && memcmp(&s->addr, &uc->addr, uc->addrlen) == 0 && s->tls == tc->enabled &&
+        if (s->addrlen == t->addrlen && memcmp(&s->addr, &t->addr, t->addrlen) == 0 && s->tls == tc->enabled &&
             strcmp(s->tls_name, tls_name) == 0 && s->send_proxy == uc->send_proxy) {
             atomic_fetch_add(&s->refcnt, 1);
             pthread_mutex_unlock(&registry_lock);
@@ -106,8 +109,8 @@ registry_lookup(const struct mrd_upstream_conf *uc, const struct mrd_upstream_tl
     atomic_init(&s->active, 0);
     atomic_init(&s->ewma_us, 0);
     atomic_init(&s->connects, 0);
-    memcpy(&s->addr, &uc->addr, uc->addrlen);
-    s->addrlen = uc->addrlen;
+    memcpy(&s->addr, &t->addr, t->addrlen);
+    s->addrlen = t->addrlen;
     s->send_proxy = uc->send_proxy;
     mrd_sockaddr_format((const struct sockaddr *)&s->addr, s->name, sizeof(s->name));
     s->idle = mrd_xcalloc(mrd_n_workers, sizeof(*s->idle));
@@ -154,8 +157,42 @@ mrd_upstream_state_release(struct mrd_upstream_state *s)
     free(s);
 }
 
+/* the region's upstreams: one per IP literal and per resolved address */
+static void
+region_upstreams(struct mrd_region *r, const struct mrd_region_conf *rc, uint64_t gen_id, mrd_dns_lookup_fn lookup,
+                 void *arg)
+{
+    const struct mrd_ipset **res = mrd_xcalloc(rc->n_upstreams ? rc->n_upstreams : 1, sizeof(*res));
+    struct mrd_up_target *t;
+    size_t cap;
+
+    for (size_t j = 0; j < rc->n_upstreams; j++)
+        if (rc->upstreams[j].host != NULL && lookup != NULL)
+            res[j] = lookup(rc->upstreams[j].host, arg);
+    cap = mrd_upstreams_count(rc->upstreams, rc->n_upstreams, res);
+    t = mrd_xcalloc(cap ? cap : 1, sizeof(*t));
+    r->n_ups = mrd_upstreams_expand(rc->upstreams, rc->n_upstreams, res, t);
+    r->ups = mrd_xcalloc(r->n_ups ? r->n_ups : 1, sizeof(*r->ups));
+    r->weights = mrd_xcalloc(r->n_ups ? r->n_ups : 1, sizeof(*r->weights));
+    r->uconf = mrd_xcalloc(r->n_ups ? r->n_ups : 1, sizeof(*r->uconf));
+    for (size_t j = 0; j < r->n_ups; j++) {
+        r->uconf[j] = &rc->upstreams[t[j].entry];
+        r->ups[j] = registry_lookup(&t[j], r->uconf[j], &rc->tls);
+        atomic_store(&r->ups[j]->last_gen, gen_id);
+        r->weights[j] = r->uconf[j]->weight;
+    }
+    free(t);
+    free(res);
+}
+
 struct mrd_gen *
 mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag)
+{
+    return mrd_gen_new_resolved(conf, NULL, NULL, diag);
+}
+
+struct mrd_gen *
+mrd_gen_new_resolved(struct mrd_config *conf, mrd_dns_lookup_fn lookup, void *arg, struct mrd_diag *diag)
 {
     struct mrd_gen *g;
     struct mrd_geo *geo;
@@ -223,13 +260,7 @@ mrd_gen_new(struct mrd_config *conf, struct mrd_diag *diag)
         r->idx = i;
         r->st = region_state_lookup(rc);
         r->tls = uptls[i];
-        r->n_ups = rc->n_upstreams;
-        r->ups = mrd_xcalloc(rc->n_upstreams, sizeof(*r->ups));
-        r->weights = mrd_xcalloc(rc->n_upstreams, sizeof(*r->weights));
-        for (size_t j = 0; j < rc->n_upstreams; j++) {
-            r->ups[j] = registry_lookup(&rc->upstreams[j], &rc->tls);
-            r->weights[j] = rc->upstreams[j].weight;
-        }
+        region_upstreams(r, rc, g->id, lookup, arg);
         r->bal = mrd_xcalloc(mrd_n_workers, sizeof(*r->bal));
         for (unsigned w = 0; w < mrd_n_workers; w++)
             mrd_balance_state_init(&r->bal[w], r->n_ups);
@@ -258,6 +289,7 @@ mrd_gen_release(struct mrd_gen *g)
         free(r->bal);
         free(r->ups);
         free(r->weights);
+        free(r->uconf);
         region_state_release(r->st);
         mrd_uptls_free(r->tls);
     }

@@ -32,6 +32,7 @@
 #include "meridian/health.h"
 #include "meridian/log.h"
 #include "meridian/metrics.h"
+#include "meridian/resolver.h"
 #include "meridian/server.h"
 
 static const char *conf_path = "conf/meridian.yaml";
@@ -43,6 +44,10 @@ static struct mrd_gen *current;
 static struct event *shutdown_timer;
 static struct event *geo_timer;
 static int stopping;
+/* the file text of the current generation: DNS changes build the next
+ * generation from the same configuration (resolver.h) */
+static char *conf_text;
+static size_t conf_len;
 
 static void
 usage(FILE *f)
@@ -74,14 +79,22 @@ print_diag(const struct mrd_diag *d)
         fprintf(stderr, "%s\n", d->msgs[i]);
 }
 
+/* a generation from the file, with the resolver's addresses for its host
+ * names; *text is the file as read */
 static struct mrd_gen *
-load(struct mrd_diag *d)
+load(struct mrd_diag *d, char **text, size_t *len)
 {
     struct mrd_config *c;
+    struct mrd_gen *g;
 
-    if (mrd_config_load(conf_path, &c, d) != 0)
+    if (mrd_config_load_text(conf_path, &c, d, text, len) != 0)
         return NULL;
-    return mrd_gen_new(c, d);
+    g = mrd_gen_new_resolved(c, mrd_resolver_lookup, NULL, d);
+    if (g == NULL) {
+        free(*text);
+        *text = NULL;
+    }
+    return g;
 }
 
 /* Listening sockets of the current generation: lfds[w * n_lfds + i] is
@@ -191,44 +204,22 @@ on_geo_check(evutil_socket_t fd, short what, void *arg)
     geo_timer_arm();
 }
 
-static void
-on_reload(evutil_socket_t sig, short what, void *arg)
+/* Hand g to the workers like a reload (listeners kept or opened to match).
+ * -1 with err when a socket or the admin listener cannot be prepared; then
+ * nothing changed and g is still the caller's. */
+static int
+install(struct mrd_gen *g, char *err, size_t errlen)
 {
-    struct mrd_diag d;
-    struct mrd_gen *g;
-    int *fds;
-    char err[1024];
+    int *fds = open_listeners(current->conf, lfds, g->conf, err, errlen);
 
-    if (stopping) {
-        mrd_log(MRD_LOG_WARN, "reload ignored: stopping");
-        return;
-    }
-    mrd_diag_init(&d);
-    g = load(&d);
-    if (g == NULL) {
-        for (size_t i = 0; i < d.n; i++)
-            mrd_log(MRD_LOG_ERR, "reload failed: %s", d.msgs[i]);
-        mrd_diag_dispose(&d);
-        mrd_metrics_reload(0);
-        return;
-    }
-    mrd_diag_dispose(&d);
-    /* everything that can fail comes before anything changes */
-    fds = open_listeners(current->conf, lfds, g->conf, err, sizeof(err));
-    if (fds == NULL || mrd_admin_prepare(current->conf, g, err, sizeof(err)) == -1) {
+    if (fds == NULL || mrd_admin_prepare(current->conf, g, err, errlen) == -1) {
         if (fds != NULL) {
             /* the sockets bound for this attempt go, the current ones stay */
             close_new_sockets(fds, g->conf->n_listeners * mrd_n_workers, lfds, n_lfds * mrd_n_workers);
             free(fds);
         }
-        mrd_log(MRD_LOG_ERR, "reload failed: %s", err);
-        mrd_gen_release(g);
-        mrd_metrics_reload(0);
-        return;
+        return -1;
     }
-    if (g->conf->workers != 0 && g->conf->workers != mrd_n_workers)
-        mrd_log(MRD_LOG_WARN, "%s: workers: %u takes effect at the next restart (running %u)", conf_path,
-                g->conf->workers, mrd_n_workers);
     for (unsigned i = 0; i < mrd_n_workers; i++) {
         mrd_gen_acquire(g);
         mrd_worker_post_gen(&workers[i], g, &fds[i * g->conf->n_listeners], g->conf->n_listeners);
@@ -240,6 +231,47 @@ on_reload(evutil_socket_t sig, short what, void *arg)
     mrd_health_start(main_base, g);
     mrd_gen_release(current);
     current = g;
+    return 0;
+}
+
+static void
+on_reload(evutil_socket_t sig, short what, void *arg)
+{
+    struct mrd_diag d;
+    struct mrd_gen *g;
+    char err[1024], *text = NULL;
+    size_t len = 0;
+
+    if (stopping) {
+        mrd_log(MRD_LOG_WARN, "reload ignored: stopping");
+        return;
+    }
+    mrd_diag_init(&d);
+    g = load(&d, &text, &len);
+    if (g == NULL) {
+        for (size_t i = 0; i < d.n; i++)
+            mrd_log(MRD_LOG_ERR, "reload failed: %s", d.msgs[i]);
+        mrd_diag_dispose(&d);
+        mrd_metrics_reload(0);
+        return;
+    }
+    mrd_diag_dispose(&d);
+    /* everything that can fail comes before anything changes */
+    if (install(g, err, sizeof(err)) == -1) {
+        mrd_log(MRD_LOG_ERR, "reload failed: %s", err);
+        mrd_gen_release(g);
+        free(text);
+        mrd_metrics_reload(0);
+        return;
+    }
+    free(conf_text);
+    conf_text = text;
+    conf_len = len;
+    /* names new to this file resolve now and join through on_dns_change */
+    mrd_resolver_update(g->conf);
+    if (g->conf->workers != 0 && g->conf->workers != mrd_n_workers)
+        mrd_log(MRD_LOG_WARN, "%s: workers: %u takes effect at the next restart (running %u)", conf_path,
+                g->conf->workers, mrd_n_workers);
     geo_timer_arm();
     mrd_metrics_reload(1);
     mrd_access_log_configure(g->conf->access_log.path, g->conf->access_log.json);
@@ -247,6 +279,36 @@ on_reload(evutil_socket_t sig, short what, void *arg)
         mrd_log(MRD_LOG_ERR, "%s: %s (the error log stays where it was)", conf_path, err);
     mrd_log(MRD_LOG_INFO, "configuration reloaded (generation %llu, %zu listeners)", (unsigned long long)g->id,
             n_lfds);
+}
+
+/* the address set of a host name changed: the same configuration again,
+ * with the new addresses, handed over like a reload (new addresses join,
+ * vanished ones drain with the old generation) */
+static void
+on_dns_change(void)
+{
+    struct mrd_diag d;
+    struct mrd_config *c;
+    struct mrd_gen *g;
+    char err[1024];
+
+    if (stopping || conf_text == NULL)
+        return;
+    mrd_diag_init(&d);
+    if (mrd_config_parse(conf_text, conf_len, conf_path, &c, &d) != 0 ||
+        (g = mrd_gen_new_resolved(c, mrd_resolver_lookup, NULL, &d)) == NULL) {
+        for (size_t i = 0; i < d.n; i++)
+            mrd_log(MRD_LOG_ERR, "dns: new addresses not applied: %s", d.msgs[i]);
+        mrd_diag_dispose(&d);
+        return;
+    }
+    mrd_diag_dispose(&d);
+    if (install(g, err, sizeof(err)) == -1) {
+        mrd_log(MRD_LOG_ERR, "dns: new addresses not applied: %s", err);
+        mrd_gen_release(g);
+        return;
+    }
+    mrd_log(MRD_LOG_INFO, "dns: upstream addresses changed (generation %llu)", (unsigned long long)g->id);
 }
 
 static void
@@ -367,6 +429,24 @@ drop_privileges(const char *user)
     return 0;
 }
 
+/* the first resolution of the host names, on a loop of its own (the main
+ * loop is made after daemonizing); -1 with dns.required and a name that
+ * did not resolve */
+static int
+prime(const struct mrd_config *conf, struct mrd_diag *d)
+{
+    struct event_base *b = event_base_new();
+    int rc;
+
+    if (b == NULL) {
+        mrd_diag_add(d, conf->file, 1, 1, "cannot create an event loop for the resolver");
+        return -1;
+    }
+    rc = mrd_resolver_prime(b, conf, d);
+    event_base_free(b);
+    return rc;
+}
+
 static unsigned
 cpu_count(void)
 {
@@ -400,19 +480,30 @@ main(int argc, char **argv)
         return 2;
     }
     mrd_diag_init(&d);
-    if (mrd_config_load(conf_path, &conf, &d) != 0) {
+    if (mrd_config_load_text(conf_path, &conf, &d, &conf_text, &conf_len) != 0) {
         print_diag(&d);
         mrd_diag_dispose(&d);
         return 1;
     }
     mrd_diag_dispose(&d);
     if (test_only) {
-        /* also what only building it finds: certificates, the geo database */
+        /* also what only building it finds: certificates, the geo database,
+         * and with dns.required the upstream host names */
         struct mrd_gen *g;
         mrd_diag_init(&d);
-        g = mrd_gen_new(conf, &d);
+        if (conf->dns.required && prime(conf, &d) == -1) {
+            print_diag(&d);
+            mrd_diag_dispose(&d);
+            mrd_config_free(conf);
+            mrd_resolver_stop();
+            free(conf_text);
+            return 1;
+        }
+        g = mrd_gen_new_resolved(conf, mrd_resolver_lookup, NULL, &d);
         print_diag(&d);
         mrd_diag_dispose(&d);
+        mrd_resolver_stop();
+        free(conf_text);
         if (g == NULL)
             return 1;
         mrd_gen_release(g);
@@ -428,10 +519,21 @@ main(int argc, char **argv)
     evthread_use_pthreads();
     mrd_n_workers = conf->workers ? conf->workers : cpu_count();
     mrd_diag_init(&d);
-    current = mrd_gen_new(conf, &d);
+    /* upstream host names resolve before anything serves */
+    if (prime(conf, &d) == -1) {
+        print_diag(&d);
+        mrd_diag_dispose(&d);
+        mrd_config_free(conf);
+        mrd_resolver_stop();
+        free(conf_text);
+        return 1;
+    }
+    current = mrd_gen_new_resolved(conf, mrd_resolver_lookup, NULL, &d);
     if (current == NULL) {
         print_diag(&d);
         mrd_diag_dispose(&d);
+        mrd_resolver_stop();
+        free(conf_text);
         return 1;
     }
     mrd_diag_dispose(&d);
@@ -490,6 +592,7 @@ main(int argc, char **argv)
     if (mrd_admin_start(main_base, current, admin_fd) == -1)
         return 1;
     mrd_health_start(main_base, current);
+    mrd_resolver_start(main_base, current->conf, on_dns_change);
     geo_timer = evtimer_new(main_base, on_geo_check, NULL);
     geo_timer_arm();
     ev_hup = evsignal_new(main_base, SIGHUP, on_reload, NULL);
@@ -531,6 +634,8 @@ main(int argc, char **argv)
     geo_timer = NULL;
     mrd_admin_stop();
     mrd_health_stop();
+    mrd_resolver_stop();
+    free(conf_text);
     mrd_access_log_stop();
     mrd_gen_release(current);
     event_base_free(main_base);
@@ -549,5 +654,7 @@ fail_early:
         close(admin_fd);
     mrd_access_log_stop();
     mrd_gen_release(current);
+    mrd_resolver_stop();
+    free(conf_text);
     return 1;
 }

@@ -398,6 +398,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
         /* the posted reference becomes the worker's; connections keep theirs.
          * Generation and listener indexes change together, so an accept
          * always finds its listener's TLS context in w->gen. */
+        mrd_pool_drain_gone(w, w->gen, m->gen);
         mrd_gen_release(w->gen);
         w->gen = m->gen;
         set_listeners(w, m->fds, m->n_fds);

@@ -26,6 +26,7 @@
 #include <math.h>
 
 #include "meridian/config.h"
+#include "meridian/dns.h"
 
 #include "fuzz_pure_common.h"
 
@@ -163,6 +164,9 @@ check_config(const struct mrd_config *c)
             REQUIRE(!(c->admin.addrlen == l->addrlen && memcmp(&c->admin.addr, &l->addr, l->addrlen) == 0));
     }
 
+    REQUIRE(dur_ok(c->dns.refresh_ms) && c->dns.hosts != NULL && c->dns.hosts[0] != '\0');
+    for (size_t i = 0; i < c->dns.n_resolvers; i++)
+        REQUIRE(c->dns.resolvers[i].addrlen > 0 && c->dns.resolvers[i].address != NULL);
     for (size_t i = 0; i < c->n_regions; i++) {
         const struct mrd_region_conf *r = &c->regions[i];
         REQUIRE(valid_name(r->name));
@@ -174,8 +178,18 @@ check_config(const struct mrd_config *c)
         REQUIRE(r->balance == MRD_BALANCE_LEAST_CONN || r->balance == MRD_BALANCE_ROUND_ROBIN ||
                 r->balance == MRD_BALANCE_P2C_EWMA);
         REQUIRE(r->n_upstreams >= 1);
-        for (size_t j = 0; j < r->n_upstreams; j++)
-            REQUIRE(r->upstreams[j].weight >= 1 && r->upstreams[j].weight <= 1000 && r->upstreams[j].addrlen > 0);
+        for (size_t j = 0; j < r->n_upstreams; j++) {
+            const struct mrd_upstream_conf *u = &r->upstreams[j];
+            const char *why;
+            REQUIRE(u->weight >= 1 && u->weight <= 1000);
+            /* an IP literal, or a valid lower-case host name with a port */
+            REQUIRE((u->addrlen > 0) != (u->host != NULL));
+            if (u->host != NULL) {
+                REQUIRE(u->port >= 1 && mrd_hostname_valid(u->host, strlen(u->host), &why));
+                for (const char *h = u->host; *h; h++)
+                    REQUIRE(!(*h >= 'A' && *h <= 'Z'));
+            }
+        }
         if (r->health.enabled) {
             REQUIRE(r->health.path != NULL && r->health.path[0] == '/');
             REQUIRE(dur_ok(r->health.interval_ms) && dur_ok(r->health.timeout_ms));
