@@ -32,6 +32,7 @@ struct prober {
     const struct mrd_health_conf *hc;
     struct event *timer;
     struct bufferevent *bev;          /* the check in progress */
+    SSL *pending_ssl;                 /* TLS and send_proxy: started once the raw PROXY header is queued */
     uint64_t started_us;
     unsigned streak;
     int last;                         /* healthy as this prober last left it */
@@ -94,9 +95,30 @@ on_check_event(struct bufferevent *bev, short what, void *arg)
     struct prober *p = arg;
     struct evbuffer *out;
 
+    if ((what & BEV_EVENT_CONNECTED) && p->pending_ssl != NULL) {
+        /* TLS with send_proxy: the PROXY header is the connection's first
+         * bytes, raw; the handshake then runs over the same connection */
+        struct timeval tv = tv_ms(p->hc->timeout_ms);
+        struct bufferevent *tls;
+        uint8_t hdr[MRD_PP_BUILD_MAX];
+        evbuffer_add(bufferevent_get_output(bev), hdr, mrd_pp_build(p->st->send_proxy, NULL, hdr, sizeof(hdr)));
+        tls = bufferevent_openssl_filter_new(hbase, bev, p->pending_ssl, BUFFEREVENT_SSL_CONNECTING,
+                                             BEV_OPT_CLOSE_ON_FREE);
+        p->pending_ssl = NULL; /* the filter owns it (also on failure) */
+        if (tls == NULL) {
+            check_done(p, 0, "TLS setup failed");
+            return;
+        }
+        bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+        p->bev = tls; /* frees the plain one with it */
+        bufferevent_setcb(tls, on_check_read, NULL, on_check_event, p);
+        bufferevent_set_timeouts(tls, &tv, &tv);
+        bufferevent_enable(tls, EV_READ | EV_WRITE);
+        return;
+    }
     if (what & BEV_EVENT_CONNECTED) {
         out = bufferevent_get_output(bev);
-        if (p->st->send_proxy) {
+        if (p->st->send_proxy && p->region->tls == NULL) {
             /* check-send-proxy: no client, so PROXY UNKNOWN (v1) or LOCAL (v2) */
             uint8_t hdr[MRD_PP_BUILD_MAX];
             evbuffer_add(out, hdr, mrd_pp_build(p->st->send_proxy, NULL, hdr, sizeof(hdr)));
@@ -119,7 +141,10 @@ on_timer(evutil_socket_t fd, short what, void *arg)
     struct prober *p = arg;
     struct timeval tv = tv_ms(p->hc->timeout_ms);
 
-    if (p->region->tls != NULL) {
+    if (p->region->tls != NULL && p->st->send_proxy) {
+        p->pending_ssl = mrd_uptls_ssl_new(p->region->tls, p->st);
+        p->bev = p->pending_ssl == NULL ? NULL : bufferevent_socket_new(hbase, -1, BEV_OPT_CLOSE_ON_FREE);
+    } else if (p->region->tls != NULL) {
         SSL *ssl = mrd_uptls_ssl_new(p->region->tls, p->st);
         /* the bufferevent owns ssl from here (freed with it, also on failure) */
         p->bev = ssl == NULL ? NULL
@@ -131,6 +156,8 @@ on_timer(evutil_socket_t fd, short what, void *arg)
         p->bev = bufferevent_socket_new(hbase, -1, BEV_OPT_CLOSE_ON_FREE);
     }
     if (p->bev == NULL) {
+        SSL_free(p->pending_ssl);
+        p->pending_ssl = NULL;
         schedule(p);
         return;
     }
@@ -149,6 +176,10 @@ check_done(struct prober *p, int ok, const char *why)
 
     bufferevent_free(p->bev);
     p->bev = NULL;
+    if (p->pending_ssl != NULL) { /* the TCP connect failed */
+        SSL_free(p->pending_ssl);
+        p->pending_ssl = NULL;
+    }
     if (healthy != p->last)
         p->streak = 0; /* a worker marked it down (passive): count afresh */
     /* a check's round trip is a time-to-first-byte sample too: it seeds the

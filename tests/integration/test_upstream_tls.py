@@ -61,7 +61,10 @@ def pki(tmp_path):
 class TlsUpstream:
     """HTTP/1.1 keep-alive over TLS on 127.0.0.1; counts what it saw."""
 
-    def __init__(self, cert, client_ca=None, close_each=False, close_idle_after=None, hold_close=None):
+    def __init__(self, cert, client_ca=None, close_each=False, close_idle_after=None, hold_close=None,
+                 proxy_header=False):
+        self.proxy_header = proxy_header  # a PROXY protocol v1 line comes first, in clear
+        self.headers = []
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(*cert)
         if client_ca:
@@ -102,6 +105,15 @@ class TlsUpstream:
 
     def _serve(self, raw):
         raw.settimeout(30)
+        if self.proxy_header:
+            line = b""
+            while not line.endswith(b"\r\n") and len(line) < 108:
+                c = raw.recv(1)  # byte by byte: nothing of the ClientHello is consumed
+                if not c:
+                    break
+                line += c
+            with self.lock:
+                self.headers.append(line)
         s = self.ctx.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
         try:
             s.do_handshake()
@@ -347,6 +359,28 @@ def test_health_checks_over_tls_eject_and_restore(meridian, pki, tls_upstreams):
     up.health_status = 200
     assert wait_for(lambda: "upstream %s (r1) is up" % up.address in m.stderr(), 3 * SLOW), m.stderr()
     assert up.failed == 0 and up.handshakes >= 3
+
+
+def test_send_proxy_header_goes_before_the_tls_handshake(meridian, pki, tls_upstreams):
+    """send_proxy on a TLS upstream: the PROXY header is the first bytes on
+    the wire, in clear, then the handshake; health checks send UNKNOWN first"""
+    up = tls_upstreams(pki.leaf("good", "DNS:up.test"), proxy_header=True)
+    m = meridian.start(
+        "regions:\n  - name: r1\n    location: {latitude: 50.1, longitude: 8.7}\n"
+        + uptls_block(ca=pki.ca[0], server_name="up.test")
+        + "    health_check: {path: /healthz, interval: 200ms, timeout: 1s, rise: 1, fall: 1}\n"
+        + "    upstreams:\n      - {address: \"%s\", send_proxy: v1}\n" % up.address)
+    for _ in range(3):
+        r = m.request(path="/pp")
+        assert r.status == 200 and r.body == b"tls-ok\n", (r.status, r.body, m.stderr())
+    assert wait_for(lambda: "/healthz" in up.paths, 3 * SLOW), m.stderr()
+    heads = list(up.headers)
+    assert up.failed == 0, (heads, m.stderr())
+    assert b"PROXY UNKNOWN\r\n" in heads, heads  # a health check
+    served = [h for h in heads if h.startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 ")]
+    assert len(served) >= 3, heads  # one connection per request (not pooled)
+    assert int(served[0].split()[5]) == m.port, heads  # the destination is meridian's listener
+    assert up.paths.count("/pp") == 3
 
 
 def test_health_check_fails_on_verification(meridian, pki, tls_upstreams):
