@@ -218,7 +218,8 @@ def test_cold_region_latency_is_0_5_until_measured(meridian, three):
     r = get_from(m.port, "127.0.0.2")
     assert r.header("X-Meridian-Region") == "us-east-1", r
     lat = {x["name"]: x["latency"] for x in route_info(admin, "127.0.0.3")["regions"]}
-    assert lat["us-east-1"] > 0.99 and lat["eu-west-1"] == 0.5 and lat["ap-northeast-1"] == 0.5, lat
+    # measured: near 1 (a loopback first byte takes a few ms, ~7 under ASan)
+    assert lat["us-east-1"] > 0.95 and lat["eu-west-1"] == 0.5 and lat["ap-northeast-1"] == 0.5, lat
 
 
 def test_health_checks_seed_latency_so_no_region_is_starved(meridian, three):
