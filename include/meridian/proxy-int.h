@@ -80,6 +80,14 @@ struct mrd_req {
      * the timer is kept across the pool like `pending` */
     struct event *body_timer;
     uint64_t body_last_ms; /* last body bytes (or resumption after our own pause) */
+    /* an HTTP/2 upstream (up_h2.c): the connection carrying the request
+     * while attached (waiting for it, or with a stream on it) */
+    struct mrd_h2up *h2;
+    struct mrd_req *h2_next, *h2_prev; /* on h2->reqs */
+    int32_t h2_sid;                    /* 0 while not submitted */
+    size_t h2_replay_off;              /* bytes of `replay` already sent on this attempt */
+    size_t h2_unacked;                 /* response DATA handed down, not yet given back as window */
+    unsigned te_trailers : 1, h2_deferred : 1, h2_local_done : 1, h2_remote_done : 1;
 };
 
 static inline const struct mrd_timeouts_conf *
@@ -110,5 +118,18 @@ void last_chunk(struct mrd_req *req, struct mrd_stream *st);
 void up_read(struct mrd_stream *st, void *arg);
 void up_write(struct mrd_stream *st, void *arg);
 void up_event(struct mrd_stream *st, short what, void *arg);
+void deliver(struct mrd_req *req, struct evbuffer *src, size_t n);
+
+/* up_h2.c: HTTP/2 (h2c) upstreams */
+struct mrd_h2up;
+/* req->ups is set (and counted): attach to a pooled connection with a free
+ * stream, or to a new one */
+void mrd_up_h2_start(struct mrd_req *req);
+/* body bytes were added to req->pending, or the body ended */
+void mrd_up_h2_body(struct mrd_req *req);
+/* the downstream drained: give the response window back */
+void mrd_up_h2_resume(struct mrd_req *req);
+/* the request leaves its connection (done, failed or aborted) */
+void mrd_up_h2_detach(struct mrd_req *req);
 
 #endif

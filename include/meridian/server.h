@@ -192,6 +192,9 @@ void mrd_pool_release(struct mrd_uconn *uc, uint64_t idle_ms);
 void mrd_uconn_free(struct mrd_uconn *uc);
 /* close every idle connection of this worker (shutdown) */
 void mrd_pool_drain(struct mrd_worker *w, struct mrd_gen *g);
+/* the same for this worker's HTTP/2 upstream connections (up_h2.c): idle
+ * ones close, busy ones once their last stream ends */
+void mrd_up_h2_drain(struct mrd_worker *w);
 
 /* ---- downstream HTTP/1 (conn.c) ---- */
 

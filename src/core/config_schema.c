@@ -394,6 +394,26 @@ set_balance(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct 
     return 0;
 }
 
+static const struct mrd_conf_word upstream_protocol_words[] = {
+    {"http1", MRD_UP_HTTP1}, {"h2c", MRD_UP_H2C}, {"h2", MRD_UP_H2}, {NULL, 0}};
+
+static int
+set_upstream_protocol(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mrd_conf_node *n,
+                      void *obj)
+{
+    int v = mrd_conf_get_word(cx, k, n);
+
+    if (v == -1)
+        return -1;
+    if (v == MRD_UP_H2) {
+        /* TLS + ALPN h2 needs a client TLS configuration for the region */
+        mrd_conf_bad(cx, n, "h2 requires upstream_tls (use h2c for HTTP/2 over cleartext)");
+        return -1;
+    }
+    ((struct mrd_region_conf *)obj)->upstream_protocol = (enum mrd_upstream_protocol)v;
+    return 0;
+}
+
 static int
 set_hc_path(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mrd_conf_node *n, void *obj)
 {
@@ -438,7 +458,8 @@ enum {
     R_BALANCE,
     R_RETRIES,
     R_HEALTH_CHECK,
-    R_UPSTREAMS
+    R_UPSTREAMS,
+    R_UPSTREAM_PROTOCOL
 };
 
 static void
@@ -686,6 +707,7 @@ static const struct mrd_conf_key region_keys[] = {
     [R_UPSTREAMS] = {"upstreams", mrd_conf_set_seq, offsetof(struct mrd_region_conf, upstreams),
                      offsetof(struct mrd_region_conf, n_upstreams), .aux = &upstream_seq,
                      .flags = MRD_K_REQUIRED | MRD_K_NONEMPTY},
+    [R_UPSTREAM_PROTOCOL] = {"upstream_protocol", set_upstream_protocol, .aux = upstream_protocol_words},
 };
 static const struct mrd_conf_table region_table = TABLE(region_keys, NULL, region_check);
 

@@ -15,6 +15,7 @@
 #include "meridian/accesslog.h"
 #include "meridian/clientip.h"
 #include "meridian/common.h"
+#include "meridian/h2fields.h"
 #include "meridian/headers.h"
 #include "meridian/health.h"
 #include "meridian/log.h"
@@ -45,6 +46,8 @@ drop_upstream(struct mrd_req *req, int keep)
         }
         req->uc = NULL;
     }
+    if (req->h2 != NULL)
+        mrd_up_h2_detach(req);
     if (req->ups != NULL) {
         atomic_fetch_sub(&req->ups->active, 1);
         req->ups = NULL;
@@ -241,6 +244,10 @@ attempt(struct mrd_req *req)
     req->ups = req->region->ups[i];
     memcpy(req->last_ups, req->ups->name, sizeof(req->last_ups));
     atomic_fetch_add(&req->ups->active, 1);
+    if (req->region->conf->upstream_protocol != MRD_UP_HTTP1) {
+        mrd_up_h2_start(req);
+        return;
+    }
     req->uc = mrd_pool_lease(req->w, req->ups);
     if (req->uc != NULL) {
         req->reused = 1;
@@ -500,6 +507,10 @@ mrd_req_start(struct mrd_req *req, const struct mrd_req_info *info, const char *
     req->is_head = mrd_strieq(info->method, info->method_len, "HEAD");
     req->idempotent = mrd_h1_method_idempotent(info->method, info->method_len) != 0;
     req->upgrade = info->upgrade != 0;
+    for (size_t i = 0; i < info->n_headers; i++)
+        if (mrd_strieq(info->headers[i].name, info->headers[i].name_len, "te") &&
+            mrd_te_has_trailers(info->headers[i].value, info->headers[i].value_len))
+            req->te_trailers = 1; /* forwarded to an HTTP/2 upstream (gRPC needs it) */
     req->up_body = info->body;
     req->body_done = info->body == MRD_H1_BODY_NONE;
     if (req->idempotent && !req->body_done)
@@ -530,6 +541,8 @@ mrd_req_body(struct mrd_req *req, struct evbuffer *src, size_t n)
         evbuffer_remove_buffer(src, req->pending, n);
     else
         send_body_bytes(req, src, n);
+    if (req->h2 != NULL)
+        mrd_up_h2_body(req);
     check_body_backpressure(req);
 }
 
@@ -560,6 +573,10 @@ mrd_req_body_end(struct mrd_req *req)
         evbuffer_free(req->req_trailer_raw);
         req->req_trailer_raw = NULL;
     }
+    if (req->h2 != NULL) {
+        mrd_up_h2_body(req);
+        return;
+    }
     if (req->uc == NULL || req->rs != RS_WAIT_HEAD)
         return;
     if (req->up_body == MRD_H1_BODY_CHUNKED)
@@ -570,6 +587,10 @@ mrd_req_body_end(struct mrd_req *req)
 void
 mrd_req_resume(struct mrd_req *req)
 {
+    if (req->paused_resp && req->h2 != NULL) {
+        mrd_up_h2_resume(req);
+        return;
+    }
     if (!req->paused_resp || req->uc == NULL)
         return;
     req->paused_resp = 0;

@@ -139,7 +139,7 @@ start_sending(struct mrd_req *req)
 /* ---- receiving the response ---- */
 
 /* response body bytes to the downstream */
-static void
+void
 deliver(struct mrd_req *req, struct evbuffer *src, size_t n)
 {
     req->bytes_out += n;
