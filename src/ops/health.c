@@ -17,6 +17,7 @@
 #include "meridian/common.h"
 #include "meridian/gen.h"
 #include "meridian/health.h"
+#include "meridian/health_h2.h"
 #include "meridian/log.h"
 #include "meridian/route.h"
 #include "meridian/server.h"
@@ -27,6 +28,7 @@ struct prober {
     const struct mrd_health_conf *hc;
     struct event *timer;
     struct bufferevent *bev;          /* the check in progress */
+    struct mrd_health_h2 *h2;         /* its HTTP/2 session (upstream_protocol h2c) */
     uint64_t started_us;
     unsigned streak;
     int last;                         /* healthy as this prober last left it */
@@ -69,6 +71,14 @@ on_check_read(struct bufferevent *bev, void *arg)
     const char *line;
     int status;
 
+    if (p->h2 != NULL) {
+        int r = mrd_health_h2_io(p->h2, in, bufferevent_get_output(bev), &status);
+        if (r < 0)
+            check_done(p, 0, "HTTP/2 protocol error");
+        else if (r > 0)
+            check_done(p, status == p->hc->expect_status, status < 0 ? "HTTP/2 stream reset" : "unexpected status");
+        return;
+    }
     if (evbuffer_search(in, "\r\n", 2, NULL).pos == -1) {
         if (len > 1024)
             check_done(p, 0, "status line too long");
@@ -91,6 +101,13 @@ on_check_event(struct bufferevent *bev, short what, void *arg)
 
     if (what & BEV_EVENT_CONNECTED) {
         out = bufferevent_get_output(bev);
+        if (p->region->conf->upstream_protocol != MRD_UP_HTTP1) {
+            int status;
+            p->h2 = mrd_health_h2_new(p->hc->path, p->st->name);
+            mrd_health_h2_io(p->h2, NULL, out, &status);
+            bufferevent_enable(bev, EV_READ);
+            return;
+        }
         evbuffer_add_printf(out,
                             "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: meridian-health/" MRD_VERSION
                             "\r\nConnection: close\r\n\r\n",
@@ -127,6 +144,8 @@ check_done(struct prober *p, int ok, const char *why)
 
     bufferevent_free(p->bev);
     p->bev = NULL;
+    mrd_health_h2_free(p->h2);
+    p->h2 = NULL;
     if (healthy != p->last)
         p->streak = 0; /* a worker marked it down (passive): count afresh */
     /* a check's round trip is a time-to-first-byte sample too: it seeds the
@@ -183,6 +202,7 @@ mrd_health_stop(void)
         struct prober *p = &probers[i];
         if (p->bev != NULL)
             bufferevent_free(p->bev);
+        mrd_health_h2_free(p->h2);
         event_free(p->timer);
         atomic_store(&p->st->checked, 0);
     }

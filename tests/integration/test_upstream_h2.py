@@ -252,6 +252,9 @@ class H2Upstream:
                         n = int(path.split("=")[1])
                         conn.send_headers(sid, [(":status", "200"), ("content-length", str(n))])
                         out[sid] = [n, None]
+                    elif path.startswith("/status/"):
+                        conn.send_headers(sid, [(":status", path[8:11]), ("content-length", "0")])
+                        out[sid] = [b"", None]
                     elif path == "/nolen":
                         conn.send_headers(sid, [(":status", "200")])
                         out[sid] = [b"abc", None]
@@ -446,6 +449,27 @@ def test_slow_reader_bounded_by_flow_control(meridian, h2ups):
         n += len(d)
     s.close()
     assert n == total
+
+
+def test_health_checks_over_h2c(meridian, h2ups):
+    up = h2ups(name="a")
+    sick = h2ups(name="b")
+    hc = "    health_check: {path: %s, interval: 100ms, timeout: 1s, rise: 1, fall: 1}\n"
+    m = meridian.start(simple_config([up.address], region_extra=UP_H2C + hc % "/healthz")
+                       + "  - name: r2\n    location: {latitude: 0, longitude: 0}\n" + UP_H2C
+                       + hc % "/status/503" + "    upstreams:\n      - {address: \"%s\"}\n" % sick.address)
+
+    def checked(u):
+        with u.lock:
+            return [h for h, _, _ in u.requests if h[":path"].startswith(("/healthz", "/status/"))]
+    assert wait_for(lambda: len(checked(up)) >= 2 and len(checked(sick)) >= 2, 5 * SLOW)
+    h = checked(up)[0]
+    assert h[":method"] == "GET" and h["user-agent"].startswith("meridian-health/")
+    assert h[":authority"] == up.address
+    assert "upstream %s (r2) is down: unexpected status" % sick.address in m.stderr()
+    assert "upstream %s (r1) is down" % up.address not in m.stderr()
+    r = http1(m.port, "/")
+    assert r.status == 200 and r.body == b"ok a"
 
 
 def test_config_errors(tmp_path):
