@@ -88,6 +88,7 @@ struct mrd_req {
     size_t h2_replay_off;              /* bytes of `replay` already sent on this attempt */
     size_t h2_unacked;                 /* response DATA handed down, not yet given back as window */
     unsigned te_trailers : 1, h2_deferred : 1, h2_local_done : 1, h2_remote_done : 1;
+    unsigned h2_goaways : 3; /* attempts cut off by a GOAWAY, not counted as retries */
 };
 
 static inline const struct mrd_timeouts_conf *

@@ -43,6 +43,7 @@
 #define STREAM_WINDOW MRD_OUT_HIGH      /* per-stream response window: what one slow reader buffers */
 #define CONN_WINDOW (16 * 1024 * 1024)  /* returned at once: never the bound */
 #define PRE_SETTINGS_STREAMS 100        /* requests a connection takes before the peer's SETTINGS */
+#define GOAWAY_RETRIES 7                /* attempts a request may lose to GOAWAYs without counting them */
 
 struct h2_field {
     size_t no, nl, vo, vl; /* offsets into hb */
@@ -520,10 +521,17 @@ on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t error_code, void *ud)
         /* not processed (RFC 9113 8.7): the upstream is not at fault. Cut
          * off by a GOAWAY, the same upstream may take it on a new
          * connection; refused on a live one, another upstream should. */
-        if (h->goaway)
+        if (h->goaway) {
             for (size_t i = 0; i < req->region->n_ups && i < MRD_BALANCE_MAX_TARGETS; i++)
                 if (req->region->ups[i] == req->ups)
                     req->tried[i] = 0;
+            /* nor does it use up the region's retries (a few times over:
+             * a peer that keeps going away is still bounded) */
+            if (req->h2_goaways < GOAWAY_RETRIES && req->attempts > 0) {
+                req->h2_goaways++;
+                req->attempts--;
+            }
+        }
         upstream_failed(req, 502, "upstream refused the stream", 1);
         return 0;
     }
@@ -532,20 +540,19 @@ on_stream_close(nghttp2_session *ng, int32_t sid, uint32_t error_code, void *ud)
     return 0;
 }
 
+/* a new set per session (nghttp2 copies it): nothing is left at exit */
 static nghttp2_session_callbacks *
 callbacks(void)
 {
-    static _Thread_local nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks *cbs;
 
-    if (cbs == NULL) {
-        if (nghttp2_session_callbacks_new(&cbs) != 0)
-            abort();
-        nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
-        nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-        nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
-        nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-    }
+    if (nghttp2_session_callbacks_new(&cbs) != 0)
+        abort();
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     return cbs;
 }
 
@@ -663,6 +670,7 @@ conn_new(struct mrd_req *req)
     struct mrd_uconn *uc = mrd_uconn_connect(req->w, req->ups, timeouts(req)->connect_ms);
     struct mrd_h2up *h;
     nghttp2_option *opt;
+    nghttp2_session_callbacks *cbs;
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
@@ -681,8 +689,10 @@ conn_new(struct mrd_req *req)
         abort();
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_send_header_block_length(opt, 65536);
-    if (nghttp2_session_client_new2(&h->ng, callbacks(), h, opt) != 0)
+    cbs = callbacks();
+    if (nghttp2_session_client_new2(&h->ng, cbs, h, opt) != 0)
         abort();
+    nghttp2_session_callbacks_del(cbs);
     nghttp2_option_del(opt);
     nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, MRD_ARRAY_LEN(iv));
     nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
