@@ -57,9 +57,9 @@ struct mrd_h2up {
     unsigned n_reqs;
     unsigned n_streams; /* submitted and not yet closed (ours reset included) */
     int depth;          /* entry points and callbacks in progress */
-    uint64_t idle_ms;
+    uint64_t idle_ms, busy_ms; /* read timeouts without requests, and with (streams time out on their own) */
     size_t max_header_bytes;
-    unsigned connected : 1, settings : 1, goaway : 1, dead : 1;
+    unsigned connected : 1, settings : 1, goaway : 1, dead : 1, busy : 1;
     const char *dead_detail;
     /* the header block being received (nghttp2 delivers one at a time) */
     struct mrd_buf hb;
@@ -103,6 +103,37 @@ unlink_req(struct mrd_h2up *h, struct mrd_req *req)
     req->h2 = NULL;
     req->h2_sid = 0;
     h->n_reqs--;
+    if (req->h2_timer != NULL) {
+        event_free(req->h2_timer);
+        req->h2_timer = NULL;
+    }
+}
+
+/* timeouts.upstream_response: no response head since the request was
+ * complete (as for HTTP/1, up_h1.c); only this stream fails */
+static void
+on_resp_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct mrd_req *req = arg;
+
+    if (req->h2 == NULL || req->head_sent)
+        return;
+    upstream_fault(req, MRD_UPF_TIMEOUT);
+    fail(req, 504, "upstream response timeout");
+}
+
+static void
+arm_resp_timer(struct mrd_req *req)
+{
+    uint64_t ms = timeouts(req)->upstream_response_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+    if (ms == 0 || req->head_sent || req->h2_sid <= 0 || !req->body_done)
+        return;
+    if (req->h2_timer == NULL && (req->h2_timer = evtimer_new(req->w->base, on_resp_timeout, req)) == NULL)
+        return;
+    if (!evtimer_pending(req->h2_timer, NULL))
+        evtimer_add(req->h2_timer, &tv);
 }
 
 static void
@@ -287,6 +318,7 @@ submit(struct mrd_h2up *h, struct mrd_req *req)
     h->n_streams++;
     req->rs = RS_WAIT_HEAD;
     req->t_sent_us = mrd_now_us();
+    arm_resp_timer(req);
 }
 
 /* the peer's first SETTINGS: the waiting requests get streams up to its
@@ -416,6 +448,8 @@ response_head(struct mrd_h2up *h, struct mrd_req *req, int end_stream)
             mrd_ewma_add_atomic(&req->ups->ewma_us, ttfb);
         req->t_sent_us = 0;
     }
+    if (req->h2_timer != NULL)
+        evtimer_del(req->h2_timer);
     req->upgrade = 0;
     req->resp_body = msg->body;
     req->rs = RS_BODY;
@@ -584,6 +618,12 @@ leave(struct mrd_h2up *h)
     }
     if (h->dead && h->reqs != NULL)
         conn_fail(h, MRD_UPF_MALFORMED, 502, h->dead_detail ? h->dead_detail : "upstream HTTP/2 error", 1);
+    if (!h->dead && h->connected && h->busy != (h->n_reqs > 0)) {
+        /* idle: timeouts.idle closes it; busy: a silence as long as a
+         * response may take fails what is on it */
+        h->busy = h->n_reqs > 0;
+        mrd_stream_set_timeouts(h->uc->s, ms32(h->busy ? h->busy_ms : h->idle_ms), ms32(h->idle_ms));
+    }
     h->depth--;
     if (h->dead || (h->goaway && h->n_reqs == 0 && h->n_streams == 0))
         destroy(h);
@@ -631,7 +671,8 @@ h_event(struct mrd_stream *s, short what, void *arg)
         if (what & MRD_STREAM_CONNECTED) {
             h->connected = 1;
             s->wlow = MRD_OUT_LOW;
-            mrd_stream_set_timeouts(s, ms32(h->idle_ms), ms32(h->idle_ms));
+            h->busy = h->n_reqs > 0;
+            mrd_stream_set_timeouts(s, ms32(h->busy ? h->busy_ms : h->idle_ms), ms32(h->idle_ms));
             mrd_stream_read(s, 1);
             leave(h); /* the preface and our SETTINGS */
             return;
@@ -683,6 +724,7 @@ conn_new(struct mrd_req *req)
     h = mrd_xcalloc(1, sizeof(*h));
     h->uc = uc;
     h->idle_ms = timeouts(req)->idle_ms;
+    h->busy_ms = MRD_MAX(h->idle_ms, timeouts(req)->upstream_response_ms);
     h->max_header_bytes = req->gen->conf->limits.max_header_bytes;
     h->data = evbuffer_new();
     if (nghttp2_option_new(&opt) != 0)
@@ -736,7 +778,11 @@ mrd_up_h2_body(struct mrd_req *req)
 {
     struct mrd_h2up *h = req->h2;
 
-    if (h == NULL || req->h2_sid <= 0 || !req->h2_deferred)
+    if (h == NULL || req->h2_sid <= 0)
+        return;
+    if (req->body_done)
+        arm_resp_timer(req);
+    if (!req->h2_deferred)
         return;
     req->h2_deferred = 0;
     h->depth++;

@@ -7,6 +7,7 @@ import hashlib
 import os
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -456,6 +457,60 @@ def test_slow_reader_bounded_by_flow_control(meridian, h2ups):
         n += len(d)
     s.close()
     assert n == total
+
+
+def test_response_timeout_fails_only_that_stream(meridian, h2ups):
+    up = h2ups()
+    m = meridian.start("timeouts: {upstream_response: 500ms, shutdown: 5s}\n"
+                       + simple_config([up.address], region_extra=UP_H2C + "    retries: 0\n", workers=1))
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        t0 = time.monotonic()
+        slow = ex.submit(http1, m.port, "/slow?ms=5000")
+        time.sleep(0.1)
+        fast = ex.submit(http1, m.port, "/echo", "POST", b"abc")
+        assert fast.result().status == 200 and fast.result().body == b"abc"
+        r = slow.result()
+        assert r.status == 504 and b"upstream response timeout" in r.body
+        assert 0.4 < time.monotonic() - t0 < 3 * SLOW
+    assert up.connections == 1  # both on one connection; the timeout reset a stream, not it
+    assert http1(m.port, "/").status == 200
+    assert up.connections == 1
+
+
+def test_idle_connection_closes_and_reload_keeps_serving(meridian, h2ups):
+    up = h2ups()
+    cfg = "timeouts: {idle: 700ms, shutdown: 5s}\n" + simple_config([up.address], region_extra=UP_H2C, workers=1)
+    m = meridian.start(cfg)
+    assert http1(m.port, "/").status == 200
+    assert http1(m.port, "/").status == 200
+    assert up.connections == 1
+    # SIGHUP: requests keep flowing through the new generation (an open
+    # stream across the reload finishes on its connection)
+    with ThreadPoolExecutor(max_workers=1) as ex:
+        inflight = ex.submit(http1, m.port, "/slow?ms=%d" % (400 * SLOW))
+        time.sleep(0.1)
+        with open(m.conf, "w") as f:
+            f.write(m.yaml_text.replace("idle: 700ms", "idle: 600ms"))
+        m.signal(signal.SIGHUP)
+        assert wait_for(lambda: "configuration reloaded" in m.stderr(), 5 * SLOW), m.stderr()
+        assert inflight.result().status == 200
+    assert http1(m.port, "/").status == 200
+
+    def closed():
+        with up.lock:
+            return all(s.fileno() == -1 or not _alive(s) for s in up.socks)
+    assert wait_for(closed, 5 * SLOW)  # timeouts.idle closed the pooled connections
+    n = up.connections
+    assert http1(m.port, "/").status == 200
+    assert up.connections == n + 1
+
+
+def _alive(s):
+    try:
+        r, _, _ = select.select([s], [], [], 0)
+        return not r or s.recv(1, socket.MSG_PEEK) != b""
+    except OSError:
+        return False
 
 
 def test_health_checks_over_h2c(meridian, h2ups):
