@@ -111,7 +111,8 @@ class H2Upstream:
     """A threaded h2c server. Paths: /echo (the request body back, trailers
     x-echo-len, x-got-trailer, grpc-status), /slow?ms=N, /refuse (RST
     REFUSED_STREAM), /big?n=N (N bytes, flow controlled), /nolen (no
-    content-length). Counts connections, streams and the most streams open
+    content-length), /stall (the request body is never given window back),
+    /status/NNN. Counts connections, streams and the most streams open
     at once on one connection. goaway_after=k: on each connection, at the
     k-th stream, a GOAWAY naming the stream before it as the last one; the
     later streams are never answered (on the first goaway_conns
@@ -137,6 +138,7 @@ class H2Upstream:
         self.max_open = 0
         self.answered = 0
         self.sent_body = 0
+        self.received_body = 0
         self.requests = []  # (headers dict, body, trailers dict)
         self.socks = []
         self.running = True
@@ -219,6 +221,10 @@ class H2Upstream:
                             open_now -= 1
                     elif isinstance(ev, h2.events.DataReceived):
                         if ev.stream_id in st:
+                            with self.lock:
+                                self.received_body += len(ev.data)
+                            if st[ev.stream_id]["headers"][":path"] == "/stall":
+                                continue  # no window back: the sender must wait
                             st[ev.stream_id]["body"] += ev.data
                         conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                     elif isinstance(ev, h2.events.TrailersReceived):
@@ -532,6 +538,34 @@ def test_health_checks_over_h2c(meridian, h2ups):
     assert "upstream %s (r1) is down" % up.address not in m.stderr()
     r = http1(m.port, "/")
     assert r.status == 200 and r.body == b"ok a"
+
+
+def test_upload_to_stalled_upstream_pauses_the_client(meridian, h2ups):
+    up = h2ups()
+    m = meridian.start(simple_config([up.address], region_extra=UP_H2C, workers=1,
+                                     extra="limits: {max_body_bytes: 1073741824}\n"))
+    rss0 = m.rss_kb()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    s.connect(("127.0.0.1", m.port))
+    s.sendall(b"POST /stall HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (500 * 1024 * 1024))
+    s.setblocking(False)
+    chunk, pushed = b"u" * 65536, 0
+    deadline = time.monotonic() + 2 * SLOW
+    while time.monotonic() < deadline:
+        try:
+            pushed += s.send(chunk)
+        except BlockingIOError:
+            time.sleep(0.01)
+    rss1 = m.rss_kb()
+    s.close()
+    # the upstream took one stream window (64 KiB) and gave none back: the
+    # client was paused; only socket buffers and meridian's high-water mark
+    # (64 KiB) hold the rest
+    assert up.received_body <= 65535, up.received_body
+    print("upload pushed %d bytes, upstream got %d" % (pushed, up.received_body))
+    assert pushed < 16 * 1024 * 1024, pushed
+    assert rss1 - rss0 < 16 * 1024, (rss0, rss1)
 
 
 def test_config_errors(tmp_path):
