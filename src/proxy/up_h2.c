@@ -43,6 +43,7 @@
 #define STREAM_WINDOW MRD_OUT_HIGH      /* per-stream response window: what one slow reader buffers */
 #define CONN_WINDOW (16 * 1024 * 1024)  /* returned at once: never the bound */
 #define PRE_SETTINGS_STREAMS 100        /* requests a connection takes before the peer's SETTINGS */
+#define MAX_STREAMS_PER_CONN 1024       /* our own bound when the peer's is higher */
 #define GOAWAY_RETRIES 7                /* attempts a request may lose to GOAWAYs without counting them */
 
 struct h2_field {
@@ -179,7 +180,9 @@ peer_streams(struct mrd_h2up *h)
 {
     if (!h->settings)
         return PRE_SETTINGS_STREAMS;
-    return nghttp2_session_get_remote_settings(h->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    /* a peer that sets no limit gets MAX_STREAMS_PER_CONN per connection */
+    return MRD_MIN(nghttp2_session_get_remote_settings(h->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS),
+                   (uint32_t)MAX_STREAMS_PER_CONN);
 }
 
 static int
@@ -295,7 +298,8 @@ submit(struct mrd_h2up *h, struct mrd_req *req)
 
     /* our own head (headers.c built it): parsed back into spans */
     if (mrd_h1_parse_request(req->head.p, req->head.len, 0, m, NULL) > 0)
-        n = mrd_h2_request_fields(m, "http", req->te_trailers, f, &h->names);
+        n = mrd_h2_request_fields(m, req->region->conf->upstream_protocol == MRD_UP_H2 ? "https" : "http",
+                                  req->te_trailers, f, &h->names);
     if (n == 0) {
         unlink_req(h, req);
         fail(req, 502, "request cannot be sent over HTTP/2");

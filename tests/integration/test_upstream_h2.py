@@ -119,7 +119,8 @@ class H2Upstream:
     connections). refuse=True: every stream is
     refused."""
 
-    def __init__(self, max_streams=100, goaway_after=None, name="py", refuse=False, goaway_conns=1):
+    def __init__(self, max_streams=100, goaway_after=None, name="py", refuse=False, goaway_conns=1, reset=False):
+        self.reset = reset
         self.goaway_conns = goaway_conns
         self.goaways = 0
         self.refuse = refuse
@@ -216,6 +217,11 @@ class H2Upstream:
                             continue
                         if self.refuse:
                             st[ev.stream_id]["headers"][":path"] = "/refuse"
+                        if self.reset:
+                            st[ev.stream_id]["headers"][":path"] = "/refuse"  # not answered
+                            conn.reset_stream(ev.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                            open_now -= 1
+                            continue
                         if st[ev.stream_id]["headers"][":path"] == "/refuse":
                             conn.reset_stream(ev.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
                             open_now -= 1
@@ -437,6 +443,22 @@ def test_refused_stream_retried_on_another_upstream(meridian, h2ups):
         assert r.body == b"ok good"
     assert bad.streams >= 3 and bad.answered == 0
     assert good.answered == 10
+
+
+def test_reset_before_response_retried_like_http1(meridian, h2ups):
+    """RST_STREAM (not REFUSED) before any response byte: repeated when
+    nothing of a body was lost (a GET, a POST without body), not a POST whose
+    body went out (SPEC 3.5 / ref. 4.6), exactly as for a reset HTTP/1
+    connection."""
+    bad = h2ups(name="bad", reset=True)
+    m = meridian.start(simple_config([bad.address], region_extra=UP_H2C, workers=1))
+    r = http1(m.port, "/")
+    assert r.status == 502 and r.body == b"502 Bad Gateway: upstream failed\n"  # retried: no upstream left
+    r = http1(m.port, "/", "POST", b"")
+    assert r.status == 502 and r.body == b"502 Bad Gateway: upstream failed\n"
+    r = http1(m.port, "/", "POST", b"p" * 1000)
+    assert r.status == 502 and r.body == b"502 Bad Gateway: upstream reset the stream\n"
+    assert bad.streams == 3
 
 
 def test_slow_reader_bounded_by_flow_control(meridian, h2ups):
