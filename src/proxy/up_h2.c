@@ -699,7 +699,10 @@ h_event(struct mrd_stream *s, short what, void *arg)
                 upstream_fault(req, MRD_UPF_TRUNCATED);
                 fail(req, 502, "upstream connection lost");
             } else {
-                upstream_fault(req, MRD_UPF_RESET);
+                /* a reset, or a new connection closed, is the upstream's
+                 * trouble; a pooled one closed is the keep-alive race */
+                if ((what & MRD_STREAM_ERROR) || !req->reused)
+                    upstream_fault(req, MRD_UPF_RESET);
                 upstream_failed(req, 502, "upstream closed before responding", 1);
             }
         }

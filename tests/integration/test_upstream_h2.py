@@ -119,8 +119,10 @@ class H2Upstream:
     connections). refuse=True: every stream is
     refused."""
 
-    def __init__(self, max_streams=100, goaway_after=None, name="py", refuse=False, goaway_conns=1, reset=False):
+    def __init__(self, max_streams=100, goaway_after=None, name="py", refuse=False, goaway_conns=1, reset=False,
+                 drop=False):
         self.reset = reset
+        self.drop = drop
         self.goaway_conns = goaway_conns
         self.goaways = 0
         self.refuse = refuse
@@ -140,6 +142,7 @@ class H2Upstream:
         self.answered = 0
         self.sent_body = 0
         self.received_body = 0
+        self.resets = []  # (stream id, error code) the client (meridian) reset
         self.requests = []  # (headers dict, body, trailers dict)
         self.socks = []
         self.running = True
@@ -215,6 +218,8 @@ class H2Upstream:
                             s.sendall(conn.data_to_send() + goaway_frame(last_ok))
                         if last_ok is not None and ev.stream_id > last_ok:
                             continue
+                        if self.drop:
+                            return  # the connection closes under the stream
                         if self.refuse:
                             st[ev.stream_id]["headers"][":path"] = "/refuse"
                         if self.reset:
@@ -249,6 +254,9 @@ class H2Upstream:
                             delay = int(path.split("=")[1]) / 1000.0
                         due.append((time.monotonic() + delay, ev.stream_id))
                     elif isinstance(ev, h2.events.StreamReset):
+                        with self.lock:
+                            self.resets.append((ev.stream_id, ev.error_code))
+                        due = [d for d in due if d[1] != ev.stream_id]
                         if ev.stream_id in out:
                             del out[ev.stream_id]
                         open_now -= 1
@@ -393,6 +401,25 @@ def test_trailers_both_ways_http2_client(meridian, h2ups):
     assert rt == {"x-client-sum": "s123"}
 
 
+def test_client_reset_cancels_the_upstream_stream(meridian, h2ups):
+    up = h2ups()
+    m = meridian.start(H2C + simple_config([up.address], region_extra=UP_H2C))
+    s = socket.create_connection(("127.0.0.1", m.port), 10 * SLOW)
+    c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", "/slow?ms=5000")],
+                   end_stream=True)
+    s.sendall(c.data_to_send())
+    assert wait_for(lambda: up.streams == 1, 5 * SLOW)
+    c.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+    s.sendall(c.data_to_send())
+    assert wait_for(lambda: up.resets, 5 * SLOW)
+    assert up.resets[0][1] == h2.errors.ErrorCodes.CANCEL
+    s.close()
+    assert up.answered == 0
+    assert http1(m.port, "/").status == 200 and up.connections == 1  # the connection itself stayed
+
+
 def test_trailers_both_ways_http1_chunked(meridian, h2ups):
     up = h2ups()
     m = meridian.start(simple_config([up.address], region_extra=UP_H2C))
@@ -459,6 +486,17 @@ def test_reset_before_response_retried_like_http1(meridian, h2ups):
     r = http1(m.port, "/", "POST", b"p" * 1000)
     assert r.status == 502 and r.body == b"502 Bad Gateway: upstream reset the stream\n"
     assert bad.streams == 3
+
+
+def test_connection_closed_before_response_retried(meridian, h2ups):
+    dropper = h2ups(name="drop", drop=True)
+    good = h2ups(name="good")
+    m = meridian.start(simple_config([dropper.address, good.address], balance="round_robin",
+                                     region_extra=UP_H2C, workers=1))
+    for _ in range(4):
+        r = http1(m.port, "/")
+        assert r.status == 200 and r.body == b"ok good", r
+    assert dropper.streams >= 1
 
 
 def test_slow_reader_bounded_by_flow_control(meridian, h2ups):
