@@ -28,6 +28,14 @@
 size_t mrd_h2_request_fields(const struct mrd_h1_msg *m, const char *scheme, int te_trailers,
                              struct mrd_h1_header *out, struct mrd_buf *names);
 
+/* Framing of an HTTP/2 upstream response for the downstream side, which
+ * speaks in HTTP/1 terms: none for a HEAD request, 1xx/204/304 or a HEADERS
+ * frame that ended the stream; the length when content-length came (a valid
+ * decimal, nghttp2 holds the DATA to it; *len receives it); else CHUNKED (the
+ * end is the stream's end: an HTTP/1.1 client gets it chunked). */
+enum mrd_h1_body mrd_h2_response_body(int status, int is_head, int end_stream, const char *content_length,
+                                      size_t cl_len, uint64_t *len);
+
 /* 1 when a TE field value lists "trailers" (the only TE HTTP/2 allows) */
 int mrd_te_has_trailers(const char *value, size_t len);
 

@@ -13,6 +13,26 @@ mrd_te_has_trailers(const char *value, size_t len)
     return mrd_h1_list_has(value, len, "trailers");
 }
 
+enum mrd_h1_body
+mrd_h2_response_body(int status, int is_head, int end_stream, const char *content_length, size_t cl_len,
+                     uint64_t *len)
+{
+    uint64_t v = 0;
+
+    *len = 0;
+    if (is_head || end_stream || status < 200 || status == 204 || status == 304)
+        return MRD_H1_BODY_NONE;
+    if (content_length == NULL || cl_len == 0 || cl_len > 19)
+        return MRD_H1_BODY_CHUNKED;
+    for (size_t i = 0; i < cl_len; i++) {
+        if (content_length[i] < '0' || content_length[i] > '9')
+            return MRD_H1_BODY_CHUNKED;
+        v = v * 10 + (uint64_t)(content_length[i] - '0');
+    }
+    *len = v;
+    return MRD_H1_BODY_LENGTH;
+}
+
 size_t
 mrd_h2_request_fields(const struct mrd_h1_msg *m, const char *scheme, int te_trailers,
                       struct mrd_h1_header *out, struct mrd_buf *names)

@@ -436,14 +436,8 @@ response_head(struct mrd_h2up *h, struct mrd_req *req, int end_stream)
                                                  h->hf[i].vl};
     msg->num_headers = h->n_hf;
     cl = mrd_h1_find(msg, "content-length");
-    if (req->is_head || h->status == 204 || h->status == 304 || end_stream)
-        msg->body = MRD_H1_BODY_NONE;
-    else if (cl != NULL) {
-        msg->body = MRD_H1_BODY_LENGTH; /* nghttp2 checked the digits, and checks the DATA against them */
-        msg->content_length = strtoull(cl->value, NULL, 10);
-    } else {
-        msg->body = MRD_H1_BODY_CHUNKED; /* a length the downstream learns at the end */
-    }
+    msg->body = mrd_h2_response_body(h->status, req->is_head, end_stream, cl ? cl->value : NULL,
+                                     cl ? cl->value_len : 0, &msg->content_length);
     if (req->t_sent_us != 0) {
         uint64_t ttfb = mrd_now_us() - req->t_sent_us;
         req->ttfb_us = ttfb;

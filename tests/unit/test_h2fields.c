@@ -93,6 +93,28 @@ absolute_and_asterisk_targets(void **state)
 }
 
 static void
+response_framing(void **state)
+{
+    uint64_t len = 7;
+
+    assert_int_equal(mrd_h2_response_body(200, 0, 0, "1234", 4, &len), MRD_H1_BODY_LENGTH);
+    assert_int_equal(len, 1234);
+    assert_int_equal(mrd_h2_response_body(200, 0, 0, "0", 1, &len), MRD_H1_BODY_LENGTH);
+    assert_int_equal(len, 0);
+    assert_int_equal(mrd_h2_response_body(200, 0, 0, "18446744073709551615", 20, &len), MRD_H1_BODY_CHUNKED);
+    assert_int_equal(mrd_h2_response_body(200, 0, 0, "9999999999999999999", 19, &len), MRD_H1_BODY_LENGTH);
+    assert_true(len == 9999999999999999999ULL);
+    assert_int_equal(mrd_h2_response_body(200, 0, 0, NULL, 0, &len), MRD_H1_BODY_CHUNKED);
+    assert_int_equal(len, 0);
+    assert_int_equal(mrd_h2_response_body(200, 0, 0, "12a", 3, &len), MRD_H1_BODY_CHUNKED);
+    /* HEAD, 204, 304 and END_STREAM on HEADERS have no body, length or not */
+    assert_int_equal(mrd_h2_response_body(200, 1, 0, "1234", 4, &len), MRD_H1_BODY_NONE);
+    assert_int_equal(mrd_h2_response_body(204, 0, 0, NULL, 0, &len), MRD_H1_BODY_NONE);
+    assert_int_equal(mrd_h2_response_body(304, 0, 0, "5", 1, &len), MRD_H1_BODY_NONE);
+    assert_int_equal(mrd_h2_response_body(200, 0, 1, NULL, 0, &len), MRD_H1_BODY_NONE);
+}
+
+static void
 te_values(void **state)
 {
     assert_true(mrd_te_has_trailers("trailers", 8));
@@ -108,6 +130,7 @@ main(void)
         cmocka_unit_test(pseudo_and_lowercase),
         cmocka_unit_test(drops_hop_by_hop_keeps_te_trailers),
         cmocka_unit_test(absolute_and_asterisk_targets),
+        cmocka_unit_test(response_framing),
         cmocka_unit_test(te_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
