@@ -364,6 +364,21 @@ def test_streams_share_few_connections(meridian, h2ups):
     assert up.connections == before
 
 
+def test_keepalive_client_and_websocket_refused(meridian, h2ups):
+    up = h2ups()
+    m = meridian.start(simple_config([up.address], region_extra=UP_H2C, workers=1))
+    with m.conn() as c:
+        for i in range(5):
+            r = c.request("POST", "/echo", body=b"n%d" % i)
+            assert r.status == 200 and r.body == b"n%d" % i
+    assert up.connections == 1 and up.streams == 5
+    # a WebSocket upgrade has no HTTP/1.1 Upgrade to ride on over HTTP/2
+    got = m.raw(b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", timeout=1)
+    assert got.startswith(b"HTTP/1.1 502") and b"an upgrade cannot go to an HTTP/2 upstream" in got, got
+    assert up.streams == 5
+
+
 def test_trailers_both_ways_http2_client(meridian, h2ups):
     up = h2ups()
     m = meridian.start(H2C + simple_config([up.address], region_extra=UP_H2C))
