@@ -344,6 +344,11 @@ submit_waiting(struct mrd_h2up *h)
         if (has_room(h)) {
             attach(h, req);
             submit(h, req);
+        } else if (peer_streams(h) == 0) {
+            /* a peer that takes no stream would have us open connections
+             * forever: this attempt fails (another upstream may serve) */
+            h->goaway = 1;
+            upstream_failed(req, 502, "upstream allows no streams", 0);
         } else {
             mrd_up_h2_start(req);
         }

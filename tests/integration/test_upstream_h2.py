@@ -503,6 +503,18 @@ def test_reset_before_response_retried_like_http1(meridian, h2ups):
     assert bad.streams == 3
 
 
+def test_upstream_allowing_no_streams(meridian, h2ups):
+    none = h2ups(name="none", max_streams=0)
+    good = h2ups(name="good")
+    m = meridian.start(simple_config([none.address, good.address], balance="round_robin",
+                                     region_extra=UP_H2C, workers=1))
+    for _ in range(4):
+        r = http1(m.port, "/")
+        assert r.status == 200 and r.body == b"ok good", r
+    time.sleep(0.3)
+    assert none.streams == 0 and none.connections <= 4  # no storm of connections
+
+
 def test_connection_closed_before_response_retried(meridian, h2ups):
     dropper = h2ups(name="drop", drop=True)
     good = h2ups(name="good")
