@@ -503,6 +503,23 @@ def test_reset_before_response_retried_like_http1(meridian, h2ups):
     assert bad.streams == 3
 
 
+def test_http1_server_behind_h2c_region_is_a_502(meridian, pyupstream):
+    def handler(sock, reader, up):
+        sock.recv(65536)  # the preface and our SETTINGS
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        time.sleep(0.5)
+    up = pyupstream.start(handler)
+    m = meridian.start(simple_config([up.address], region_extra=UP_H2C + "    retries: 1\n", workers=1))
+    for _ in range(3):
+        r = http1(m.port, "/")
+        assert r.status == 502, r
+        # a protocol error before a response is retryable: the only upstream
+        # was tried, so the region is out of upstreams
+        assert r.body == b"502 Bad Gateway: upstream failed\n", r.body
+    assert up.connections == 3
+    assert m.alive()
+
+
 def test_upstream_allowing_no_streams(meridian, h2ups):
     none = h2ups(name="none", max_streams=0)
     good = h2ups(name="good")
