@@ -121,6 +121,13 @@ enum mrd_balance {
     MRD_BALANCE_P2C_EWMA,
 };
 
+/* the protocol meridian speaks to a region's upstreams */
+enum mrd_upstream_protocol {
+    MRD_UP_HTTP1 = 0, /* default */
+    MRD_UP_H2C,       /* HTTP/2 over cleartext TCP, prior knowledge */
+    MRD_UP_H2,        /* HTTP/2 over TLS (ALPN h2) */
+};
+
 struct mrd_health_conf {
     int enabled; /* 1 when a health_check block is present */
     char *path;  /* default "/healthz" */
@@ -163,6 +170,7 @@ struct mrd_region_conf {
     int fallback_idx;        /* index into regions, -1 when none */
     enum mrd_balance balance;
     unsigned retries; /* default 2 */
+    enum mrd_upstream_protocol upstream_protocol; /* default http1 */
     struct mrd_health_conf health;
     struct mrd_upstream_tls_conf tls;
     struct mrd_upstream_conf *upstreams;

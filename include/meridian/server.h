@@ -220,6 +220,10 @@ struct mrd_pp_wait *mrd_pp_wait_start(struct event_base *base, evutil_socket_t f
                                       mrd_pp_wait_cb done, void *arg);
 void mrd_pp_wait_free(struct mrd_pp_wait *pw);
 
+/* the same for this worker's HTTP/2 upstream connections (up_h2.c): idle
+ * ones close, busy ones once their last stream ends */
+void mrd_up_h2_drain(struct mrd_worker *w);
+
 /* ---- downstream HTTP/1 (conn.c) ---- */
 
 struct mrd_conn;

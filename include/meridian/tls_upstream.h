@@ -44,6 +44,9 @@ SSL *mrd_uptls_ssl_upstream(struct mrd_uptls *t, struct mrd_upstream_state *st);
 /* a client handshake failed (stream.c, before the owner hears of it): log
  * OpenSSL's reason unless verification or an alert already said why */
 void mrd_uptls_handshake_failed(SSL *ssl);
+/* after the handshake: 0 when the upstream chose ALPN `want` ("h2"); else
+ * -1, logged like a handshake failure (once per upstream and minute) */
+int mrd_uptls_check_alpn(SSL *ssl, struct mrd_upstream_state *st, const char *want);
 /* registry entry going away: drop its cached session */
 void mrd_uptls_state_dispose(struct mrd_upstream_state *st);
 

@@ -449,6 +449,21 @@ set_balance(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct 
     return 0;
 }
 
+static const struct mrd_conf_word upstream_protocol_words[] = {
+    {"http1", MRD_UP_HTTP1}, {"h2c", MRD_UP_H2C}, {"h2", MRD_UP_H2}, {NULL, 0}};
+
+static int
+set_upstream_protocol(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mrd_conf_node *n,
+                      void *obj)
+{
+    int v = mrd_conf_get_word(cx, k, n);
+
+    if (v == -1)
+        return -1;
+    ((struct mrd_region_conf *)obj)->upstream_protocol = (enum mrd_upstream_protocol)v;
+    return 0;
+}
+
 static int
 set_hc_path(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mrd_conf_node *n, void *obj)
 {
@@ -530,7 +545,8 @@ enum {
     R_RETRIES,
     R_HEALTH_CHECK,
     R_UPSTREAMS,
-    R_UPSTREAM_TLS
+    R_UPSTREAM_TLS,
+    R_UPSTREAM_PROTOCOL
 };
 
 static void
@@ -546,7 +562,22 @@ region_check(struct mrd_conf_ctx *cx, const struct mrd_conf_node *map, void *obj
     } else if (vals[R_CAPACITY_BURST] == NULL && r->capacity_rps > 0) {
         r->capacity_burst = MRD_MAX(1, r->capacity_rps / 10);
     }
+    if (vals[R_UPSTREAM_PROTOCOL] != NULL) {
+        size_t mark = mrd_conf_path_key(cx, "upstream_protocol");
+        if (r->upstream_protocol == MRD_UP_H2 && !r->tls.enabled)
+            mrd_conf_bad(cx, vals[R_UPSTREAM_PROTOCOL], "h2 requires upstream_tls (use h2c for HTTP/2 over cleartext)");
+        else if (r->upstream_protocol == MRD_UP_H2C && r->tls.enabled)
+            mrd_conf_bad(cx, vals[R_UPSTREAM_PROTOCOL], "h2c is HTTP/2 over cleartext; with upstream_tls use h2");
+        mrd_conf_path_pop(cx, mark);
+    }
     for (size_t i = 0; i < r->n_upstreams; i++) {
+        /* an HTTP/2 connection carries many clients' streams: it cannot start
+         * with one client's PROXY header */
+        if (r->upstream_protocol != MRD_UP_HTTP1 && r->upstreams[i].send_proxy)
+            mrd_conf_err_at(cx, r->upstreams[i].pos.line, r->upstreams[i].pos.col,
+                            "%s.upstreams[%zu].send_proxy: not with upstream_protocol %s (its connections are "
+                            "shared by many clients)",
+                            cx->path, i, r->upstream_protocol == MRD_UP_H2 ? "h2" : "h2c");
         for (size_t j = 0; j < i; j++) {
             const struct mrd_upstream_conf *a = &r->upstreams[j], *b = &r->upstreams[i];
             if (a->address != NULL && b->address != NULL &&
@@ -796,6 +827,7 @@ static const struct mrd_conf_key region_keys[] = {
                      .flags = MRD_K_REQUIRED | MRD_K_NONEMPTY},
     [R_UPSTREAM_TLS] = {"upstream_tls", mrd_conf_set_submap, offsetof(struct mrd_region_conf, tls),
                         .aux = &uptls_table},
+    [R_UPSTREAM_PROTOCOL] = {"upstream_protocol", set_upstream_protocol, .aux = upstream_protocol_words},
 };
 static const struct mrd_conf_table region_table = TABLE(region_keys, NULL, region_check);
 

@@ -54,6 +54,22 @@ log_failure(struct mrd_upstream_state *st, const char *fmt, ...)
     mrd_log(MRD_LOG_ERR, "upstream %s: TLS handshake failed: %s", st->name, msg);
 }
 
+int
+mrd_uptls_check_alpn(SSL *ssl, struct mrd_upstream_state *st, const char *want)
+{
+    const unsigned char *p = NULL;
+    unsigned n = 0;
+
+    SSL_get0_alpn_selected(ssl, &p, &n);
+    if (n == strlen(want) && memcmp(p, want, n) == 0)
+        return 0;
+    if (n == 0)
+        log_failure(st, "the upstream chose no ALPN protocol (%s needed)", want);
+    else
+        log_failure(st, "the upstream chose ALPN \"%.*s\" (%s needed)", (int)n, (const char *)p, want);
+    return -1;
+}
+
 /* the words an operator looks for first, then OpenSSL's own */
 static const char *
 verify_kind(int err)

@@ -20,6 +20,7 @@
 #include "meridian/common.h"
 #include "meridian/gen.h"
 #include "meridian/health.h"
+#include "meridian/health_h2.h"
 #include "meridian/log.h"
 #include "meridian/proxyproto.h"
 #include "meridian/route.h"
@@ -33,6 +34,7 @@ struct prober {
     struct event *timer;
     struct bufferevent *bev;          /* the check in progress */
     SSL *pending_ssl;                 /* TLS and send_proxy: started once the raw PROXY header is queued */
+    struct mrd_health_h2 *h2;         /* its HTTP/2 session (upstream_protocol h2c) */
     uint64_t started_us;
     unsigned streak;
     int last;                         /* healthy as this prober last left it */
@@ -75,6 +77,14 @@ on_check_read(struct bufferevent *bev, void *arg)
     const char *line;
     int status;
 
+    if (p->h2 != NULL) {
+        int r = mrd_health_h2_io(p->h2, in, bufferevent_get_output(bev), &status);
+        if (r < 0)
+            check_done(p, 0, "HTTP/2 protocol error");
+        else if (r > 0)
+            check_done(p, status == p->hc->expect_status, status < 0 ? "HTTP/2 stream reset" : "unexpected status");
+        return;
+    }
     if (evbuffer_search(in, "\r\n", 2, NULL).pos == -1) {
         if (len > 1024)
             check_done(p, 0, "status line too long");
@@ -122,6 +132,13 @@ on_check_event(struct bufferevent *bev, short what, void *arg)
             /* check-send-proxy: no client, so PROXY UNKNOWN (v1) or LOCAL (v2) */
             uint8_t hdr[MRD_PP_BUILD_MAX];
             evbuffer_add(out, hdr, mrd_pp_build(p->st->send_proxy, NULL, hdr, sizeof(hdr)));
+        }
+        if (p->region->conf->upstream_protocol != MRD_UP_HTTP1) {
+            int status;
+            p->h2 = mrd_health_h2_new(p->hc->path, p->st->name);
+            mrd_health_h2_io(p->h2, NULL, out, &status);
+            bufferevent_enable(bev, EV_READ);
+            return;
         }
         evbuffer_add_printf(out,
                             "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: meridian-health/" MRD_VERSION
@@ -180,6 +197,8 @@ check_done(struct prober *p, int ok, const char *why)
         SSL_free(p->pending_ssl);
         p->pending_ssl = NULL;
     }
+    mrd_health_h2_free(p->h2);
+    p->h2 = NULL;
     if (healthy != p->last)
         p->streak = 0; /* a worker marked it down (passive): count afresh */
     /* a check's round trip is a time-to-first-byte sample too: it seeds the
@@ -236,6 +255,7 @@ mrd_health_stop(void)
         struct prober *p = &probers[i];
         if (p->bev != NULL)
             bufferevent_free(p->bev);
+        mrd_health_h2_free(p->h2);
         event_free(p->timer);
         atomic_store(&p->st->checked, 0);
     }

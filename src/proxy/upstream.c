@@ -173,6 +173,7 @@ mrd_pool_drain(struct mrd_worker *w, struct mrd_gen *g)
             while (l->head != NULL)
                 mrd_uconn_free(l->head);
         }
+    mrd_up_h2_drain(w);
 }
 
 static int

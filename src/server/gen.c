@@ -228,6 +228,11 @@ mrd_gen_new_resolved(struct mrd_config *conf, mrd_dns_lookup_fn lookup, void *ar
     for (size_t i = 0; i < conf->n_regions; i++)
         if (conf->regions[i].tls.enabled && (uptls[i] = mrd_uptls_new(conf, i, diag)) == NULL)
             uptls_ok = 0;
+        else if (uptls[i] != NULL && conf->regions[i].upstream_protocol == MRD_UP_H2) {
+            static const char *const h2[] = {"h2"};
+            if (mrd_uptls_set_alpn(uptls[i], h2, 1) == -1)
+                abort(); /* only fails without memory */
+        }
     if (!uptls_ok) {
         for (size_t i = 0; i < conf->n_regions; i++)
             mrd_uptls_free(uptls[i]);

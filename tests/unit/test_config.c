@@ -238,6 +238,10 @@ static const struct bad_case bad_cases[] = {
     {"capacity_burst 0", BASE "    capacity_rps: 10\n    capacity_burst: 0\n", "t.yaml:8:21:", "must be an integer from 1"},
     {"unknown balance", BASE "    balance: random\n", "t.yaml:7:14:",
      "expected one of least_connections, round_robin, p2c_ewma, got \"random\""},
+    {"unknown upstream_protocol", BASE "    upstream_protocol: http2\n", "t.yaml:7:24:",
+     "regions[0].upstream_protocol: expected one of http1, h2c, h2, got \"http2\""},
+    {"upstream_protocol h2 without tls", BASE "    upstream_protocol: h2\n", "t.yaml:7:24:",
+     "regions[0].upstream_protocol: h2 requires upstream_tls"},
     {"unknown fallback", BASE "    fallback: zz\n", "t.yaml:7:15:", "regions[0].fallback: unknown region \"zz\""},
     {"self fallback", BASE "    fallback: a\n", "t.yaml:7:15:", "fallback cycle: a -> a"},
     {"health path", BASE "    health_check: {path: healthz}\n", "t.yaml:7:26:",
@@ -533,6 +537,7 @@ test_defaults(void **state)
     assert_int_equal(r->fallback_idx, -1);
     assert_int_equal(r->balance, MRD_BALANCE_LEAST_CONN);
     assert_int_equal(r->retries, 2);
+    assert_int_equal(r->upstream_protocol, MRD_UP_HTTP1);
     assert_int_equal(r->health.enabled, 0);
     assert_string_equal(r->health.path, "/healthz");
     assert_int_equal(r->health.interval_ms, 5000);
@@ -654,6 +659,7 @@ test_derived_values(void **state)
         "    location: {latitude: 50.5, longitude: -0.25}\n"
         "    capacity_rps: 5\n"
         "    balance: round_robin\n"
+        "    upstream_protocol: h2c\n"
         "    upstreams: [{address: \"10.0.0.1:80\"}]\n"   /* same address as in another region: fine */
         "  - name: ap\n"
         "    location: {latitude: 0, longitude: 0}\n"
@@ -714,12 +720,14 @@ test_derived_values(void **state)
     assert_int_equal(r[1].capacity_burst, 1); /* max(1, 5 / 10) */
     assert_int_equal(r[1].fallback_idx, -1);
     assert_int_equal(r[1].balance, MRD_BALANCE_ROUND_ROBIN);
+    assert_int_equal(r[1].upstream_protocol, MRD_UP_H2C);
+    assert_int_equal(r[0].upstream_protocol, MRD_UP_HTTP1);
     assert_int_equal(r[1].health.enabled, 0);
     assert_int_equal(r[2].capacity_burst, 7);
     assert_int_equal(r[2].fallback_idx, 1);
 
     assert_string_equal(c->geo.database, "/x.mmdb");
-    assert_int_equal(c->geo.database_pos.line, 28);
+    assert_int_equal(c->geo.database_pos.line, 29);
     assert_int_equal(c->geo.database_pos.col, 13);
     assert_int_equal(c->geo.reload_check_ms, 250);
     assert_int_equal(c->geo.n_networks, 2);
