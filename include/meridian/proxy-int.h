@@ -110,6 +110,9 @@ ms32(uint64_t ms)
 void attempt(struct mrd_req *req);
 void body_timer_update(struct mrd_req *req);
 void upstream_fault(struct mrd_req *req, enum mrd_upstream_failure kind);
+/* the response head arrived: its time to first byte feeds the region's
+ * latency factor and the upstream's p2c_ewma (once per attempt) */
+void note_ttfb(struct mrd_req *req);
 void fail(struct mrd_req *req, int status, const char *detail);
 void finish(struct mrd_req *req);
 void upstream_failed(struct mrd_req *req, int status, const char *detail, int wrote);

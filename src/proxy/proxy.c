@@ -33,6 +33,21 @@ upstream_fault(struct mrd_req *req, enum mrd_upstream_failure kind)
         mrd_health_passive_fail(req->ups, kind);
 }
 
+void
+note_ttfb(struct mrd_req *req)
+{
+    uint64_t ttfb;
+
+    if (req->t_sent_us == 0)
+        return;
+    ttfb = mrd_now_us() - req->t_sent_us;
+    req->ttfb_us = ttfb;
+    mrd_ewma_add_atomic(&req->region->st->ttfb_ewma_us, ttfb);
+    if (req->ups != NULL)
+        mrd_ewma_add_atomic(&req->ups->ewma_us, ttfb);
+    req->t_sent_us = 0;
+}
+
 /* ---- releasing the upstream side ---- */
 
 static void

@@ -183,15 +183,7 @@ parse_head(struct mrd_req *req, struct evbuffer *in)
         return -1;
     }
     req->resp_last_len = 0;
-    if (req->t_sent_us != 0) {
-        /* time to first byte feeds the region's latency factor and p2c_ewma */
-        uint64_t ttfb = mrd_now_us() - req->t_sent_us;
-        req->ttfb_us = ttfb;
-        mrd_ewma_add_atomic(&req->region->st->ttfb_ewma_us, ttfb);
-        if (req->ups != NULL)
-            mrd_ewma_add_atomic(&req->ups->ewma_us, ttfb);
-        req->t_sent_us = 0;
-    }
+    note_ttfb(req);
     if (msg->status >= 100 && msg->status < 200 && msg->status != 101) {
         /* interim response: the proxy answered 100-continue itself */
         evbuffer_drain(in, (size_t)r);

@@ -444,14 +444,7 @@ response_head(struct mrd_h2up *h, struct mrd_req *req, int end_stream)
     cl = mrd_h1_find(msg, "content-length");
     msg->body = mrd_h2_response_body(h->status, req->is_head, end_stream, cl ? cl->value : NULL,
                                      cl ? cl->value_len : 0, &msg->content_length);
-    if (req->t_sent_us != 0) {
-        uint64_t ttfb = mrd_now_us() - req->t_sent_us;
-        req->ttfb_us = ttfb;
-        mrd_ewma_add_atomic(&req->region->st->ttfb_ewma_us, ttfb);
-        if (req->ups != NULL)
-            mrd_ewma_add_atomic(&req->ups->ewma_us, ttfb);
-        req->t_sent_us = 0;
-    }
+    note_ttfb(req);
     if (req->h2_timer != NULL)
         evtimer_del(req->h2_timer);
     req->upgrade = 0;

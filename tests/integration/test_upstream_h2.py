@@ -51,15 +51,13 @@ def curl(port, path, *extra, http2=True):
 # nghttpd upstream
 # --------------------------------------------------------------------------
 
-@pytest.fixture
-def nghttpd(tmp_path):
-    docroot = tmp_path / "docroot"
-    docroot.mkdir()
-    (docroot / "index.html").write_bytes(b"hello from nghttpd\n")
-    (docroot / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+def start_nghttpd(*args):
+    """nghttpd on a free loopback port (args before the port; key and cert
+    after it for TLS), listening; .address set"""
+    tls = [a for a in args if a.endswith((".key", ".crt"))]
     port = free_port()
-    proc = subprocess.Popen(["nghttpd", "--no-tls", "-d", str(docroot), str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(["nghttpd"] + [a for a in args if a not in tls] + [str(port)] + tls,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def up():
         try:
@@ -67,9 +65,21 @@ def nghttpd(tmp_path):
             return True
         except OSError:
             return False
-    assert wait_for(up, 5 * SLOW), "nghttpd did not start"
-    proc.docroot = docroot
+    if not wait_for(up, 5 * SLOW):
+        _stop_pid(proc, 5)
+        raise AssertionError("nghttpd did not start")
     proc.address = "127.0.0.1:%d" % port
+    return proc
+
+
+@pytest.fixture
+def nghttpd(tmp_path):
+    docroot = tmp_path / "docroot"
+    docroot.mkdir()
+    (docroot / "index.html").write_bytes(b"hello from nghttpd\n")
+    (docroot / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    proc = start_nghttpd("--no-tls", "-d", str(docroot))
+    proc.docroot = docroot
     yield proc
     _stop_pid(proc, 5)
 
@@ -765,18 +775,7 @@ def nghttpd_tls(tmp_path):
     docroot = tmp_path / "docroot-tls"
     docroot.mkdir()
     (docroot / "index.html").write_bytes(b"hello over h2 and TLS\n")
-    port = free_port()
-    proc = subprocess.Popen(["nghttpd", "-d", str(docroot), str(port), key, crt], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-
-    def up():
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return True
-        except OSError:
-            return False
-    assert wait_for(up, 5 * SLOW), "nghttpd did not start"
-    proc.address = "127.0.0.1:%d" % port
+    proc = start_nghttpd("-d", str(docroot), key, crt)
     proc.ca = pki.ca[0]
     proc.pki = pki
     yield proc
