@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <strings.h>
 
 #define MRD_VERSION "0.1.0"
 
@@ -45,7 +47,13 @@ void *mrd_xrealloc(void *p, size_t n);
 char *mrd_xstrdup(const char *s);
 char *mrd_xstrndup(const char *s, size_t n);
 
-/* case-insensitive comparison of a length-delimited string with a C string */
-int mrd_strieq(const char *s, size_t len, const char *lit);
+/* case-insensitive comparison of a length-delimited string with a C string;
+ * inline, so that a literal's length is known at compile time and most
+ * mismatches cost one comparison (it runs for every header of every message) */
+static inline int
+mrd_strieq(const char *s, size_t len, const char *lit)
+{
+    return __builtin_strlen(lit) == len && strncasecmp(s, lit, len) == 0;
+}
 
 #endif

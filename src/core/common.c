@@ -58,11 +58,6 @@ mrd_xstrndup(const char *s, size_t n)
     return p;
 }
 
-int
-mrd_strieq(const char *s, size_t len, const char *lit)
-{
-    return strlen(lit) == len && strncasecmp(s, lit, len) == 0;
-}
 
 /* ---- growable buffer (buf.h) ---- */
 #include <stdarg.h>

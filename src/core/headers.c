@@ -9,8 +9,13 @@
 #include "meridian/common.h"
 #include "meridian/headers.h"
 
-static const char *const hop_by_hop[] = {
-    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+#define HOP(s) {s, sizeof(s) - 1}
+static const struct {
+    const char *name;
+    size_t len;
+} hop_by_hop[] = {
+    HOP("connection"), HOP("keep-alive"), HOP("proxy-connection"), HOP("te"), HOP("trailer"),
+    HOP("transfer-encoding"), HOP("upgrade"),
 };
 
 static int
@@ -37,7 +42,7 @@ int
 mrd_hdr_is_hop_by_hop(const struct mrd_h1_header *hdrs, size_t n, const char *name, size_t name_len)
 {
     for (size_t i = 0; i < MRD_ARRAY_LEN(hop_by_hop); i++)
-        if (mrd_strieq(name, name_len, hop_by_hop[i]))
+        if (hop_by_hop[i].len == name_len && strncasecmp(name, hop_by_hop[i].name, name_len) == 0)
             return 1;
     return listed_in_connection(hdrs, n, name, name_len);
 }

@@ -27,6 +27,7 @@
  * point brackets its work in h->depth; only the outermost one sends frames
  * and frees the connection.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -434,7 +435,9 @@ response_head(struct mrd_h2up *h, struct mrd_req *req, int end_stream)
         fail(req, 502, h->hb_bad ? "upstream response head too large" : "invalid upstream response status");
         return -1;
     }
-    memset(msg, 0, sizeof(*msg));
+    /* all but the header array (3.2 KB), which is filled below */
+    memset(msg, 0, offsetof(struct mrd_h1_msg, headers));
+    memset(&msg->num_headers, 0, sizeof(*msg) - offsetof(struct mrd_h1_msg, num_headers));
     msg->status = h->status;
     msg->version_minor = 1;
     for (size_t i = 0; i < h->n_hf; i++)
