@@ -113,6 +113,8 @@ void upstream_fault(struct mrd_req *req, enum mrd_upstream_failure kind);
 /* the response head arrived: its time to first byte feeds the region's
  * latency factor and the upstream's p2c_ewma (once per attempt) */
 void note_ttfb(struct mrd_req *req);
+/* append "Name: value\r\n" to *b (created when NULL): a trailer field */
+void add_field_line_to(struct evbuffer **b, const char *name, size_t nl, const char *value, size_t vl);
 void fail(struct mrd_req *req, int status, const char *detail);
 void finish(struct mrd_req *req);
 void upstream_failed(struct mrd_req *req, int status, const char *detail, int wrote);

@@ -34,6 +34,17 @@ upstream_fault(struct mrd_req *req, enum mrd_upstream_failure kind)
 }
 
 void
+add_field_line_to(struct evbuffer **b, const char *name, size_t nl, const char *value, size_t vl)
+{
+    if (*b == NULL)
+        *b = evbuffer_new();
+    evbuffer_add(*b, name, nl);
+    evbuffer_add(*b, ": ", 2);
+    evbuffer_add(*b, value, vl);
+    evbuffer_add(*b, "\r\n", 2);
+}
+
+void
 note_ttfb(struct mrd_req *req)
 {
     uint64_t ttfb;
@@ -366,12 +377,7 @@ mrd_req_trailer_field(struct mrd_req *req, const char *name, size_t nlen, const 
         return 0; /* dropped, as RFC 9110 6.5.1 allows */
     if (have + nlen + vlen + 4 > req->gen->conf->limits.max_header_bytes)
         return -1;
-    if (req->req_trailers == NULL)
-        req->req_trailers = evbuffer_new();
-    evbuffer_add(req->req_trailers, name, nlen);
-    evbuffer_add(req->req_trailers, ": ", 2);
-    evbuffer_add(req->req_trailers, value, vlen);
-    evbuffer_add(req->req_trailers, "\r\n", 2);
+    add_field_line_to(&req->req_trailers, name, nlen, value, vlen);
     return 0;
 }
 

@@ -394,12 +394,7 @@ on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size
         /* trailers (nghttp2 checked: END_STREAM, no pseudo fields) */
         if (!mrd_trailer_field_allowed(n, nl))
             return 0;
-        if (req->trailers == NULL)
-            req->trailers = evbuffer_new();
-        evbuffer_add(req->trailers, n, nl);
-        evbuffer_add(req->trailers, ": ", 2);
-        evbuffer_add(req->trailers, v, vl);
-        evbuffer_add(req->trailers, "\r\n", 2);
+        add_field_line_to(&req->trailers, n, nl, v, vl);
         return 0;
     }
     if (nl == 7 && memcmp(n, ":status", 7) == 0) {
