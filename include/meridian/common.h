@@ -29,19 +29,22 @@ void *mrd_xmalloc(size_t n);
 /* v in decimal at out (room for 20 digits, no NUL); returns the length */
 size_t mrd_u64_dec(char *out, uint64_t v);
 
+/* MRD_ASAN: built with AddressSanitizer, whose allocator replaces glibc's */
+#if defined(__SANITIZE_ADDRESS__)
+#define MRD_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MRD_ASAN 1
+#endif
+#endif
+#ifndef MRD_ASAN
+#define MRD_ASAN 0
+#endif
+
 /* Per-worker free lists of request objects (proxy.c, h2.c) keep their
  * buffers between requests. Off under AddressSanitizer, so that a use after
  * free is still caught there. */
-#if defined(__SANITIZE_ADDRESS__)
-#define MRD_POOL_MAX 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MRD_POOL_MAX 0
-#endif
-#endif
-#ifndef MRD_POOL_MAX
-#define MRD_POOL_MAX 128
-#endif
+#define MRD_POOL_MAX (MRD_ASAN ? 0 : 128)
 void *mrd_xcalloc(size_t nmemb, size_t n);
 void *mrd_xrealloc(void *p, size_t n);
 char *mrd_xstrdup(const char *s);

@@ -515,7 +515,8 @@ main(int argc, char **argv)
      * memory at the top of each arena instead of returning it to the kernel
      * (madvise) each time; more than that (a crowd of slow readers that
      * left) goes back. (It was 64 MiB: RSS then stayed at its peak.) */
-    mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
+    if (!MRD_ASAN) /* (ASan's allocator owns the heap there) */
+        mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
     evthread_use_pthreads();
     mrd_n_workers = conf->workers ? conf->workers : cpu_count();
     mrd_diag_init(&d);

@@ -346,7 +346,9 @@ on_trim(evutil_socket_t fd, short what, void *arg)
     /* the free lists hold buffers allocated during the crowd */
     mrd_req_pool_dispose(w);
     mrd_h2_pool_dispose(w);
-#ifdef __GLIBC__
+#if defined(__GLIBC__) && !MRD_ASAN
+    /* (not under ASan: its allocator owns the heap, and glibc's malloc_trim
+     * from a worker thread then trips glibc's arena count at thread exit) */
     malloc_trim(0);
     void *volatile nudge = malloc(TRIM_NUDGE);
     free(nudge);
