@@ -13,6 +13,8 @@
 # Run from the repo root. Settings (environment):
 #   MODES="tls h2c" ROUNDS=5 REQS=100000 CONNS=50 STREAMS=10
 #   TARGETS="meridian haproxy nginx" MERIDIAN_BIN=./meridian KEEP_WORK=0
+#   meridian-prev (a target): MERIDIAN_PREV_BIN on meridian's config, to
+#   compare two builds in the same run
 set -euo pipefail
 
 MODES=${MODES:-"tls h2c"}
@@ -22,6 +24,7 @@ CONNS=${CONNS:-50}
 STREAMS=${STREAMS:-10}
 TARGETS=${TARGETS:-"meridian haproxy nginx"}
 MERIDIAN_BIN=${MERIDIAN_BIN:-./meridian}
+MERIDIAN_PREV_BIN=${MERIDIAN_PREV_BIN:-}
 HAPROXY_BIN=${HAPROXY_BIN:-haproxy}
 NGINX_BIN=${NGINX_BIN:-nginx}
 KEEP_WORK=${KEEP_WORK:-0}
@@ -58,6 +61,7 @@ for t in h2load curl taskset openssl "$NGINX_BIN"; do
     command -v "$t" >/dev/null || die "$t not found (make deps-bench installs the tools)"
 done
 [[ -x $MERIDIAN_BIN ]] && MERIDIAN_BIN=$(realpath "$MERIDIAN_BIN")
+[[ -n $MERIDIAN_PREV_BIN && -x $MERIDIAN_PREV_BIN ]] && MERIDIAN_PREV_BIN=$(realpath "$MERIDIAN_PREV_BIN")
 if (( $(nproc) >= 2 )); then
     PIN_LOAD=(taskset -c 0)
     PIN_SERVER=(taskset -c 1)
@@ -166,10 +170,12 @@ start_proxy() {
     local target=$1 port=$2 pid
     STARTED_PIDS=""
     case $target in
-    meridian)
-        [[ -x $MERIDIAN_BIN ]] || { log "bench-upstream: skipping meridian: $MERIDIAN_BIN not found"; return 1; }
-        render "$BENCH_DIR/meridian-upstream.yaml.in" "$WORK/meridian-$MODE.yaml" "$port"
-        "${PIN_SERVER[@]}" "$MERIDIAN_BIN" -c "$WORK/meridian-$MODE.yaml" > "$WORK/meridian-$MODE.log" 2>&1 &
+    meridian | meridian-prev)
+        local bin=$MERIDIAN_BIN
+        [[ $target == meridian-prev ]] && bin=$MERIDIAN_PREV_BIN
+        [[ -n $bin && -x $bin ]] || { log "bench-upstream: skipping $target: ${bin:-MERIDIAN_PREV_BIN} not found"; return 1; }
+        render "$BENCH_DIR/meridian-upstream.yaml.in" "$WORK/$target-$MODE.yaml" "$port"
+        "${PIN_SERVER[@]}" "$bin" -c "$WORK/$target-$MODE.yaml" > "$WORK/$target-$MODE.log" 2>&1 &
         pid=$!
         ;;
     haproxy)
@@ -247,7 +253,7 @@ for mode in $MODES; do
     start_origin
     log "bench-upstream: $MODE: origin nginx worker pid $ORIGIN_PID on 127.0.0.1:$ORIGIN_PORT; load on CPU 0, servers on CPU 1"
     ACTIVE=()
-    read -r -a ports <<< "$(free_ports 3)"
+    read -r -a ports <<< "$(free_ports 4)"
     i=0
     for t in $TARGETS; do
         PORT[$t]=${ports[$i]}
@@ -301,7 +307,7 @@ for mode in modes:
         print(f"  {t:<10}{statistics.median(float(r['rps']) for r in x):>10.0f}{per('proxy_cpu_ns'):>18.3f}"
               f"{per('origin_cpu_ns'):>19.3f}{norm:>8.3f}{failed:>8d}{newc:>23.1f}")
     if "meridian" in m:
-        for o in ("haproxy", "nginx"):
+        for o in ("haproxy", "nginx", "meridian-prev"):
             if o in m:
                 print(f"  meridian / {o}: norm {m['meridian'] / m[o]:.2f} (< 1: meridian uses less CPU per origin CPU)")
 EOF

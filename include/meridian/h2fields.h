@@ -28,6 +28,15 @@
 size_t mrd_h2_request_fields(const struct mrd_h1_msg *m, const char *scheme, int te_trailers,
                              struct mrd_h1_header *out, struct mrd_buf *names);
 
+/*
+ * Split a request head that mrd_build_request_head() wrote (so well formed
+ * by construction: "METHOD TARGET HTTP/1.1", then "Name: value" lines with
+ * trimmed values, then an empty line) into m's request line and fields,
+ * without the validating parser's work. Returns 1, or 0 when the bytes are
+ * not in that shape (the caller then parses them with mrd_h1_parse_request).
+ */
+int mrd_h2_scan_own_head(const char *head, size_t len, struct mrd_h1_msg *m);
+
 /* Framing of an HTTP/2 upstream response for the downstream side, which
  * speaks in HTTP/1 terms: none for a HEAD request, 1xx/204/304 or a HEADERS
  * frame that ended the stream; the length when content-length came (a valid

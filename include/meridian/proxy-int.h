@@ -91,7 +91,9 @@ struct mrd_req {
     size_t h2_unacked;                 /* response DATA handed down, not yet given back as window */
     unsigned te_trailers : 1, h2_deferred : 1, h2_local_done : 1, h2_remote_done : 1;
     unsigned h2_goaways : 3; /* attempts cut off by a GOAWAY, not counted as retries */
-    struct event *h2_timer;  /* timeouts.upstream_response of the stream; freed when it detaches */
+    unsigned h2_timer_set : 1;
+    struct event h2_timer; /* timeouts.upstream_response of the stream (assigned when
+                            * h2_timer_set); deleted when it detaches */
 };
 
 static inline const struct mrd_timeouts_conf *

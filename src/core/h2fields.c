@@ -1,6 +1,7 @@
 /*
  * h2fields.c: HTTP/1.1 request head -> HTTP/2 request fields (h2fields.h).
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "meridian/common.h"
@@ -31,6 +32,46 @@ mrd_h2_response_body(int status, int is_head, int end_stream, const char *conten
     }
     *len = v;
     return MRD_H1_BODY_LENGTH;
+}
+
+int
+mrd_h2_scan_own_head(const char *head, size_t len, struct mrd_h1_msg *m)
+{
+    const char *p = head, *end = head + len, *sp, *eol;
+
+    m->num_headers = 0;
+    if ((eol = memchr(p, '\r', len)) == NULL || end - eol < 2 || eol[1] != '\n' ||
+        (sp = memchr(p, ' ', (size_t)(eol - p))) == NULL)
+        return 0;
+    m->method = p;
+    m->method_len = (size_t)(sp - p);
+    m->target = sp + 1;
+    if ((size_t)(eol - m->target) < 10 || memcmp(eol - 9, " HTTP/1.1", 9) != 0 || m->method_len == 0)
+        return 0;
+    m->target_len = (size_t)(eol - 9 - m->target);
+    m->version_minor = 1;
+    for (p = eol + 2; p < end; p = eol + 2) {
+        const char *colon;
+        if ((eol = memchr(p, '\r', (size_t)(end - p))) == NULL || end - eol < 2 || eol[1] != '\n')
+            return 0;
+        if (eol == p)
+            return p + 2 == end; /* the empty line ends the head */
+        if ((colon = memchr(p, ':', (size_t)(eol - p))) == NULL || colon == p || eol - colon < 2 ||
+            colon[1] != ' ' || m->num_headers == MRD_H1_MAX_HEADERS)
+            return 0;
+        m->headers[m->num_headers++] =
+            (struct mrd_h1_header){p, (size_t)(colon - p), colon + 2, (size_t)(eol - colon - 2)};
+    }
+    return 0;
+}
+
+static int
+has_upper(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] >= 'A' && s[i] <= 'Z')
+            return 1;
+    return 0;
 }
 
 size_t
@@ -73,6 +114,12 @@ mrd_h2_request_fields(const struct mrd_h1_msg *m, const char *scheme, int te_tra
         if (mrd_strieq(h->name, h->name_len, "host") ||
             mrd_hdr_is_hop_by_hop(m->headers, m->num_headers, h->name, h->name_len))
             continue;
+        if (!has_upper(h->name, h->name_len)) {
+            /* already lowercase (every name from an HTTP/2 client): used in place */
+            offs[n - first] = SIZE_MAX;
+            out[n++] = *h;
+            continue;
+        }
         offs[n - first] = names->len;
         mrd_buf_reserve(names, h->name_len);
         for (size_t j = 0; j < h->name_len; j++)
@@ -82,7 +129,8 @@ mrd_h2_request_fields(const struct mrd_h1_msg *m, const char *scheme, int te_tra
         out[n++] = (struct mrd_h1_header){NULL, h->name_len, h->value, h->value_len};
     }
     for (size_t i = first; i < n; i++)
-        out[i].name = names->p + offs[i - first];
+        if (offs[i - first] != SIZE_MAX)
+            out[i].name = names->p + offs[i - first];
     if (out[path_idx].value == NULL)
         out[path_idx].value = names->p;
     if (te_trailers)

@@ -106,9 +106,9 @@ unlink_req(struct mrd_h2up *h, struct mrd_req *req)
     req->h2 = NULL;
     req->h2_sid = 0;
     h->n_reqs--;
-    if (req->h2_timer != NULL) {
-        event_free(req->h2_timer);
-        req->h2_timer = NULL;
+    if (req->h2_timer_set) {
+        event_del(&req->h2_timer);
+        req->h2_timer_set = 0;
     }
 }
 
@@ -133,10 +133,12 @@ arm_resp_timer(struct mrd_req *req)
 
     if (ms == 0 || req->head_sent || req->h2_sid <= 0 || !req->body_done)
         return;
-    if (req->h2_timer == NULL && (req->h2_timer = evtimer_new(req->w->base, on_resp_timeout, req)) == NULL)
-        return;
-    if (!evtimer_pending(req->h2_timer, NULL))
-        evtimer_add(req->h2_timer, &tv);
+    if (!req->h2_timer_set) {
+        evtimer_assign(&req->h2_timer, req->w->base, on_resp_timeout, req);
+        req->h2_timer_set = 1;
+    }
+    if (!evtimer_pending(&req->h2_timer, NULL))
+        evtimer_add(&req->h2_timer, &tv);
 }
 
 static void
@@ -286,6 +288,15 @@ data_read(nghttp2_session *ng, int32_t sid, uint8_t *buf, size_t length, uint32_
     return (ssize_t)n;
 }
 
+/* fields whose value differs on every request: indexing them in the HPACK
+ * dynamic table would only evict the fields that repeat (on both sides) */
+static int
+unique_value(const char *name, size_t len)
+{
+    return (len == 12 && memcmp(name, "x-request-id", 12) == 0) ||
+           (len == 11 && memcmp(name, "traceparent", 11) == 0);
+}
+
 /* the request's HEADERS (and body source) on h */
 static void
 submit(struct mrd_h2up *h, struct mrd_req *req)
@@ -298,8 +309,8 @@ submit(struct mrd_h2up *h, struct mrd_req *req)
     size_t n = 0;
     int32_t sid;
 
-    /* our own head (headers.c built it): parsed back into spans */
-    if (mrd_h1_parse_request(req->head.p, req->head.len, 0, m, NULL) > 0)
+    /* our own head (headers.c built it): split back into spans */
+    if (mrd_h2_scan_own_head(req->head.p, req->head.len, m) || mrd_h1_parse_request(req->head.p, req->head.len, 0, m, NULL) > 0)
         n = mrd_h2_request_fields(m, req->region->conf->upstream_protocol == MRD_UP_H2 ? "https" : "http",
                                   req->te_trailers, f, &h->names);
     if (n == 0) {
@@ -309,7 +320,8 @@ submit(struct mrd_h2up *h, struct mrd_req *req)
     }
     for (size_t i = 0; i < n; i++)
         nv[i] = (nghttp2_nv){(uint8_t *)f[i].name, (uint8_t *)f[i].value, f[i].name_len, f[i].value_len,
-                             NGHTTP2_NV_FLAG_NONE};
+                             unique_value(f[i].name, f[i].name_len) ? NGHTTP2_NV_FLAG_NO_INDEX
+                                                                    : NGHTTP2_NV_FLAG_NONE};
     req->h2_replay_off = 0;
     req->h2_deferred = 0;
     req->h2_local_done = !body;
@@ -443,8 +455,8 @@ response_head(struct mrd_h2up *h, struct mrd_req *req, int end_stream)
     msg->body = mrd_h2_response_body(h->status, req->is_head, end_stream, cl ? cl->value : NULL,
                                      cl ? cl->value_len : 0, &msg->content_length);
     note_ttfb(req);
-    if (req->h2_timer != NULL)
-        evtimer_del(req->h2_timer);
+    if (req->h2_timer_set)
+        evtimer_del(&req->h2_timer);
     req->upgrade = 0;
     req->resp_body = msg->body;
     req->rs = RS_BODY;
