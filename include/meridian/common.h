@@ -44,7 +44,7 @@ size_t mrd_u64_dec(char *out, uint64_t v);
 /* Per-worker free lists of request objects (proxy.c, h2.c) keep their
  * buffers between requests. Off under AddressSanitizer, so that a use after
  * free is still caught there. */
-#define MRD_POOL_MAX (MRD_ASAN ? 0 : 128)
+#define MRD_POOL_MAX (MRD_ASAN ? 0 : 1024)
 void *mrd_xcalloc(size_t nmemb, size_t n);
 void *mrd_xrealloc(void *p, size_t n);
 char *mrd_xstrdup(const char *s);
@@ -56,7 +56,10 @@ char *mrd_xstrndup(const char *s, size_t n);
 static inline int
 mrd_strieq(const char *s, size_t len, const char *lit)
 {
-    return __builtin_strlen(lit) == len && strncasecmp(s, lit, len) == 0;
+    /* the first byte first: most names of the same length differ there */
+    return __builtin_strlen(lit) == len &&
+           (len == 0 || (((unsigned char)s[0] | 0x20) == ((unsigned char)lit[0] | 0x20) &&
+                         strncasecmp(s, lit, len) == 0));
 }
 
 #endif

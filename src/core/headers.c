@@ -42,7 +42,8 @@ int
 mrd_hdr_is_hop_by_hop(const struct mrd_h1_header *hdrs, size_t n, const char *name, size_t name_len)
 {
     for (size_t i = 0; i < MRD_ARRAY_LEN(hop_by_hop); i++)
-        if (hop_by_hop[i].len == name_len && strncasecmp(name, hop_by_hop[i].name, name_len) == 0)
+        if (hop_by_hop[i].len == name_len && ((unsigned char)name[0] | 0x20) == (unsigned char)hop_by_hop[i].name[0] &&
+            strncasecmp(name, hop_by_hop[i].name, name_len) == 0)
             return 1;
     return listed_in_connection(hdrs, n, name, name_len);
 }
