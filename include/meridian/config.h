@@ -197,6 +197,7 @@ struct mrd_policies_conf {
     int client_rate_enabled;
     uint64_t client_rate_milli_per_s; /* requests per second * 1000 */
     uint64_t client_burst;            /* default: one second of rate, at least 1 */
+    int client_rate_cluster;          /* scope: cluster (1; needs a cluster block) or instance (0, default) */
 };
 
 struct mrd_access_log_conf {
@@ -225,6 +226,30 @@ struct mrd_dns_conf {
     char *hosts;         /* extension: hosts file consulted first, default "/etc/hosts" */
 };
 
+/* cluster: caps and client limits shared by a fleet through Redis (SPEC 8) */
+enum mrd_cluster_failure {
+    MRD_CLUSTER_LOCAL = 0, /* on_redis_failure: local (default): capacity_rps / N each */
+    MRD_CLUSTER_OPEN = 1,  /* open: each instance keeps the whole cap */
+};
+
+struct mrd_cluster_conf {
+    int enabled;          /* the block is there */
+    char *address;        /* redis.address as written: "host:port" or "unix:/path" */
+    char *host;           /* host part (a name or an IP literal), NULL for unix */
+    unsigned port;        /* 1-65535 for host:port */
+    char *unix_path;      /* the path of "unix:/path", NULL otherwise */
+    char *password_file;  /* redis.password_file, NULL: no AUTH */
+    char *password;       /* its content read at load (trailing newline removed), NULL when no file */
+    unsigned database;    /* redis.database, default 0 (SELECT when not 0) */
+    char *name;           /* key prefix, default "meridian" */
+    char *instance;       /* NULL: the host name (cluster.c fills it in at start) */
+    uint64_t sync_interval_ms; /* default 100ms, 10ms - 10s */
+    uint64_t timeout_ms;       /* extension: a Redis command slower than this is a failure;
+                                * default 2 * sync_interval, at least 50ms */
+    enum mrd_cluster_failure on_failure;
+    struct mrd_conf_pos pos;   /* of the block (diagnostics) */
+};
+
 struct mrd_config {
     char *file; /* the name diagnostics use */
     unsigned workers; /* 0 = auto (number of CPUs) */
@@ -244,6 +269,7 @@ struct mrd_config {
     struct mrd_access_log_conf access_log;
     struct mrd_error_log_conf error_log;
     struct mrd_dns_conf dns;
+    struct mrd_cluster_conf cluster;
 };
 
 /* Parse and validate YAML in buf. On success returns 0 and *out (free with
