@@ -7,7 +7,9 @@
 #   TARGETS="direct meridian haproxy nginx" (also: meridian-geo, meridian with
 #   full routing: MaxMind lookup, five capped regions, a residency rule;
 #   meridian-prev: MERIDIAN_PREV_BIN on meridian's config, to compare two
-#   builds in the same run)
+#   builds in the same run; meridian-cap: the region capped far above the load;
+#   meridian-cluster: meridian-cap sharing its cap through a redis-server the
+#   script starts, checked to be in shared mode around every run)
 #   MERIDIAN_BIN=./meridian BACKEND_BIN=./build/mrd-backend KEEP_WORK=0
 #   GEO_DB=build/geo/meridian-test-city.mmdb (the bundled test database, made
 #   here when missing; data/geoip/GeoLite2-City.mmdb after `make geoip`)
@@ -27,6 +29,7 @@ MERIDIAN_BIN=${MERIDIAN_BIN:-./meridian}
 MERIDIAN_PREV_BIN=${MERIDIAN_PREV_BIN:-}
 BACKEND_BIN=${BACKEND_BIN:-./build/mrd-backend}
 HAPROXY_BIN=${HAPROXY_BIN:-haproxy}
+REDIS_BIN=${REDIS_BIN:-redis-server}
 NGINX_BIN=${NGINX_BIN:-nginx}
 KEEP_WORK=${KEEP_WORK:-0}
 PY=/usr/bin/python3
@@ -89,14 +92,68 @@ if (( IDLE_CONNS > MAXCONN - 100 )); then
     IDLE_CONNS=$(( MAXCONN - 100 ))
 fi
 
-render() {    # render TEMPLATE OUT PROXY_PORT
+render() {    # render TEMPLATE OUT PROXY_PORT [ADMIN_PORT TAG]
     sed -e "s|@PROXY_PORT@|$3|g" -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" -e "s|@MAXCONN@|$MAXCONN|g" \
-        -e "s|@NOFILE@|$NOFILE|g" -e "s|@WORK@|$WORK|g" -e "s|@GEO_DB@|$GEO_DB|g" "$1" > "$2"
+        -e "s|@NOFILE@|$NOFILE|g" -e "s|@WORK@|$WORK|g" -e "s|@GEO_DB@|$GEO_DB|g" \
+        -e "s|@ADMIN_PORT@|${4:-}|g" -e "s|@TAG@|${5:-}|g" -e "s|@REDIS_PORT@|${REDIS_PORT:-}|g" "$1" > "$2"
 }
 
 # --- processes ------------------------------------------------------------------
 
-declare -A PORT=() TPIDS=()
+declare -A PORT=() TPIDS=() ADMIN=()
+REDIS_PORT="" REDIS_PID=""
+
+# start_redis: the redis-server of meridian-cluster on a free loopback port,
+# with a password (meridian reads it from cluster.redis.password_file), no
+# persistence; on the servers' CPU
+start_redis() {
+    command -v "$REDIS_BIN" >/dev/null && command -v redis-cli >/dev/null ||
+        die "$REDIS_BIN or redis-cli not found (apt-get install redis-server)"
+    REDIS_PORT=$(free_ports 1)
+    printf 'bench-%s' "$RANDOM$RANDOM" > "$WORK/redis.pw"
+    "${PIN_SERVER[@]}" "$REDIS_BIN" --save "" --appendonly no --bind 127.0.0.1 --port "$REDIS_PORT" \
+        --requirepass "$(cat "$WORK/redis.pw")" --dir "$WORK" > "$WORK/redis.log" 2>&1 &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    wait_port "$REDIS_PORT" "$REDIS_PID" || die "redis-server did not start: $(cat "$WORK/redis.log")"
+}
+
+rcli() { redis-cli -p "$REDIS_PORT" -a "$(cat "$WORK/redis.pw")" --no-auth-warning "$@"; }
+
+# redis_cmds: "evalsha eval all" calls so far (INFO commandstats; "all" also
+# counts the commands the sync script runs inside Redis)
+redis_cmds() {
+    rcli info commandstats | tr -d '\r' | awk -F'[:=,]' '
+        /^cmdstat_/ { all += $3; if ($1 == "cmdstat_evalsha") es = $3; if ($1 == "cmdstat_eval") e = $3 }
+        END { printf "%d %d %d\n", es, e, all }'
+}
+
+# cluster_state ADMIN_PORT: "mode redis_up syncs sync_failures spent_tokens"
+# from /v1/status and /metrics
+cluster_state() {
+    local mode metrics
+    mode=$(curl -s --max-time 5 "http://127.0.0.1:$1/v1/status" |
+        "$PY" -c 'import json, sys; c = json.load(sys.stdin).get("cluster"); print(c["mode"] if c else "none")' \
+        2>/dev/null) || mode=none
+    metrics=$(curl -s --max-time 5 "http://127.0.0.1:$1/metrics")
+    awk -v mode="${mode:-none}" '
+        $1 == "meridian_cluster_redis_up" { up = $2 }
+        $1 == "meridian_cluster_sync_seconds_count" { n = $2 }
+        $1 == "meridian_cluster_sync_failures_total" { f = $2 }
+        $1 ~ /^meridian_cluster_tokens_total\{.*kind="spent"/ { s += $2 }
+        END { printf "%s %d %d %d %d\n", mode, up, n, f, s }' <<< "$metrics"
+}
+
+# wait_shared ADMIN_PORT: until the cluster mode is "shared" (1 after 5 s)
+wait_shared() {
+    local i st
+    for (( i = 0; i < 50; i++ )); do
+        read -r st _ <<< "$(cluster_state "$1")"
+        [[ $st == shared ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
 
 start_backend() {
     local out=$WORK/backend.out
@@ -116,17 +173,21 @@ start_backend() {
 # start_proxy TARGET PORT TAG: starts a fresh proxy; sets STARTED_PIDS (the
 # processes whose CPU and memory count) or returns 1 with a message.
 start_proxy() {
-    local target=$1 port=$2 tag=$3 pid
-    STARTED_PIDS=""
+    local target=$1 port=$2 tag=$3 pid admin=""
+    STARTED_PIDS="" STARTED_ADMIN=""
     case $target in
-    meridian | meridian-geo | meridian-prev)
+    meridian | meridian-geo | meridian-prev | meridian-cap | meridian-cluster)
         local bin=$MERIDIAN_BIN tmpl=$target
         if [[ $target == meridian-prev ]]; then bin=$MERIDIAN_PREV_BIN; tmpl=meridian; fi
         if [[ ! -x $bin ]]; then
             log "bench: skipping $target: ${bin:-MERIDIAN_PREV_BIN} not found (build it with make)"
             return 1
         fi
-        render "$BENCH_DIR/$tmpl.yaml.in" "$WORK/$target-$tag.yaml" "$port"
+        if [[ $target == meridian-cap || $target == meridian-cluster ]]; then
+            admin=$(free_ports 1)
+            STARTED_ADMIN=$admin
+        fi
+        render "$BENCH_DIR/$tmpl.yaml.in" "$WORK/$target-$tag.yaml" "$port" "$admin" "$tag"
         "${PIN_SERVER[@]}" "$bin" -c "$WORK/$target-$tag.yaml" \
             > "$WORK/$target-$tag.log" 2>&1 &
         pid=$!
@@ -167,9 +228,25 @@ start_proxy() {
             STARTED_PIDS="$STARTED_PIDS $w"
         done
     fi
-    local hdr
-    hdr=$(curl -s -o /dev/null -D - --max-time 5 "http://127.0.0.1:$port/" | tr -d '\r' |
-        awk -F': ' 'tolower($1) == "x-backend" { print $2 }')
+    local hdr tries=1 i
+    if [[ $target == meridian-cluster ]]; then
+        if ! wait_shared "$admin"; then
+            log "bench: skipping $target: its cluster mode is not \"shared\" after 5 s ($(cluster_state "$admin")); its output:"
+            sed 's/^/    /' "$WORK/$target-$tag.log" >&2 || true
+            stop_pids $STARTED_PIDS
+            return 1
+        fi
+        # an idle instance holds one token per sync_interval (the lease follows
+        # the demand) and a new fleet bucket starts empty: a first request may
+        # be shed (503) until a sync has sized the lease
+        tries=10
+    fi
+    for (( i = 0; i < tries; i++ )); do
+        hdr=$(curl -s -o /dev/null -D - --max-time 5 "http://127.0.0.1:$port/" | tr -d '\r' |
+            awk -F': ' 'tolower($1) == "x-backend" { print $2 }')
+        [[ $hdr == bench ]] && break
+        sleep 0.15
+    done
     if [[ $hdr != bench ]]; then
         log "bench: skipping $target: a request through it did not reach the backend"
         stop_pids $STARTED_PIDS
@@ -211,7 +288,12 @@ print(rps.group(1) if rps else "nan", ok.group(1) if ok else 0)'
 
 run_target() {   # run_target ROUND TARGET
     local round=$1 t=$2 url="http://127.0.0.1:${PORT[$2]}/" pids=${TPIDS[$2]}
-    local c0 c1 p0 p1 b0 b1
+    local c0 c1 p0 p1 b0 b1 cs0 cs1 rc0 rc1 t0 t1
+    # meridian-cluster: the fleet's state around wrk and h2load together (read
+    # before wrk, so that no pause before h2load lets the lease shrink)
+    if [[ $t == meridian-cluster ]]; then
+        cs0=$(cluster_state "${ADMIN[$t]}"); rc0=$(redis_cmds); t0=$(date +%s%N)
+    fi
     run_load "$WORK/wrk.out" "${PIN_LOAD[@]}" wrk -t1 -c "$CONNS" -d "${DURATION}s" --latency "$url"
     read -r w_rps w_p50 w_p99 w_err <<< "$(parse_wrk < "$WORK/wrk.out")"
     cat "$WORK/wrk.out" >> "$RESULTS/wrk-$t.log"
@@ -221,6 +303,10 @@ run_target() {   # run_target ROUND TARGET
     run_load "$WORK/h2load.out" "${PIN_LOAD[@]}" h2load --h1 -n "$REQS" -c "$CONNS" "$url"
     p1=$(cpu_ns $pids); b1=$(cpu_ns "$BACKEND_PID")
     c1=$(backend_conns)
+    if [[ $t == meridian-cluster ]]; then
+        t1=$(date +%s%N); cs1=$(cluster_state "${ADMIN[$t]}"); rc1=$(redis_cmds)
+        cluster_row "$round" "$cs0" "$cs1" "$rc0" "$rc1" "$(( t1 - t0 ))"
+    fi
     read -r h_rps h_ok <<< "$(parse_h2load < "$WORK/h2load.out")"
     cat "$WORK/h2load.out" >> "$RESULTS/h2load-$t.log"
     if [[ $t == direct ]]; then p0=$b0; p1=$b1; fi
@@ -231,6 +317,22 @@ run_target() {   # run_target ROUND TARGET
     printf '  round %d %-9s wrk %9s req/s p50 %7s ms p99 %7s ms err %s | h2load %9s req/s ok %s/%s proxy %6.3f s backend %6.3f s, %d new backend conns\n' \
         "$round" "$t" "$w_rps" "$w_p50" "$w_p99" "$w_err" "$h_rps" "$h_ok" "$REQS" \
         "$(awk "BEGIN { print ($p1 - $p0) / 1e9 }")" "$(awk "BEGIN { print ($b1 - $b0) / 1e9 }")" "$newc" >&2
+}
+
+# cluster_row ROUND STATE0 STATE1 REDIS0 REDIS1 NS: meridian-cluster around
+# one h2load run: shared before and after, no failed sync, the leased tokens
+# spent, Redis commands per second
+cluster_row() {
+    local m0 u0 n0 f0 s0 m1 u1 n1 f1 s1 es0 e0 a0 es1 e1 a1 ok=1
+    read -r m0 u0 n0 f0 s0 <<< "$2"; read -r m1 u1 n1 f1 s1 <<< "$3"
+    read -r es0 e0 a0 <<< "$4"; read -r es1 e1 a1 <<< "$5"
+    [[ $m0 == shared && $m1 == shared && $u1 == 1 ]] && (( f1 == f0 )) || ok=0
+    echo "$1,$m0,$m1,$u1,$(( n1 - n0 )),$(( f1 - f0 )),$(( s1 - s0 )),$(( es1 - es0 )),$(( e1 - e0 )),$(( a1 - a0 )),$6,$ok" \
+        >> "$RESULTS/cluster.csv"
+    printf '  round %d %-9s cluster mode %s -> %s, %d syncs (%d failed), %d leased tokens spent, redis: %d evalsha %d eval %d commands in %.2f s (wrk + h2load)\n' \
+        "$1" "" "$m0" "$m1" "$(( n1 - n0 ))" "$(( f1 - f0 ))" "$(( s1 - s0 ))" "$(( es1 - es0 ))" "$(( e1 - e0 ))" \
+        "$(( a1 - a0 ))" "$(awk "BEGIN { print $6 / 1e9 }")" >&2
+    (( ok )) || log "bench: meridian-cluster was NOT in shared mode throughout round $1: its figures are not valid"
 }
 
 memory_target() {   # memory_target ROUND TARGET: fresh process, IDLE_CONNS idle connections
@@ -244,7 +346,11 @@ memory_target() {   # memory_target ROUND TARGET: fresh process, IDLE_CONNS idle
             "${pid_args[@]}" 2> "$WORK/idle-$t-$round.err"); then
         :
     else
-        log "bench: $t: idle connection test had problems: $(cat "$WORK/idle-$t-$round.err")"
+        # error responses or dropped connections: the figure would not be
+        # comparable (a shed request allocates no upstream state), so it is
+        # not recorded
+        log "bench: $t: idle connection test had problems, not recorded: $(cat "$WORK/idle-$t-$round.err")"
+        out=""
     fi
     stop_pids $STARTED_PIDS
     if [[ -z $out ]]; then return 0; fi
@@ -269,8 +375,14 @@ mkdir -p "$RESULTS"
 echo "round,target,wrk_rps,wrk_p50_ms,wrk_p99_ms,wrk_errors,h2load_rps,h2load_ok,h2load_reqs,proxy_cpu_ns,backend_cpu_ns,new_backend_conns" \
     > "$RESULTS/runs.csv"
 echo "round,target,rss_before_kb,rss_after_kb,idle_conns,bytes_per_conn" > "$RESULTS/memory.csv"
+echo "round,mode_before,mode_after,redis_up,syncs,sync_failures,spent_tokens,evalsha,eval,redis_commands,ns,valid" \
+    > "$RESULTS/cluster.csv"
 
 start_backend
+if [[ " $TARGETS " == *" meridian-cluster "* ]]; then
+    start_redis
+    log "bench: redis-server pid $REDIS_PID on 127.0.0.1:$REDIS_PORT (for meridian-cluster)"
+fi
 log "bench: backend pid $BACKEND_PID on 127.0.0.1:$BACKEND_PORT; load on CPU 0, servers on CPU 1"
 log "bench: ROUNDS=$ROUNDS DURATION=${DURATION}s REQS=$REQS CONNS=$CONNS IDLE_CONNS=$IDLE_CONNS nofile=$NOFILE"
 
@@ -288,6 +400,7 @@ for t in $TARGETS; do
     i=$(( i + 1 ))
     if start_proxy "$t" "${PORT[$t]}" main; then
         TPIDS[$t]=$STARTED_PIDS
+        ADMIN[$t]=$STARTED_ADMIN
         ACTIVE+=("$t")
         log "bench: $t pid(s) ${TPIDS[$t]} on 127.0.0.1:${PORT[$t]}"
     fi
@@ -319,7 +432,7 @@ done
 
 # --- report ---------------------------------------------------------------------
 
-"$PY" - "$RESULTS" "${ACTIVE[*]}" <<'EOF' | tee "$RESULTS/summary.txt"
+"$PY" - "$RESULTS" "${ACTIVE[*]}" "$DURATION" <<'EOF' | tee "$RESULTS/summary.txt"
 import csv, math, statistics, sys
 res, targets = sys.argv[1], sys.argv[2].split()
 
@@ -356,9 +469,9 @@ def fmt(v, spec):
 
 def table(title, cols):
     print(f"\n{title}")
-    print(f"  {'target':<10}" + "".join(f"{h:>{w}}" for h, _, _, w in cols))
+    print(f"  {'target':<17}" + "".join(f"{h:>{w}}" for h, _, _, w in cols))
     for t in targets:
-        print(f"  {t:<10}" + "".join(f"{fmt(m[t][k], spec):>{w}}" for _, k, spec, w in cols))
+        print(f"  {t:<17}" + "".join(f"{fmt(m[t][k], spec):>{w}}" for _, k, spec, w in cols))
 
 print(f"meridian bench, medians over {max([int(r['round']) for r in runs] or [0])} rounds "
       f"(raw data: {res})")
@@ -384,5 +497,26 @@ if "meridian" in targets:
                   f"   memory/conn {fmt(ratio('mem'), '.2f')}   req/s {fmt(ratio('rps'), '.2f')} (> 1 faster)")
 else:
     print("\n(meridian was not measured: no ratios)")
+
+# the request-path cost of a capped region and of the fleet (SPEC 8)
+pairs = [(a, b) for a, b in (("meridian-cap", "meridian"), ("meridian-cluster", "meridian-cap"),
+                             ("meridian-cluster", "meridian")) if a in targets and b in targets]
+if pairs:
+    print("\ncaps and the fleet: ratios of medians (1.03 = 3% more)")
+    for a, b in pairs:
+        ratio = lambda k: m[a][k] / m[b][k] if m[b][k] else float("nan")
+        print(f"  {a:<16} / {b:<12} norm {fmt(ratio('norm'), '.3f')}   CPU/100k {fmt(ratio('cpu'), '.3f')}"
+              f"   memory/conn {fmt(ratio('mem'), '.3f')}   req/s {fmt(ratio('rps'), '.3f')}")
+if "meridian-cluster" in targets:
+    cr = rows("cluster.csv")
+    valid = sum(int(r["valid"]) for r in cr)
+    rate = lambda k: med([int(r[k]) / (int(r["ns"]) / 1e9) for r in cr])
+    spent = sum(int(r["spent_tokens"]) for r in cr)
+    reqs = sum(int(r["h2load_ok"]) for r in runs if r["target"] == "meridian-cluster")
+    print(f"\nmeridian-cluster during wrk + h2load: shared mode in {valid}/{len(cr)} runs"
+          f"{'' if valid == len(cr) else ' (NOT VALID)'}, syncs/s {fmt(rate('syncs'), '.1f')}, "
+          f"failed syncs {sum(int(r['sync_failures']) for r in cr)}, leased tokens spent {spent} "
+          f"(h2load alone: {reqs} requests), redis evalsha/s {fmt(rate('evalsha'), '.1f')} "
+          f"(eval/s {fmt(rate('eval'), '.1f')}, all commands/s {fmt(rate('redis_commands'), '.1f')})")
 EOF
 log "bench: results in $RESULTS"
