@@ -564,7 +564,7 @@ static void
 build_clients(struct sync_ctx *s, struct mrd_client_limiter *l)
 {
     static struct mrd_client_report rep[CLIENT_REPORT_MAX];
-    size_t n = mrd_client_limiter_collect(l, rep, CLIENT_REPORT_MAX), nargs = 2 + 2 + 4 + 2 * n;
+    size_t n = mrd_client_limiter_collect(l, rep, CLIENT_REPORT_MAX), nargs = 3 + 2 + 4 + 2 * n;
     size_t *offs = mrd_xcalloc(nargs, sizeof(*offs));
     char num[64];
 
