@@ -95,6 +95,7 @@ static struct {
     int up;            /* the last exchange succeeded: leases are in use */
     int outage_logged; /* the current outage has been logged */
     int ever_up;
+    int resync; /* a sync as soon as the one in flight is done (a reload) */
     char sha[41], csha[41];
     char ckey[KEY_MAX], hkey[KEY_MAX]; /* the client hash and sorted set */
     char last_error[256];
@@ -434,6 +435,10 @@ sync_done(struct sync_ctx *s)
         cl.ever_up = 1;
     }
     sync_ctx_free(s);
+    if (cl.resync) {
+        cl.resync = 0;
+        send_sync();
+    }
 }
 
 /* the fleet's busiest clients: their debt goes into this instance's table */
@@ -564,7 +569,7 @@ static void
 build_clients(struct sync_ctx *s, struct mrd_client_limiter *l)
 {
     static struct mrd_client_report rep[CLIENT_REPORT_MAX];
-    size_t n = mrd_client_limiter_collect(l, rep, CLIENT_REPORT_MAX), nargs = 2 + 2 + 4 + 2 * n;
+    size_t n = mrd_client_limiter_collect(l, rep, CLIENT_REPORT_MAX), nargs = 3 + 2 + 4 + 2 * n;
     size_t *offs = mrd_xcalloc(nargs, sizeof(*offs));
     char num[64];
 
@@ -855,13 +860,18 @@ mrd_cluster_commit(struct event_base *base, struct mrd_gen *g)
     cl.n_regions = n;
     /* states no longer in use (a region gone or its cap changed): their
      * leases are settled as expired; requests still on the old generation
-     * use the bucket at its share */
+     * use the bucket at its share. A region whose cap changed keeps its
+     * demand estimate, so that its first lease fits the load. */
     for (size_t i = 0; i < n_old; i++) {
         int kept = 0;
         for (size_t j = 0; j < n && !kept; j++)
             kept = cl.regions[j].st == old[i].st;
-        if (!kept)
-            set_state_mode(old[i].st, fallback_mode(), cl.n_live);
+        if (kept)
+            continue;
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(cl.regions[j].st->name, old[i].st->name) == 0 && cl.regions[j].st->fleet_demand_rate == 0)
+                cl.regions[j].st->fleet_demand_rate = old[i].st->fleet_demand_rate;
+        set_state_mode(old[i].st, fallback_mode(), cl.n_live);
     }
     free(old);
     if (reconnect) {
@@ -882,6 +892,10 @@ mrd_cluster_commit(struct event_base *base, struct mrd_gen *g)
     apply_mode();
     if (reconnect)
         connect_redis();
+    else if (cl.inflight == NULL)
+        send_sync(); /* new states get their leases now, not a tick later */
+    else
+        cl.resync = 1;
     evtimer_del(cl.tick);
     arm_tick();
 }
