@@ -190,7 +190,7 @@ def main():
             all_shared = all(x == "shared" for v in modes.values() for x in v)
             nchecks = sum(len(v) for v in modes.values())
             print(f"\nphase {name}: sent {sum(r['sent'])}, 200 {sum(r['ok'])}, 503 {sum(r['shed'])}, other "
-                  f"{sum(r['other'])} (failed connections included); cluster mode polled {nchecks} times on "
+                  f"{sum(r['other'])} (h2load does not log requests it could not send: a stopped instance's load just ends); cluster mode polled {nchecks} times on "
                   f"{', '.join(modes)}: {'all shared' if all_shared else 'NOT ALWAYS SHARED: ' + str(modes)}")
             good &= all_shared
             print(f"  200s per second: {' '.join(str(b) for b in r['bins'])}")

@@ -502,11 +502,18 @@ else:
 pairs = [(a, b) for a, b in (("meridian-cap", "meridian"), ("meridian-cluster", "meridian-cap"),
                              ("meridian-cluster", "meridian")) if a in targets and b in targets]
 if pairs:
-    print("\ncaps and the fleet: ratios of medians (1.03 = 3% more)")
+    print("\ncaps and the fleet: ratios of medians (1.03 = 3% more); paired: the median of the"
+          " rounds' own norm ratios")
+    def norms(t):
+        return {r["round"]: float(r["proxy_cpu_ns"]) / float(r["backend_cpu_ns"])
+                for r in runs if r["target"] == t and float(r["backend_cpu_ns"]) > 0}
     for a, b in pairs:
         ratio = lambda k: m[a][k] / m[b][k] if m[b][k] else float("nan")
-        print(f"  {a:<16} / {b:<12} norm {fmt(ratio('norm'), '.3f')}   CPU/100k {fmt(ratio('cpu'), '.3f')}"
-              f"   memory/conn {fmt(ratio('mem'), '.3f')}   req/s {fmt(ratio('rps'), '.3f')}")
+        na, nb = norms(a), norms(b)
+        paired = med([na[k] / nb[k] for k in na if k in nb and nb[k] > 0])
+        print(f"  {a:<16} / {b:<12} norm {fmt(ratio('norm'), '.3f')} (paired {fmt(paired, '.3f')})"
+              f"   CPU/100k {fmt(ratio('cpu'), '.3f')}   memory/conn {fmt(ratio('mem'), '.3f')}"
+              f"   req/s {fmt(ratio('rps'), '.3f')}")
 if "meridian-cluster" in targets:
     cr = rows("cluster.csv")
     valid = sum(int(r["valid"]) for r in cr)
