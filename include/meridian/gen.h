@@ -20,6 +20,7 @@
 
 #include "meridian/balance.h"
 #include "meridian/config.h"
+#include "meridian/fleet.h"
 #include "meridian/health.h"
 #include "meridian/metrics.h"
 #include "meridian/ratelimit.h"
@@ -69,6 +70,16 @@ struct mrd_upstream_state {
 struct mrd_region_state {
     struct mrd_bucket bucket __attribute__((aligned(64)));
     struct mrd_rate rate __attribute__((aligned(64)));
+    /* a fleet (SPEC 8, cluster.c): fleet_mode is an enum mrd_fleet_mode
+     * (OFF without a cluster block); in SHARED mode requests spend the
+     * lease, otherwise the bucket (retuned to the mode's share) */
+    struct mrd_lease lease __attribute__((aligned(64)));
+    atomic_int fleet_mode;
+    atomic_uint_fast64_t fleet_rate_milli; /* the fleet's admitted rate * 1000 at the last sync */
+    atomic_uint_fast64_t fleet_self_milli; /* this instance's part of it (reported then) */
+    /* cluster.c's own (main thread): the demand seen at the last sync and its rate */
+    uint64_t fleet_demand_seen;
+    double fleet_demand_rate;
     atomic_uint_fast64_t ttfb_ewma_us; /* 0 = no sample */
     struct mrd_region_metrics metrics;
     atomic_int refcnt;

@@ -35,8 +35,8 @@
  */
 struct mrd_bucket {
     _Atomic uint64_t _tat; /* ticks since _base_ms; <= now: the bucket is full */
-    uint64_t _interval;     /* ticks per token, >= 1 */
-    uint64_t _tau;          /* burst * _interval (ticks), saturated */
+    _Atomic uint64_t _interval; /* ticks per token, >= 1 (mrd_bucket_retune may change it) */
+    _Atomic uint64_t _tau;      /* burst * _interval (ticks), saturated */
     uint64_t _base_ms;
     uint64_t rate_milli_per_s; /* as configured, >= 1 */
     uint64_t burst;            /* tokens, >= 1 */
@@ -47,6 +47,13 @@ struct mrd_bucket {
  * burst of 0 as 1: a bucket that can never admit is a configuration error
  * that validation already rejects. */
 void mrd_bucket_init(struct mrd_bucket *b, uint64_t rate_milli_per_s, uint64_t burst, uint64_t now_ms);
+
+/* Change the rate and burst of a live bucket (a fleet's share, SPEC 8):
+ * the debt it carries (TAT - now, in time) is kept, so no burst comes from
+ * the change. Safe against concurrent takers: each decision uses the old or
+ * the new figures (relaxed atomics). rate_milli_per_s and burst (the fields)
+ * keep their configured values. */
+void mrd_bucket_retune(struct mrd_bucket *b, uint64_t rate_milli_per_s, uint64_t burst);
 
 /* Take one token at now_ms. Returns 1 when taken, 0 when the bucket is empty
  * (and then nothing changes). Safe from any number of threads. */

@@ -46,4 +46,8 @@ void mrd_route_factors_unknown(struct mrd_gen *g, struct mrd_route_scratch *scra
 /* Take a token from region i for a retry walking its fallback chain. */
 int mrd_route_take(struct mrd_gen *g, size_t i);
 
+/* The admitted rate of region state st that the health factor uses: the
+ * fleet's when a cluster sync reported it (SPEC 8), else this instance's. */
+double mrd_route_region_rate(struct mrd_region_state *st, uint64_t now_ms);
+
 #endif

@@ -240,6 +240,8 @@ void mrd_conn_shutdown_all(struct mrd_worker *w, int force);
  * are); -2 when none is configured, -1 on error (reported on stderr) */
 int mrd_admin_listen(const struct mrd_gen *g);
 int mrd_admin_start(struct event_base *base, struct mrd_gen *g, int fd);
+/* a JSON string literal of s (quotes, backslashes and control bytes escaped) */
+void mrd_admin_json_string(struct evbuffer *b, const char *s);
 /* reload: bind a moved admin address first (-1 and err when it cannot be),
  * then switch to the new generation once nothing else can fail */
 int mrd_admin_prepare(const struct mrd_config *old, const struct mrd_gen *g, char *err, size_t errlen);

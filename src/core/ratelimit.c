@@ -100,10 +100,26 @@ mrd_bucket_init(struct mrd_bucket *b, uint64_t rate_milli_per_s, uint64_t burst,
 {
     b->rate_milli_per_s = rate_milli_per_s ? rate_milli_per_s : 1;
     b->burst = burst ? burst : 1;
-    b->_interval = interval_ticks(b->rate_milli_per_s);
-    b->_tau = tau_ticks(b->burst, b->_interval);
+    uint64_t interval = interval_ticks(b->rate_milli_per_s);
+    atomic_init(&b->_interval, interval);
+    atomic_init(&b->_tau, tau_ticks(b->burst, interval));
     b->_base_ms = now_ms;
     atomic_init(&b->_tat, 0); /* == now: full */
+}
+
+void
+mrd_bucket_retune(struct mrd_bucket *b, uint64_t rate_milli_per_s, uint64_t burst)
+{
+    uint64_t interval = interval_ticks(rate_milli_per_s ? rate_milli_per_s : 1);
+
+    atomic_store_explicit(&b->_interval, interval, memory_order_relaxed);
+    atomic_store_explicit(&b->_tau, tau_ticks(burst ? burst : 1, interval), memory_order_relaxed);
+}
+
+static inline uint64_t
+ld(const _Atomic uint64_t *v)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)v, memory_order_relaxed);
 }
 
 int
@@ -116,8 +132,8 @@ mrd_bucket_take(struct mrd_bucket *b, uint64_t now_ms)
     /* the word is the whole state, so relaxed ordering suffices; a failed
      * CAS reloads tat and the decision is made again on the fresh value */
     do {
-        next = tat_after(tat, now, b->_interval);
-        if (next - now > b->_tau)
+        next = tat_after(tat, now, ld(&b->_interval));
+        if (next - now > ld(&b->_tau))
             return 0;
     } while (!atomic_compare_exchange_weak_explicit(&b->_tat, &tat, next, memory_order_relaxed,
                                                     memory_order_relaxed));
@@ -130,7 +146,7 @@ mrd_bucket_peek(const struct mrd_bucket *b, uint64_t now_ms)
     uint64_t now = ticks_since(b->_base_ms, now_ms);
     uint64_t tat = atomic_load_explicit(&((struct mrd_bucket *)b)->_tat, memory_order_relaxed);
 
-    return tat_after(tat, now, b->_interval) - now <= b->_tau;
+    return tat_after(tat, now, ld(&b->_interval)) - now <= ld(&b->_tau);
 }
 
 uint64_t
@@ -139,7 +155,7 @@ mrd_bucket_tokens_milli(const struct mrd_bucket *b, uint64_t now_ms)
     uint64_t now = ticks_since(b->_base_ms, now_ms);
     uint64_t tat = atomic_load_explicit(&((struct mrd_bucket *)b)->_tat, memory_order_relaxed);
 
-    return tokens_milli_from(tat, now, b->_interval, b->_tau);
+    return tokens_milli_from(tat, now, ld(&b->_interval), ld(&b->_tau));
 }
 
 uint64_t
@@ -148,7 +164,7 @@ mrd_bucket_wait_ms(const struct mrd_bucket *b, uint64_t now_ms)
     uint64_t now = ticks_since(b->_base_ms, now_ms);
     uint64_t tat = atomic_load_explicit(&((struct mrd_bucket *)b)->_tat, memory_order_relaxed);
 
-    return wait_ms_from(tat, now, b->_interval, b->_tau);
+    return wait_ms_from(tat, now, ld(&b->_interval), ld(&b->_tau));
 }
 
 uint64_t

@@ -15,6 +15,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "meridian/addr.h"
+#include "meridian/cluster.h"
 #include "meridian/common.h"
 #include "meridian/geo.h"
 #include "meridian/log.h"
@@ -71,8 +72,8 @@ json_error(struct evhttp_request *r, int code, const char *msg)
 }
 
 /* a JSON string literal: quotes, backslashes and control bytes escaped */
-static void
-json_string(struct evbuffer *b, const char *s)
+void
+mrd_admin_json_string(struct evbuffer *b, const char *s)
 {
     evbuffer_add(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
@@ -156,7 +157,9 @@ route_explain(struct evhttp_request *r)
             evbuffer_add_printf(b, ", \"why\": \"%s\"", f->why);
         evbuffer_add(b, "}", 1);
     }
-    evbuffer_add_printf(b, "]}\n");
+    evbuffer_add_printf(b, "],\n \"cluster\": ");
+    mrd_cluster_status_json(b);
+    evbuffer_add_printf(b, "}\n");
     reply_buf(r, 200, b);
     evbuffer_free(b);
 }
@@ -198,9 +201,9 @@ status(struct evhttp_request *r)
         gmtime_r(&gi.loaded_at, &tm);
         strftime(geo_loaded, sizeof(geo_loaded), "%Y-%m-%dT%H:%M:%SZ", &tm);
         evbuffer_add_printf(b, " \"geo_database\": {\"path\": ");
-        json_string(b, gi.path);
+        mrd_admin_json_string(b, gi.path);
         evbuffer_add_printf(b, ", \"type\": ");
-        json_string(b, gi.type);
+        mrd_admin_json_string(b, gi.type);
         evbuffer_add_printf(b, ", \"build_epoch\": %llu, \"epoch\": %llu, \"loaded_at\": \"%s\"},\n",
                             (unsigned long long)gi.build_epoch, (unsigned long long)gi.epoch, geo_loaded);
     } else {
@@ -244,7 +247,9 @@ status(struct evhttp_request *r)
         }
         evbuffer_add_printf(b, "]}");
     }
-    evbuffer_add_printf(b, "]}\n");
+    evbuffer_add_printf(b, "],\n \"cluster\": ");
+    mrd_cluster_status_json(b);
+    evbuffer_add_printf(b, "}\n");
     reply_buf(r, 200, b);
     evbuffer_free(b);
 }

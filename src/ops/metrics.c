@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "meridian/clientip.h"
+#include "meridian/cluster.h"
 #include "meridian/common.h"
 #include "meridian/config.h"
 #include "meridian/gen.h"
@@ -289,6 +290,8 @@ mrd_metrics_render(struct mrd_buf *b, struct mrd_gen *g, struct mrd_route_scratc
     for (int r = 0; r < MRD_ACCEPT_PAUSE_REASONS; r++)
         mrd_buf_printf(b, "meridian_accept_paused_total{reason=\"%s\"} %llu\n", pause_reason[r],
                        GET(m.accept_paused[r]));
+
+    mrd_cluster_metrics(b);
 
     family(b, "meridian_config_generation", "gauge", "Generation number of the configuration in use.");
     mrd_buf_printf(b, "meridian_config_generation %llu\n", (unsigned long long)g->id);

@@ -19,6 +19,51 @@ mrd_route_scratch_dispose(struct mrd_route_scratch *s)
     memset(s, 0, sizeof(*s));
 }
 
+/* a token of a capped region: the fleet's lease while Redis is up (SPEC 8),
+ * else the local bucket (at the mode's share); the demand is counted in
+ * every fleet mode so that the lease after a failure fits the load */
+static int
+cap_take(struct mrd_region_state *st, uint64_t now)
+{
+    switch (atomic_load_explicit(&st->fleet_mode, memory_order_relaxed)) {
+    case MRD_FLEET_OFF:
+        return mrd_bucket_take(&st->bucket, now);
+    case MRD_FLEET_SHARED:
+        return mrd_lease_take(&st->lease);
+    default:
+        atomic_fetch_add_explicit(&st->lease.demand, 1, memory_order_relaxed);
+        return mrd_bucket_take(&st->bucket, now);
+    }
+}
+
+static int
+cap_peek(struct mrd_region_state *st, uint64_t now)
+{
+    if (atomic_load_explicit(&st->fleet_mode, memory_order_relaxed) == MRD_FLEET_SHARED)
+        return mrd_lease_tokens(&st->lease) > 0;
+    return mrd_bucket_peek(&st->bucket, now);
+}
+
+/* the admitted rate of the health factor: the fleet's (SPEC 8) when a sync
+ * reported it, with this instance's part brought up to now */
+static double
+region_rate(struct mrd_region_state *st, uint64_t now)
+{
+    double mine = mrd_rate_per_s(&st->rate, now);
+
+    if (atomic_load_explicit(&st->fleet_mode, memory_order_relaxed) != MRD_FLEET_SHARED)
+        return mine;
+    uint64_t fleet = atomic_load_explicit(&st->fleet_rate_milli, memory_order_relaxed);
+    uint64_t self = atomic_load_explicit(&st->fleet_self_milli, memory_order_relaxed);
+    return (double)(fleet > self ? fleet - self : 0) / 1000.0 + mine;
+}
+
+double
+mrd_route_region_rate(struct mrd_region_state *st, uint64_t now_ms)
+{
+    return region_rate(st, now_ms);
+}
+
 struct take_ctx {
     struct mrd_gen *g;
     uint64_t now_ms;
@@ -32,10 +77,8 @@ take_cb(void *arg, size_t i)
     struct mrd_region_state *st = t->g->regions[i].st;
 
     if (!t->take)
-        return mrd_bucket_peek(&st->bucket, t->now_ms);
-    if (!mrd_bucket_take(&st->bucket, t->now_ms))
-        return 0;
-    return 1;
+        return cap_peek(st, t->now_ms);
+    return cap_take(st, t->now_ms);
 }
 
 int
@@ -44,7 +87,7 @@ mrd_route_take(struct mrd_gen *g, size_t i)
     struct mrd_region *r = &g->regions[i];
     uint64_t now = mrd_now_ms();
 
-    if (r->conf->capacity_rps && !mrd_bucket_take(&r->st->bucket, now))
+    if (r->conf->capacity_rps && !cap_take(r->st, now))
         return 0;
     mrd_rate_add(&r->st->rate, now);
     return 1;
@@ -72,7 +115,7 @@ snapshot(struct mrd_gen *g, struct mrd_route_scratch *sc, uint64_t now)
             healthy += atomic_load_explicit(&r->ups[j]->healthy, memory_order_relaxed) != 0;
         s->healthy = healthy;
         s->total = (unsigned)r->n_ups;
-        s->rate_per_s = mrd_rate_per_s(&r->st->rate, now);
+        s->rate_per_s = region_rate(r->st, now);
         s->has_latency = ewma != 0;
         s->latency_ms = (double)ewma / 1000.0;
     }

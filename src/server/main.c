@@ -26,6 +26,7 @@
 #include <yaml.h>
 
 #include "meridian/accesslog.h"
+#include "meridian/cluster.h"
 #include "meridian/common.h"
 #include "meridian/config.h"
 #include "meridian/geo.h"
@@ -220,6 +221,8 @@ install(struct mrd_gen *g, char *err, size_t errlen)
         }
         return -1;
     }
+    /* the fleet's modes are set on g's region states before any worker uses them */
+    mrd_cluster_commit(main_base, g);
     for (unsigned i = 0; i < mrd_n_workers; i++) {
         mrd_gen_acquire(g);
         mrd_worker_post_gen(&workers[i], g, &fds[i * g->conf->n_listeners], g->conf->n_listeners);
@@ -581,6 +584,7 @@ main(int argc, char **argv)
         goto fail_early;
     main_base = event_base_new();
     done_ev = event_new(main_base, -1, 0, on_worker_done, NULL);
+    mrd_cluster_commit(main_base, current);
     workers = mrd_xcalloc(mrd_n_workers, sizeof(*workers));
     for (unsigned w = 0; w < mrd_n_workers; w++) {
         if (mrd_worker_init(&workers[w], w, current, &lfds[w * n_lfds], n_lfds) == -1) {
@@ -635,6 +639,7 @@ main(int argc, char **argv)
     geo_timer = NULL;
     mrd_admin_stop();
     mrd_health_stop();
+    mrd_cluster_stop();
     mrd_resolver_stop();
     free(conf_text);
     mrd_access_log_stop();

@@ -425,6 +425,34 @@ client_shared_by_threads(void **state)
     mrd_client_limiter_free(l);
 }
 
+
+/* a retuned bucket keeps its debt in time: no burst from the change */
+static void
+bucket_retune_keeps_debt(void **state)
+{
+    struct mrd_bucket b;
+
+    mrd_bucket_init(&b, 100 * 1000, 10, 0); /* 100/s (10 ms a token), burst 10 */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(mrd_bucket_take(&b, 0), 1);
+    /* TAT is now 100 ms ahead; at 50/s (20 ms) with burst 5 (tau 100 ms)
+     * that is exactly an empty bucket */
+    mrd_bucket_retune(&b, 50 * 1000, 5);
+    assert_int_equal(mrd_bucket_tokens_milli(&b, 0), 0);
+    assert_int_equal(mrd_bucket_take(&b, 0), 0);
+    assert_int_equal(mrd_bucket_tokens_milli(&b, 20), 1000);
+    assert_int_equal(mrd_bucket_take(&b, 20), 1);
+    assert_int_equal(mrd_bucket_take(&b, 20), 0);
+    /* refilled after a long pause: the new burst, not the old */
+    assert_int_equal(mrd_bucket_tokens_milli(&b, 10000), 5000);
+    /* back to the full cap: still no more than the burst it had */
+    mrd_bucket_retune(&b, 100 * 1000, 10);
+    assert_int_equal(mrd_bucket_tokens_milli(&b, 10000), 10000);
+    /* zero rate and burst count as 1, as for init */
+    mrd_bucket_retune(&b, 0, 0);
+    assert_int_equal(mrd_bucket_tokens_milli(&b, 20000), 1000);
+}
+
 int
 main(void)
 {
@@ -444,6 +472,7 @@ main(void)
         cmocka_unit_test(client_table_is_bounded),
         cmocka_unit_test(client_active_survives_flood),
         cmocka_unit_test(client_shared_by_threads),
+        cmocka_unit_test(bucket_retune_keeps_debt),
     };
     return cmocka_run_group_tests_name("ratelimit", tests, NULL, NULL);
 }

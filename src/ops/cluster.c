@@ -1,0 +1,852 @@
+/*
+ * cluster.c: fleet-wide caps through Redis (SPEC 8, cluster.h).
+ *
+ * One hiredis async connection on the main loop. Every sync_interval one
+ * EVALSHA of the sync script (fleet.h) renews every capped region's lease
+ * at once: it gives back what this instance holds beyond its need, asks
+ * for the rest, reports the admitted rate and the heartbeat, and gets the
+ * grants, the fleet's rates and the live instances. Nothing on the request
+ * path waits for Redis: workers spend the leases (route.c).
+ *
+ * hiredis 0.14 has no command timeouts, so every exchange has our own
+ * timer: a Redis that does not answer within `timeout` is a Redis that is
+ * down. Down (refused, closed, a protocol error, an error reply, a reply of
+ * the wrong shape, a timeout) means: the leases are void, every capped
+ * region's bucket takes its share (capacity_rps / N in local mode, the
+ * whole cap in open mode), the failure is logged once per outage, and a
+ * reconnection is tried with a backoff of 100 ms doubling to 1 s. The
+ * context is only ever freed from our own events, never inside a hiredis
+ * callback; a connection id in every callback's data tells replies of a
+ * dropped connection from current ones.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/adapters/libevent.h>
+
+#include "meridian/clock.h"
+#include "meridian/cluster.h"
+#include "meridian/common.h"
+#include "meridian/fleet.h"
+#include "meridian/log.h"
+#include "meridian/ratelimit.h"
+#include "meridian/route.h"
+#include "meridian/server.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 1000
+#define KEY_MAX 200
+#define SYNC_BUCKETS 10
+
+static const double sync_bucket_s[SYNC_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
+
+enum conn_state { C_IDLE, C_CONNECTING, C_UP };
+
+/* one capped region of the committed generation */
+struct cl_region {
+    struct mrd_region_state *st;
+    const struct mrd_region_conf *rc;
+    char cap_key[KEY_MAX], rate_key[KEY_MAX];
+};
+
+/* a sync in flight: what it asked for, on the generation it was built from */
+struct sync_ctx {
+    uint64_t conn_id;
+    uint64_t sent_us;
+    struct mrd_gen *gen; /* acquired: keeps the region states alive */
+    size_t n;
+    int eval; /* the EVAL retry after NOSCRIPT was sent */
+    struct mrd_region_state **st;
+    int64_t *want;
+    uint64_t *self_milli;
+    char **argv;
+    size_t *argvlen;
+    int argc;
+    struct mrd_buf text; /* the numbers of argv */
+};
+
+static struct {
+    struct event_base *base;
+    struct mrd_gen *gen; /* acquired; its conf->cluster is the one in use */
+    const struct mrd_cluster_conf *conf;
+    char instance[128];
+    char ikey[KEY_MAX]; /* the instances sorted set */
+    struct cl_region *regions;
+    size_t n_regions;
+
+    redisAsyncContext *ac;
+    uint64_t conn_id;
+    enum conn_state state;
+    int up;            /* the last exchange succeeded: leases are in use */
+    int outage_logged; /* the current outage has been logged */
+    int ever_up;
+    char sha[41];
+    char last_error[256];
+    uint64_t last_sync_ms; /* monotonic, 0 = never */
+    unsigned n_live;       /* live instances at the last sync, 0 = never seen */
+    uint64_t backoff_ms;
+    struct sync_ctx *inflight;
+    struct event *tick, *timeout_ev, *retry_ev, *reset_ev;
+
+    /* metrics */
+    unsigned long long sync_buckets[SYNC_BUCKETS + 1], sync_count, syncs_failed;
+    double sync_sum_s;
+} cl;
+
+static void arm_tick(void);
+static void connect_redis(void);
+
+/* ---- modes ---- */
+
+static enum mrd_fleet_mode
+fallback_mode(void)
+{
+    return cl.conf != NULL && cl.conf->on_failure == MRD_CLUSTER_OPEN ? MRD_FLEET_OPEN : MRD_FLEET_LOCAL;
+}
+
+static enum mrd_fleet_mode
+current_mode(void)
+{
+    return cl.up ? MRD_FLEET_SHARED : fallback_mode();
+}
+
+static void
+set_state_mode(struct mrd_region_state *st, enum mrd_fleet_mode mode, unsigned n_live)
+{
+    uint64_t rate, burst;
+
+    mrd_fleet_share(mode, st->capacity_rps, st->capacity_burst, n_live, &rate, &burst);
+    mrd_bucket_retune(&st->bucket, rate, burst);
+    if (mode != MRD_FLEET_SHARED)
+        mrd_lease_void(&st->lease);
+    atomic_store(&st->fleet_mode, (int)mode);
+}
+
+static void
+apply_mode(void)
+{
+    enum mrd_fleet_mode mode = current_mode();
+
+    for (size_t i = 0; i < cl.n_regions; i++)
+        set_state_mode(cl.regions[i].st, mode, cl.n_live);
+}
+
+/* ---- failures ---- */
+
+static void
+sync_ctx_free(struct sync_ctx *s)
+{
+    if (s == NULL)
+        return;
+    mrd_gen_release(s->gen);
+    free(s->st);
+    free(s->want);
+    free(s->self_milli);
+    free(s->argv);
+    free(s->argvlen);
+    mrd_buf_dispose(&s->text);
+    free(s);
+}
+
+/* Redis is down (or this connection is unusable): fall back now, drop the
+ * connection from a fresh event, reconnect later */
+static void
+fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+fail(const char *fmt, ...)
+{
+    va_list ap;
+    int was_up = cl.up;
+
+    va_start(ap, fmt);
+    vsnprintf(cl.last_error, sizeof(cl.last_error), fmt, ap);
+    va_end(ap);
+    cl.syncs_failed++;
+    cl.conn_id++; /* the rest of this connection's replies are ignored */
+    cl.up = 0;
+    cl.state = C_IDLE;
+    if (cl.inflight != NULL) {
+        sync_ctx_free(cl.inflight);
+        cl.inflight = NULL;
+    }
+    evtimer_del(cl.timeout_ev);
+    if (was_up || !cl.outage_logged) {
+        apply_mode();
+        if (fallback_mode() == MRD_FLEET_LOCAL)
+            mrd_log(MRD_LOG_ERR,
+                    "cluster: redis %s is down: %s; caps are local now (capacity_rps / %u for each capped region)",
+                    cl.conf->address, cl.last_error, cl.n_live ? cl.n_live : 1);
+        else
+            mrd_log(MRD_LOG_ERR, "cluster: redis %s is down: %s; caps are open now (the whole cap on this instance)",
+                    cl.conf->address, cl.last_error);
+        cl.outage_logged = 1;
+    } else {
+        mrd_log(MRD_LOG_DEBUG, "cluster: redis %s: %s", cl.conf->address, cl.last_error);
+    }
+    event_active(cl.reset_ev, EV_TIMEOUT, 0);
+}
+
+static void
+drop_connection(void)
+{
+    redisAsyncContext *ac = cl.ac;
+
+    cl.ac = NULL;
+    cl.conn_id++; /* whatever the old connection still calls back is ignored */
+    if (ac != NULL)
+        redisAsyncFree(ac);
+}
+
+static void
+on_reset(evutil_socket_t fd, short what, void *arg)
+{
+    struct timeval tv;
+
+    drop_connection();
+    if (cl.conf == NULL)
+        return;
+    tv.tv_sec = (time_t)(cl.backoff_ms / 1000);
+    tv.tv_usec = (suseconds_t)(cl.backoff_ms % 1000) * 1000;
+    evtimer_add(cl.retry_ev, &tv);
+    cl.backoff_ms = MRD_MIN(cl.backoff_ms * 2, (uint64_t)BACKOFF_MAX_MS);
+}
+
+static void
+on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    if (cl.conf != NULL && cl.state == C_IDLE)
+        connect_redis();
+}
+
+static void
+on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    if (cl.state == C_CONNECTING)
+        fail("no answer within %llu ms while connecting", (unsigned long long)cl.conf->timeout_ms);
+    else if (cl.state == C_UP)
+        fail("timeout: no answer within %llu ms", (unsigned long long)cl.conf->timeout_ms);
+}
+
+static void
+arm_timeout(void)
+{
+    struct timeval tv = {(time_t)(cl.conf->timeout_ms / 1000), (suseconds_t)(cl.conf->timeout_ms % 1000) * 1000};
+
+    evtimer_add(cl.timeout_ev, &tv);
+}
+
+/* ---- replies ---- */
+
+/* the text of an error or unexpected reply, for the log */
+static void
+reply_text(const redisReply *r, char *out, size_t cap)
+{
+    if (r == NULL)
+        snprintf(out, cap, "connection lost");
+    else if (r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING)
+        snprintf(out, cap, "%.*s", (int)MRD_MIN(r->len, (size_t)160), r->str);
+    else if (r->type == REDIS_REPLY_INTEGER)
+        snprintf(out, cap, "integer %lld", r->integer);
+    else if (r->type == REDIS_REPLY_ARRAY)
+        snprintf(out, cap, "an array of %zu", r->elements);
+    else
+        snprintf(out, cap, "reply type %d", r->type);
+}
+
+static int
+is_current(const redisAsyncContext *ac, void *privdata)
+{
+    return ac == cl.ac && cl.ac != NULL && (uint64_t)(uintptr_t)privdata == cl.conn_id;
+}
+
+static void
+on_auth(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    const redisReply *r = reply;
+    char t[200];
+
+    if (!is_current(ac, privdata))
+        return;
+    if (r == NULL || r->type != REDIS_REPLY_STATUS) {
+        reply_text(r, t, sizeof(t));
+        fail("auth: %s", t);
+    }
+}
+
+static void
+on_select(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    const redisReply *r = reply;
+    char t[200];
+
+    if (!is_current(ac, privdata))
+        return;
+    if (r == NULL || r->type != REDIS_REPLY_STATUS) {
+        reply_text(r, t, sizeof(t));
+        fail("select %u: %s", cl.conf->database, t);
+    }
+}
+
+static int
+is_sha(const redisReply *r)
+{
+    if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40)
+        return 0;
+    for (size_t i = 0; i < 40; i++)
+        if (!((r->str[i] >= '0' && r->str[i] <= '9') || (r->str[i] >= 'a' && r->str[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+static void send_sync(void);
+
+static void
+on_load(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    const redisReply *r = reply;
+    char t[200];
+
+    if (!is_current(ac, privdata))
+        return;
+    if (!is_sha(r)) {
+        reply_text(r, t, sizeof(t));
+        fail("script load: %s", t);
+        return;
+    }
+    memcpy(cl.sha, r->str, 40);
+    cl.sha[40] = '\0';
+    evtimer_del(cl.timeout_ev);
+    cl.state = C_UP;
+    send_sync(); /* the first sync says whether Redis really serves us */
+}
+
+static void
+record_sync_time(uint64_t sent_us)
+{
+    double s = (double)(mrd_now_us() - sent_us) / 1e6;
+    size_t i = 0;
+
+    while (i < SYNC_BUCKETS && s > sync_bucket_s[i])
+        i++;
+    cl.sync_buckets[i]++;
+    cl.sync_count++;
+    cl.sync_sum_s += s;
+}
+
+static void
+apply_reply(struct sync_ctx *s, const redisReply *r)
+{
+    long long *vals;
+    struct mrd_fleet_grant *g;
+    uint64_t now_ms;
+    unsigned n_live;
+    char t[200];
+
+    if (r->type != REDIS_REPLY_ARRAY) {
+        reply_text(r, t, sizeof(t));
+        fail("sync: unexpected reply: %s", t);
+        return;
+    }
+    vals = mrd_xcalloc(r->elements + 1, sizeof(*vals));
+    g = mrd_xcalloc(s->n + 1, sizeof(*g));
+    for (size_t i = 0; i < r->elements; i++) {
+        if (r->element[i] == NULL || r->element[i]->type != REDIS_REPLY_INTEGER) {
+            free(vals);
+            free(g);
+            fail("sync: malformed reply (element %zu is not an integer)", i);
+            return;
+        }
+        vals[i] = r->element[i]->integer;
+    }
+    if (mrd_fleet_parse_reply(vals, r->elements, s->n, s->want, &now_ms, &n_live, g) == -1) {
+        free(vals);
+        free(g);
+        fail("sync: malformed reply (%zu values for %zu regions)", r->elements, s->n);
+        return;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        mrd_lease_add(&s->st[i]->lease, g[i].granted);
+        atomic_store(&s->st[i]->fleet_rate_milli, g[i].fleet_rate_milli);
+        atomic_store(&s->st[i]->fleet_self_milli, s->self_milli[i]);
+    }
+    free(vals);
+    free(g);
+    record_sync_time(s->sent_us);
+    cl.last_sync_ms = mrd_now_ms();
+    cl.n_live = n_live;
+    cl.backoff_ms = BACKOFF_MIN_MS;
+    if (!cl.up) {
+        cl.up = 1;
+        apply_mode();
+        if (cl.outage_logged || !cl.ever_up)
+            mrd_log(MRD_LOG_INFO, "cluster: redis %s is up: caps are shared by %u live instance%s of \"%s\"",
+                    cl.conf->address, n_live, n_live == 1 ? "" : "s", cl.conf->name);
+        cl.outage_logged = 0;
+        cl.ever_up = 1;
+    }
+}
+
+static void send_argv(struct sync_ctx *s);
+
+static void
+on_sync(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    const redisReply *r = reply;
+    struct sync_ctx *s = privdata;
+    char t[200];
+
+    if (s == NULL || s != cl.inflight || !is_current(ac, (void *)(uintptr_t)s->conn_id)) {
+        /* a reply on a dropped connection: its context was freed by fail() */
+        return;
+    }
+    if (r != NULL && r->type == REDIS_REPLY_ERROR && r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0 &&
+        !s->eval) {
+        /* Redis lost the script (a restart, SCRIPT FLUSH): send it whole;
+         * EVAL caches it again for the next EVALSHA */
+        s->eval = 1;
+        send_argv(s);
+        return;
+    }
+    cl.inflight = NULL;
+    evtimer_del(cl.timeout_ev);
+    if (r == NULL) {
+        snprintf(t, sizeof(t), "%s", ac->errstr[0] ? ac->errstr : "connection lost");
+        sync_ctx_free(s);
+        fail("sync: %s", t);
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        reply_text(r, t, sizeof(t));
+        sync_ctx_free(s);
+        fail("sync: %s", t);
+        return;
+    }
+    apply_reply(s, r);
+    sync_ctx_free(s);
+}
+
+/* ---- the sync ---- */
+
+static void
+send_argv(struct sync_ctx *s)
+{
+    /* argv[0..1] are "EVALSHA", sha or "EVAL", script */
+    s->argv[0] = s->eval ? "EVAL" : "EVALSHA";
+    s->argvlen[0] = strlen(s->argv[0]);
+    s->argv[1] = s->eval ? (char *)mrd_fleet_sync_script : cl.sha;
+    s->argvlen[1] = strlen(s->argv[1]);
+    if (redisAsyncCommandArgv(cl.ac, on_sync, s, s->argc, (const char **)s->argv, s->argvlen) != REDIS_OK) {
+        if (cl.inflight == s)
+            cl.inflight = NULL;
+        sync_ctx_free(s);
+        fail("sync: cannot send the command");
+    }
+}
+
+static void
+send_sync(void)
+{
+    struct sync_ctx *s;
+    uint64_t now = mrd_now_ms(), T = cl.conf->sync_interval_ms;
+    size_t n = cl.n_regions, nargs, off;
+    size_t *offs;
+    char num[64];
+
+    if (cl.state != C_UP || cl.ac == NULL || cl.inflight != NULL)
+        return;
+    s = mrd_xcalloc(1, sizeof(*s));
+    s->conn_id = cl.conn_id;
+    s->gen = cl.gen;
+    mrd_gen_acquire(s->gen);
+    s->n = n;
+    s->st = mrd_xcalloc(n + 1, sizeof(*s->st));
+    s->want = mrd_xcalloc(n + 1, sizeof(*s->want));
+    s->self_milli = mrd_xcalloc(n + 1, sizeof(*s->self_milli));
+    /* EVALSHA sha numkeys KEYS[1 + 2n] ARGV[3 + 5n] */
+    nargs = 3 + (1 + 2 * n) + 3 + MRD_FLEET_ARGS_PER_REGION * n;
+    s->argc = (int)nargs;
+    s->argv = mrd_xcalloc(nargs, sizeof(*s->argv));
+    s->argvlen = mrd_xcalloc(nargs, sizeof(*s->argvlen));
+    offs = mrd_xcalloc(nargs, sizeof(*offs));
+
+    /* the numbers go to one text buffer first (it may move while it grows);
+     * offs[i] + 1 marks an argument that points into it */
+#define ARG_TEXT(i, ...)                                                                                            \
+    do {                                                                                                            \
+        int len_ = snprintf(num, sizeof(num), __VA_ARGS__);                                                         \
+        offs[i] = s->text.len + 1;                                                                                  \
+        s->argvlen[i] = (size_t)len_;                                                                               \
+        mrd_buf_add(&s->text, num, (size_t)len_);                                                                   \
+    } while (0)
+#define ARG_STR(i, str)                                                                                             \
+    do {                                                                                                            \
+        s->argv[i] = (char *)(str);                                                                                 \
+        s->argvlen[i] = strlen(str);                                                                                \
+    } while (0)
+
+    ARG_TEXT(2, "%zu", 1 + 2 * n);
+    ARG_STR(3, cl.ikey);
+    for (size_t i = 0; i < n; i++) {
+        ARG_STR(4 + 2 * i, cl.regions[i].cap_key);
+        ARG_STR(5 + 2 * i, cl.regions[i].rate_key);
+    }
+    off = 4 + 2 * n;
+    ARG_STR(off, cl.instance);
+    ARG_TEXT(off + 1, "%llu", (unsigned long long)(3 * T));
+    ARG_TEXT(off + 2, "%llu", (unsigned long long)MRD_MAX(60000, 100 * T));
+    off += 3;
+    for (size_t i = 0; i < n; i++, off += MRD_FLEET_ARGS_PER_REGION) {
+        struct mrd_region_state *st = cl.regions[i].st;
+        uint64_t demand = atomic_load(&st->lease.demand);
+        uint64_t elapsed = cl.last_sync_ms ? now - cl.last_sync_ms : T;
+        int64_t need, have, want = 0, back = 0;
+
+        st->fleet_demand_rate =
+            mrd_fleet_demand_rate(st->fleet_demand_rate, demand - st->fleet_demand_seen, MRD_MAX(elapsed, 1));
+        st->fleet_demand_seen = demand;
+        need = mrd_lease_need(st->fleet_demand_rate, T, st->capacity_rps, st->capacity_burst);
+        have = mrd_lease_tokens(&st->lease);
+        if (have > need)
+            back = mrd_lease_trim(&st->lease, need);
+        else
+            want = need - have;
+        s->st[i] = st;
+        s->want[i] = want;
+        s->self_milli[i] = (uint64_t)(mrd_rate_per_s(&st->rate, now) * 1000.0);
+        ARG_TEXT(off, "%.3f", 1e6 / (double)st->capacity_rps);
+        ARG_TEXT(off + 1, "%llu", (unsigned long long)st->capacity_burst);
+        ARG_TEXT(off + 2, "%lld", (long long)want);
+        ARG_TEXT(off + 3, "%lld", (long long)back);
+        ARG_TEXT(off + 4, "%llu", (unsigned long long)s->self_milli[i]);
+    }
+#undef ARG_TEXT
+#undef ARG_STR
+    for (size_t i = 0; i < nargs; i++)
+        if (offs[i] != 0)
+            s->argv[i] = s->text.p + offs[i] - 1;
+    free(offs);
+    s->sent_us = mrd_now_us();
+    cl.inflight = s;
+    arm_timeout();
+    send_argv(s);
+}
+
+static void
+on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    if (cl.conf == NULL)
+        return;
+    if (cl.state == C_UP && cl.inflight == NULL)
+        send_sync();
+    arm_tick();
+}
+
+static void
+arm_tick(void)
+{
+    uint64_t T = cl.conf->sync_interval_ms;
+    struct timeval tv = {(time_t)(T / 1000), (suseconds_t)(T % 1000) * 1000};
+
+    evtimer_add(cl.tick, &tv);
+}
+
+/* ---- the connection ---- */
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+    if (ac != cl.ac)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        cl.ac = NULL;
+        cl.conn_id++;
+        fail("connect: %s", ac->errstr[0] ? ac->errstr : "failed");
+    }
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+    if (ac != cl.ac)
+        return; /* one we dropped ourselves */
+    /* hiredis frees the context after this callback */
+    cl.ac = NULL;
+    cl.conn_id++;
+    fail("connection lost: %s", status == REDIS_OK ? "closed" : ac->errstr[0] ? ac->errstr : "error");
+}
+
+static void
+connect_redis(void)
+{
+    const struct mrd_cluster_conf *c = cl.conf;
+    redisAsyncContext *ac;
+    void *id;
+
+    ac = c->unix_path != NULL ? redisAsyncConnectUnix(c->unix_path) : redisAsyncConnect(c->host, (int)c->port);
+    if (ac == NULL || ac->err) {
+        char e[160];
+        snprintf(e, sizeof(e), "%s", ac != NULL && ac->errstr[0] ? ac->errstr : "cannot connect");
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        fail("connect: %s", e);
+        return;
+    }
+    cl.ac = ac;
+    cl.conn_id++;
+    id = (void *)(uintptr_t)cl.conn_id;
+    cl.state = C_CONNECTING;
+    redisLibeventAttach(ac, cl.base);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    /* queued until the connection is up, answered in order */
+    if (c->password != NULL) {
+        const char *argv[] = {"AUTH", c->password};
+        size_t len[] = {4, strlen(c->password)};
+        redisAsyncCommandArgv(ac, on_auth, id, 2, argv, len);
+    }
+    if (c->database != 0) {
+        char db[16];
+        int n = snprintf(db, sizeof(db), "%u", c->database);
+        const char *argv[] = {"SELECT", db};
+        size_t len[] = {6, (size_t)n};
+        redisAsyncCommandArgv(ac, on_select, id, 2, argv, len);
+    }
+    {
+        const char *argv[] = {"SCRIPT", "LOAD", mrd_fleet_sync_script};
+        size_t len[] = {6, 4, strlen(mrd_fleet_sync_script)};
+        redisAsyncCommandArgv(ac, on_load, id, 3, argv, len);
+    }
+    arm_timeout();
+}
+
+/* ---- commit / stop ---- */
+
+static int
+same_redis(const struct mrd_cluster_conf *a, const struct mrd_cluster_conf *b)
+{
+    return strcmp(a->address, b->address) == 0 && a->database == b->database &&
+           ((a->password == NULL && b->password == NULL) ||
+            (a->password != NULL && b->password != NULL && strcmp(a->password, b->password) == 0));
+}
+
+static void
+set_instance(const struct mrd_cluster_conf *c)
+{
+    if (c->instance != NULL) {
+        snprintf(cl.instance, sizeof(cl.instance), "%s", c->instance);
+        return;
+    }
+    if (gethostname(cl.instance, sizeof(cl.instance) - 1) != 0 || cl.instance[0] == '\0')
+        snprintf(cl.instance, sizeof(cl.instance), "meridian-%ld", (long)getpid());
+    cl.instance[sizeof(cl.instance) - 1] = '\0';
+}
+
+void
+mrd_cluster_commit(struct event_base *base, struct mrd_gen *g)
+{
+    const struct mrd_cluster_conf *c = &g->conf->cluster;
+    struct cl_region *old = cl.regions;
+    size_t n_old = cl.n_regions, n = 0;
+    int reconnect;
+
+    if (!c->enabled) {
+        if (cl.conf != NULL)
+            mrd_log(MRD_LOG_INFO, "cluster: no cluster block any more: caps are this instance's alone");
+        mrd_cluster_stop();
+        return;
+    }
+    reconnect = cl.conf == NULL || !same_redis(cl.conf, c);
+    if (cl.base == NULL) {
+        cl.base = base;
+        cl.tick = evtimer_new(base, on_tick, NULL);
+        cl.timeout_ev = evtimer_new(base, on_timeout, NULL);
+        cl.retry_ev = evtimer_new(base, on_retry, NULL);
+        cl.reset_ev = event_new(base, -1, 0, on_reset, NULL);
+        cl.backoff_ms = BACKOFF_MIN_MS;
+    }
+    mrd_gen_acquire(g);
+    if (cl.gen != NULL)
+        mrd_gen_release(cl.gen);
+    cl.gen = g;
+    cl.conf = c;
+    set_instance(c);
+    mrd_fleet_key(cl.ikey, sizeof(cl.ikey), c->name, "instances", NULL);
+    cl.regions = mrd_xcalloc(g->n_regions + 1, sizeof(*cl.regions));
+    for (size_t i = 0; i < g->n_regions; i++) {
+        struct mrd_region *r = &g->regions[i];
+        if (r->conf->capacity_rps == 0)
+            continue;
+        cl.regions[n].st = r->st;
+        cl.regions[n].rc = r->conf;
+        mrd_fleet_key(cl.regions[n].cap_key, KEY_MAX, c->name, "cap", r->conf->name);
+        mrd_fleet_key(cl.regions[n].rate_key, KEY_MAX, c->name, "rate", r->conf->name);
+        n++;
+    }
+    cl.n_regions = n;
+    /* states no longer in use (a region gone or its cap changed): their
+     * leases are settled as expired; requests still on the old generation
+     * use the bucket at its share */
+    for (size_t i = 0; i < n_old; i++) {
+        int kept = 0;
+        for (size_t j = 0; j < n && !kept; j++)
+            kept = cl.regions[j].st == old[i].st;
+        if (!kept)
+            set_state_mode(old[i].st, fallback_mode(), cl.n_live);
+    }
+    free(old);
+    if (reconnect) {
+        /* a new Redis (or the first): the old connection's state is void */
+        if (cl.ac != NULL || cl.state != C_IDLE)
+            mrd_log(MRD_LOG_INFO, "cluster: connecting to redis %s (configuration changed)", c->address);
+        drop_connection();
+        if (cl.inflight != NULL) {
+            sync_ctx_free(cl.inflight);
+            cl.inflight = NULL;
+        }
+        evtimer_del(cl.timeout_ev);
+        evtimer_del(cl.retry_ev);
+        cl.up = 0;
+        cl.state = C_IDLE;
+        cl.backoff_ms = BACKOFF_MIN_MS;
+    }
+    apply_mode();
+    if (reconnect)
+        connect_redis();
+    evtimer_del(cl.tick);
+    arm_tick();
+}
+
+void
+mrd_cluster_stop(void)
+{
+    drop_connection();
+    if (cl.inflight != NULL) {
+        sync_ctx_free(cl.inflight);
+        cl.inflight = NULL;
+    }
+    for (size_t i = 0; i < cl.n_regions; i++)
+        set_state_mode(cl.regions[i].st, MRD_FLEET_OFF, 1);
+    free(cl.regions);
+    if (cl.tick != NULL) {
+        event_free(cl.tick);
+        event_free(cl.timeout_ev);
+        event_free(cl.retry_ev);
+        event_free(cl.reset_ev);
+    }
+    if (cl.gen != NULL)
+        mrd_gen_release(cl.gen);
+    memset(&cl, 0, sizeof(cl));
+}
+
+/* ---- visibility ---- */
+
+static const char *
+mode_name(enum mrd_fleet_mode m)
+{
+    switch (m) {
+    case MRD_FLEET_SHARED: return "shared";
+    case MRD_FLEET_LOCAL: return "local";
+    case MRD_FLEET_OPEN: return "open";
+    case MRD_FLEET_OFF: break;
+    }
+    return "off";
+}
+
+void
+mrd_cluster_status_json(struct evbuffer *b)
+{
+    uint64_t now = mrd_now_ms();
+    enum mrd_fleet_mode mode = current_mode();
+
+    if (cl.conf == NULL) {
+        evbuffer_add_printf(b, "null");
+        return;
+    }
+    evbuffer_add_printf(b, "{\"name\": ");
+    mrd_admin_json_string(b, cl.conf->name);
+    evbuffer_add_printf(b, ", \"instance\": ");
+    mrd_admin_json_string(b, cl.instance);
+    evbuffer_add_printf(b, ", \"mode\": \"%s\", \"sync_interval_ms\": %llu,\n  \"redis\": {\"address\": ",
+                        mode_name(mode), (unsigned long long)cl.conf->sync_interval_ms);
+    mrd_admin_json_string(b, cl.conf->address);
+    evbuffer_add_printf(b, ", \"state\": \"%s\", \"last_error\": ",
+                        cl.up ? "up" : cl.state == C_IDLE && cl.last_error[0] ? "down" : "connecting");
+    if (cl.last_error[0])
+        mrd_admin_json_string(b, cl.last_error);
+    else
+        evbuffer_add_printf(b, "null");
+    evbuffer_add_printf(b, "},\n  \"last_sync_ms_ago\": ");
+    if (cl.last_sync_ms)
+        evbuffer_add_printf(b, "%llu", (unsigned long long)(now - cl.last_sync_ms));
+    else
+        evbuffer_add_printf(b, "null");
+    evbuffer_add_printf(b, ", \"instances\": %u, \"regions\": [", cl.n_live);
+    for (size_t i = 0; i < cl.n_regions; i++) {
+        struct mrd_region_state *st = cl.regions[i].st;
+        uint64_t rate, burst;
+        mrd_fleet_share(mode, st->capacity_rps, st->capacity_burst, cl.n_live, &rate, &burst);
+        evbuffer_add_printf(b, "%s{\"name\": ", i ? ",\n   " : "");
+        mrd_admin_json_string(b, cl.regions[i].rc->name);
+        evbuffer_add_printf(b,
+                            ", \"capacity_rps\": %llu, \"share_rps\": %.3f, \"fleet_rate\": %.3f, \"rate\": %.3f, "
+                            "\"lease_tokens\": %lld, \"leased\": %llu, \"spent\": %llu, \"returned\": %llu, "
+                            "\"expired\": %llu}",
+                            (unsigned long long)st->capacity_rps, (double)rate / 1000.0,
+                            mrd_route_region_rate(st, now), mrd_rate_per_s(&st->rate, now),
+                            (long long)mrd_lease_tokens(&st->lease), (unsigned long long)atomic_load(&st->lease.leased),
+                            (unsigned long long)atomic_load(&st->lease.spent),
+                            (unsigned long long)atomic_load(&st->lease.returned),
+                            (unsigned long long)atomic_load(&st->lease.expired));
+    }
+    evbuffer_add_printf(b, "]}");
+}
+
+void
+mrd_cluster_metrics(struct mrd_buf *b)
+{
+    static const char *const kinds[] = {"leased", "spent", "returned", "expired"};
+    unsigned long long cum = 0;
+
+    if (cl.conf == NULL)
+        return;
+    mrd_buf_printf(b, "# HELP meridian_cluster_redis_up 1 when the last exchange with Redis succeeded.\n"
+                      "# TYPE meridian_cluster_redis_up gauge\nmeridian_cluster_redis_up %d\n",
+                   cl.up);
+    mrd_buf_printf(b, "# HELP meridian_cluster_instances Live instances of the fleet at the last sync.\n"
+                      "# TYPE meridian_cluster_instances gauge\nmeridian_cluster_instances %u\n",
+                   cl.n_live);
+    mrd_buf_printf(b, "# HELP meridian_cluster_sync_seconds Time of the successful syncs with Redis.\n"
+                      "# TYPE meridian_cluster_sync_seconds histogram\n");
+    for (size_t i = 0; i <= SYNC_BUCKETS; i++) {
+        cum += cl.sync_buckets[i];
+        if (i < SYNC_BUCKETS)
+            mrd_buf_printf(b, "meridian_cluster_sync_seconds_bucket{le=\"%g\"} %llu\n", sync_bucket_s[i], cum);
+        else
+            mrd_buf_printf(b, "meridian_cluster_sync_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
+    }
+    mrd_buf_printf(b, "meridian_cluster_sync_seconds_sum %.6f\nmeridian_cluster_sync_seconds_count %llu\n",
+                   cl.sync_sum_s, cl.sync_count);
+    mrd_buf_printf(b, "# HELP meridian_cluster_sync_failures_total Exchanges with Redis that failed.\n"
+                      "# TYPE meridian_cluster_sync_failures_total counter\nmeridian_cluster_sync_failures_total %llu\n",
+                   cl.syncs_failed);
+    mrd_buf_printf(b, "# HELP meridian_cluster_tokens_total Fleet tokens of each capped region, by what became of "
+                      "them.\n# TYPE meridian_cluster_tokens_total counter\n");
+    for (size_t i = 0; i < cl.n_regions; i++) {
+        struct mrd_lease *l = &cl.regions[i].st->lease;
+        unsigned long long v[] = {atomic_load(&l->leased), atomic_load(&l->spent), atomic_load(&l->returned),
+                                  atomic_load(&l->expired)};
+        for (size_t k = 0; k < MRD_ARRAY_LEN(kinds); k++)
+            mrd_buf_printf(b, "meridian_cluster_tokens_total{region=\"%s\",kind=\"%s\"} %llu\n",
+                           cl.regions[i].rc->name, kinds[k], v[k]);
+    }
+}
