@@ -48,6 +48,7 @@ struct mrd_conf_ctx {
     const struct mrd_conf_node **fallback_nodes;  /* per region: the fallback value */
     const struct mrd_conf_node **residency_nodes; /* per residency rule: its regions list */
     size_t walk_errors; /* errors in the keys of the mapping whose check runs */
+    const struct mrd_conf_node *rate_scope; /* policies.client_rate_limit.scope, checked against cluster */
 };
 
 /* Key tables: one per mapping of the schema (config_schema.c), walked by config.c. */
@@ -106,6 +107,8 @@ const char *mrd_conf_nonempty(struct mrd_conf_ctx *cx, const struct mrd_conf_nod
 int mrd_conf_parse_int(const char *s, int64_t *out); /* 0, -1 not an integer, -2 overflow; no report */
 void *mrd_conf_field(void *obj, size_t off);
 void mrd_conf_replace_str(char **dst, const char *s);
+void mrd_conf_wipe(void *p, size_t n);   /* zero memory that held a secret (not optimised away) */
+void mrd_conf_free_secret(char **s);     /* wipe, free and clear a NUL-terminated secret */
 
 /* config.c: the key path in messages; key and idx return the old length for pop */
 size_t mrd_conf_path_key(struct mrd_conf_ctx *cx, const char *name);

@@ -2,12 +2,20 @@
  * config_schema.c: SPEC section 2 as key tables, one per mapping (listeners,
  * admin, timeouts, limits, geo, client_ip, scoring, regions, policies, ...),
  * their specific setters and checks, and the cross-checks once all is read:
- * duplicates, fallback resolution and cycles, residency region names.
+ * duplicates, fallback resolution and cycles, residency region names, a
+ * cluster-wide client limit without a cluster block. The one file read here
+ * is cluster.redis.password_file (the others are opened by gen.c).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "meridian/addr.h"
 #include "meridian/common.h"
@@ -623,13 +631,15 @@ rate_pre(struct mrd_conf_ctx *cx, void *obj)
     ((struct mrd_policies_conf *)obj)->client_rate_enabled = 1;
 }
 
-enum { RL_RATE, RL_BURST };
+enum { RL_RATE, RL_BURST, RL_SCOPE };
 
 static void
 rate_check(struct mrd_conf_ctx *cx, const struct mrd_conf_node *map, void *obj, const struct mrd_conf_node **vals)
 {
     struct mrd_policies_conf *p = obj;
 
+    if (p->client_rate_cluster)
+        cx->rate_scope = vals[RL_SCOPE]; /* needs a cluster block: top_check */
     if (vals[RL_BURST] == NULL)
         p->client_burst = MRD_MAX(1, (p->client_rate_milli_per_s + 999) / 1000);
 }
@@ -645,6 +655,230 @@ set_log_path(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct
     free(a->path);
     a->path = strcmp(s, "off") == 0 ? NULL : mrd_xstrdup(s);
     return 0;
+}
+
+/* cluster (SPEC 8): a fleet sharing caps and client limits through Redis */
+
+#define CLUSTER_NAME_MAX 64     /* cluster.name and cluster.instance */
+#define PASSWORD_MAX_BYTES 4096 /* cluster.redis.password_file */
+
+/* sockaddr_un.sun_path holds the path and its NUL */
+#define UNIX_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+
+/* "host:port" (a DNS name, an IPv4 literal or "[IPv6]:port") or "unix:/absolute/path" */
+static int
+set_redis_address(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mrd_conf_node *n, void *obj)
+{
+    struct mrd_cluster_conf *cl = obj;
+    const char *s = mrd_conf_nonempty(cx, n), *why, *colon;
+    char name[MRD_HOSTNAME_MAX + 2];
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    struct mrd_ip ip;
+    uint16_t port;
+
+    if (s == NULL)
+        return -1;
+    free(cl->host);
+    free(cl->unix_path);
+    cl->host = cl->unix_path = NULL;
+    cl->port = 0;
+    if (strncmp(s, "unix:", 5) == 0) {
+        if (s[5] != '/') {
+            mrd_conf_bad(cx, n, "invalid address %s: a unix socket is unix:/absolute/path", mrd_conf_show(cx, n));
+            return -1;
+        }
+        if (strlen(s + 5) > UNIX_PATH_MAX) {
+            mrd_conf_bad(cx, n, "invalid address %s: a unix socket path is at most %zu bytes", mrd_conf_show(cx, n),
+                         (size_t)UNIX_PATH_MAX);
+            return -1;
+        }
+        cl->unix_path = mrd_xstrdup(s + 5);
+        mrd_conf_replace_str(&cl->address, s);
+        return 0;
+    }
+    if (mrd_sockaddr_parse(s, &ss, &sslen, &why) == 0) {
+        /* an IP literal: host without the brackets */
+        if (s[0] == '[')
+            cl->host = mrd_xstrndup(s + 1, (size_t)(strchr(s, ']') - s - 1));
+        else
+            cl->host = mrd_xstrndup(s, (size_t)(strrchr(s, ':') - s));
+        cl->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                            : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        mrd_conf_replace_str(&cl->address, s);
+        return 0;
+    }
+    /* a name; else say what is wrong with the kind of address it looks like */
+    colon = strrchr(s, ':');
+    if (colon == NULL)
+        why = "expected host:port, [IPv6]:port or unix:/absolute/path";
+    else if (s[0] != '[' && mrd_ip_parse(s, (size_t)(colon - s), &ip) == -1) {
+        if (mrd_hostport_parse(s, name, &port, &why) == 0) {
+            cl->host = mrd_xstrdup(name);
+            cl->port = port;
+            mrd_conf_replace_str(&cl->address, s);
+            return 0;
+        }
+    }
+    mrd_conf_bad(cx, n, "invalid address %s: %s", mrd_conf_show(cx, n), why);
+    return -1;
+}
+
+/*
+ * The password is read when the configuration is (start, -t, every reload
+ * and the re-parse of a DNS change), so that a missing or unreadable file
+ * is reported at its line like the other errors. The path is used as
+ * written (relative: to the working directory, as every path of the file).
+ * One trailing "\n" or "\r\n" is not part of the password.
+ */
+static int
+set_password_file(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mrd_conf_node *n, void *obj)
+{
+    struct mrd_cluster_conf *cl = obj;
+    const char *s = mrd_conf_nonempty(cx, n);
+    char buf[PASSWORD_MAX_BYTES + 1];
+    size_t len = 0;
+    struct stat st;
+    int fd, rc = -1;
+
+    if (s == NULL)
+        return -1;
+    mrd_conf_replace_str(&cl->password_file, s);
+    mrd_conf_free_secret(&cl->password);
+    /* O_NONBLOCK: a FIFO must not hang -t (it is refused below) */
+    fd = open(s, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd == -1) {
+        mrd_conf_bad(cx, n, "cannot read password file %s: %s", mrd_conf_show(cx, n), strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) == -1) {
+        mrd_conf_bad(cx, n, "cannot read password file %s: %s", mrd_conf_show(cx, n), strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        mrd_conf_bad(cx, n, "cannot read password file %s: not a regular file", mrd_conf_show(cx, n));
+        goto out;
+    }
+    while (len < sizeof(buf)) {
+        ssize_t got = read(fd, buf + len, sizeof(buf) - len);
+        if (got == -1 && errno == EINTR)
+            continue;
+        if (got == -1) {
+            mrd_conf_bad(cx, n, "cannot read password file %s: %s", mrd_conf_show(cx, n), strerror(errno));
+            goto out;
+        }
+        if (got == 0)
+            break;
+        len += (size_t)got;
+    }
+    if (len > PASSWORD_MAX_BYTES) {
+        mrd_conf_bad(cx, n, "password file %s is larger than %d bytes", mrd_conf_show(cx, n), PASSWORD_MAX_BYTES);
+        goto out;
+    }
+    if (len > 0 && buf[len - 1] == '\n')
+        len -= len > 1 && buf[len - 2] == '\r' ? 2 : 1;
+    if (len == 0) {
+        mrd_conf_bad(cx, n, "password file %s is empty", mrd_conf_show(cx, n));
+        goto out;
+    }
+    if (memchr(buf, '\0', len) != NULL) {
+        mrd_conf_bad(cx, n, "password file %s contains a NUL byte", mrd_conf_show(cx, n));
+        goto out;
+    }
+    cl->password = mrd_xstrndup(buf, len);
+    rc = 0;
+out:
+    mrd_conf_wipe(buf, sizeof(buf));
+    close(fd);
+    return rc;
+}
+
+/* cluster.name and cluster.instance: they go inside a Redis hash tag {name} */
+static int
+set_cluster_id(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mrd_conf_node *n, void *obj)
+{
+    const char *s = mrd_conf_nonempty(cx, n);
+
+    if (s == NULL)
+        return -1;
+    if (n->len > CLUSTER_NAME_MAX ||
+        strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != n->len) {
+        mrd_conf_bad(cx, n, "%s: must be 1 to %d characters from A-Z a-z 0-9 . _ -", mrd_conf_show(cx, n),
+                     CLUSTER_NAME_MAX);
+        return -1;
+    }
+    mrd_conf_replace_str(mrd_conf_field(obj, k->off), s);
+    return 0;
+}
+
+/* "10ms", "10s": a bound for messages */
+static const char *
+fmt_ms(char *buf, size_t len, uint64_t ms)
+{
+    if (ms > 0 && ms % 1000 == 0)
+        snprintf(buf, len, "%llus", (unsigned long long)(ms / 1000));
+    else
+        snprintf(buf, len, "%llums", (unsigned long long)ms);
+    return buf;
+}
+
+/* A duration from k->lo to k->hi milliseconds (uint64_t at k->off). */
+static int
+set_duration_in(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mrd_conf_node *n, void *obj)
+{
+    const char *s = mrd_conf_scalar(cx, n);
+    char lo[24], hi[24];
+    uint64_t ms;
+
+    if (s == NULL)
+        return -1;
+    if (mrd_parse_duration_ms(s, &ms) == -1) {
+        mrd_conf_bad(cx, n, "expected a duration such as 250ms, 2s, 5m or 1h, got %s", mrd_conf_show(cx, n));
+        return -1;
+    }
+    if (ms < (uint64_t)k->lo || ms > (uint64_t)k->hi) {
+        mrd_conf_bad(cx, n, "must be from %s to %s, got %s", fmt_ms(lo, sizeof(lo), (uint64_t)k->lo),
+                     fmt_ms(hi, sizeof(hi), (uint64_t)k->hi), mrd_conf_show(cx, n));
+        return -1;
+    }
+    *(uint64_t *)mrd_conf_field(obj, k->off) = ms;
+    return 0;
+}
+
+static const struct mrd_conf_word failure_words[] = {
+    {"local", MRD_CLUSTER_LOCAL}, {"open", MRD_CLUSTER_OPEN}, {NULL, 0}};
+
+static int
+set_on_failure(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const struct mrd_conf_node *n, void *obj)
+{
+    int v = mrd_conf_get_word(cx, k, n);
+
+    if (v == -1)
+        return -1;
+    ((struct mrd_cluster_conf *)obj)->on_failure = (enum mrd_cluster_failure)v;
+    return 0;
+}
+
+static void
+cluster_pre(struct mrd_conf_ctx *cx, void *obj)
+{
+    struct mrd_cluster_conf *cl = obj;
+
+    cl->enabled = 1;
+    mrd_conf_replace_str(&cl->name, "meridian");
+    cl->sync_interval_ms = 100;
+    cl->on_failure = MRD_CLUSTER_LOCAL;
+}
+
+enum { C_REDIS, C_NAME, C_INSTANCE, C_SYNC_INTERVAL, C_ON_REDIS_FAILURE, C_TIMEOUT };
+
+static void
+cluster_check(struct mrd_conf_ctx *cx, const struct mrd_conf_node *map, void *obj, const struct mrd_conf_node **vals)
+{
+    struct mrd_cluster_conf *cl = obj;
+
+    if (vals[C_TIMEOUT] == NULL)
+        cl->timeout_ms = MRD_MAX(2 * cl->sync_interval_ms, 50);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -874,11 +1108,14 @@ static const struct mrd_conf_key geo_block_keys[] = {
 };
 static const struct mrd_conf_table geo_block_table = TABLE(geo_block_keys, NULL, NULL);
 
+static const struct mrd_conf_word scope_words[] = {{"instance", 0}, {"cluster", 1}, {NULL, 0}};
 static const struct mrd_conf_key rate_keys[] = {
     [RL_RATE] = {"rate", mrd_conf_set_rate, offsetof(struct mrd_policies_conf, client_rate_milli_per_s),
                  .flags = MRD_K_REQUIRED},
     [RL_BURST] = {"burst", mrd_conf_set_u64, offsetof(struct mrd_policies_conf, client_burst), .lo = 1,
                   .hi = 1000000000},
+    [RL_SCOPE] = {"scope", mrd_conf_set_word, offsetof(struct mrd_policies_conf, client_rate_cluster),
+                  .aux = scope_words},
 };
 static const struct mrd_conf_table rate_table = TABLE(rate_keys, rate_pre, rate_check);
 
@@ -916,6 +1153,27 @@ static const struct mrd_conf_key dns_keys[] = {
     {"hosts", mrd_conf_set_string, offsetof(struct mrd_dns_conf, hosts), .aux = NULL},
 };
 static const struct mrd_conf_table dns_table = TABLE(dns_keys, NULL, NULL);
+
+enum { RD_ADDRESS, RD_PASSWORD_FILE, RD_DATABASE };
+static const struct mrd_conf_key redis_keys[] = {
+    [RD_ADDRESS] = {"address", set_redis_address, .flags = MRD_K_REQUIRED},
+    [RD_PASSWORD_FILE] = {"password_file", set_password_file, .aux = NULL},
+    [RD_DATABASE] = {"database", mrd_conf_set_uint, offsetof(struct mrd_cluster_conf, database), .lo = 0,
+                     .hi = 2147483647},
+};
+static const struct mrd_conf_table redis_table = TABLE(redis_keys, NULL, NULL);
+
+static const struct mrd_conf_key cluster_keys[] = {
+    [C_REDIS] = {"redis", mrd_conf_set_submap, 0, .aux = &redis_table, .flags = MRD_K_REQUIRED},
+    [C_NAME] = {"name", set_cluster_id, offsetof(struct mrd_cluster_conf, name), .aux = NULL},
+    [C_INSTANCE] = {"instance", set_cluster_id, offsetof(struct mrd_cluster_conf, instance), .aux = NULL},
+    [C_SYNC_INTERVAL] = {"sync_interval", set_duration_in, offsetof(struct mrd_cluster_conf, sync_interval_ms),
+                         .lo = 10, .hi = 10000},
+    [C_ON_REDIS_FAILURE] = {"on_redis_failure", set_on_failure, .aux = failure_words},
+    [C_TIMEOUT] = {"timeout", set_duration_in, offsetof(struct mrd_cluster_conf, timeout_ms), .lo = 1,
+                   .hi = 60000},
+};
+static const struct mrd_conf_table cluster_table = TABLE(cluster_keys, cluster_pre, cluster_check);
 
 /* ------------------------------------------------------------------------ */
 /* cross-references, once everything is read */
@@ -1067,13 +1325,22 @@ enum {
     T_RESPONSE_HEADERS,
     T_ACCESS_LOG,
     T_ERROR_LOG,
-    T_DNS
+    T_DNS,
+    T_CLUSTER
 };
 
 static void
 top_check(struct mrd_conf_ctx *cx, const struct mrd_conf_node *map, void *obj, const struct mrd_conf_node **vals)
 {
     check_listeners(cx);
+    if (vals[T_CLUSTER] != NULL) /* the position of the key, "cluster:" */
+        for (size_t i = 1; i < map->n; i += 2)
+            if (map->items[i] == vals[T_CLUSTER])
+                pos_of(&cx->cfg->cluster.pos, map->items[i - 1]);
+    /* not when a cluster block is there but wrong: that is reported already */
+    if (cx->rate_scope != NULL && vals[T_CLUSTER] == NULL)
+        mrd_conf_err_at(cx, cx->rate_scope->line, cx->rate_scope->col,
+                        "policies.client_rate_limit: scope: cluster needs a cluster block");
     /* without a readable regions list every reference would be reported too */
     if (vals[T_REGIONS] != NULL && vals[T_REGIONS]->type == MRD_N_SEQ) {
         check_regions(cx);
@@ -1103,6 +1370,7 @@ static const struct mrd_conf_key top_keys[] = {
     [T_ERROR_LOG] = {"error_log", mrd_conf_set_submap, offsetof(struct mrd_config, error_log),
                      .aux = &error_log_table},
     [T_DNS] = {"dns", mrd_conf_set_submap, offsetof(struct mrd_config, dns), .aux = &dns_table},
+    [T_CLUSTER] = {"cluster", mrd_conf_set_submap, offsetof(struct mrd_config, cluster), .aux = &cluster_table},
 };
 const struct mrd_conf_table mrd_conf_top_table = TABLE(top_keys, NULL, top_check);
 

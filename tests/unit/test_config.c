@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "meridian/config.h"
 
@@ -29,6 +31,10 @@
 #define REGION_HEAD LISTEN "regions:\n  - name: a\n"
 #define LOC "    location: {latitude: 1, longitude: 2}\n"
 #define UPS "    upstreams: [{address: \"10.0.0.1:80\"}]\n"
+/* BASE and a minimal cluster block (lines 7-8); "  key: v" on line 9 extends it */
+#define CLU BASE "cluster:\n  redis: {address: \"127.0.0.1:6379\"}\n"
+/* BASE and "cluster:\n  redis: {address: A}" with A at line 8, column 20 */
+#define REDIS_ADDR(a) BASE "cluster:\n  redis: {address: " a "}\n"
 
 static void
 dump(const struct mrd_diag *d)
@@ -353,6 +359,93 @@ static const struct bad_case bad_cases[] = {
      "regions[0].upstream_tls.ca: must not be empty"},
     {"upstream_tls unknown key", BASE "    upstream_tls: {sni: x}\n", "t.yaml:7:20:",
      "unknown key \"sni\" in regions[0].upstream_tls"},
+
+    /* cluster (SPEC 8) */
+    {"cluster empty", BASE "cluster:\n", "t.yaml:7:9:", "cluster: expected a mapping, got an empty value"},
+    {"cluster scalar", BASE "cluster: redis\n", "t.yaml:7:10:", "cluster: expected a mapping, got \"redis\""},
+    {"cluster without redis", BASE "cluster: {name: edge}\n", "t.yaml:7:10:",
+     "cluster: missing required key \"redis\""},
+    {"cluster empty map", BASE "cluster: {}\n", "t.yaml:7:10:", "cluster: missing required key \"redis\""},
+    {"redis not a mapping", BASE "cluster: {redis: \"127.0.0.1:6379\"}\n", "t.yaml:7:18:",
+     "cluster.redis: expected a mapping, got \"127.0.0.1:6379\""},
+    {"redis without address", BASE "cluster:\n  redis: {database: 1}\n", "t.yaml:8:10:",
+     "cluster.redis: missing required key \"address\""},
+    {"redis address empty", REDIS_ADDR("''"), "t.yaml:8:20:", "cluster.redis.address: must not be empty"},
+    {"redis address list", REDIS_ADDR("[a]"), "t.yaml:8:20:",
+     "cluster.redis.address: expected a single value, got a sequence"},
+    {"redis address without port", REDIS_ADDR("127.0.0.1"), "t.yaml:8:20:",
+     "cluster.redis.address: invalid address \"127.0.0.1\": expected host:port, [IPv6]:port or unix:/absolute/path"},
+    {"redis name without port", REDIS_ADDR("redis.internal"), "t.yaml:8:20:",
+     "invalid address \"redis.internal\": expected host:port"},
+    {"redis port 0", REDIS_ADDR("\"127.0.0.1:0\""), "t.yaml:8:20:",
+     "invalid address \"127.0.0.1:0\": port must be a number from 1 to 65535"},
+    {"redis name port 65536", REDIS_ADDR("\"redis:65536\""), "t.yaml:8:20:",
+     "invalid address \"redis:65536\": port must be a number from 1 to 65535"},
+    {"redis name port word", REDIS_ADDR("\"redis:http\""), "t.yaml:8:20:", "port must be a number from 1 to 65535"},
+    {"redis v6 without brackets", REDIS_ADDR("\"::1:6379\""), "t.yaml:8:20:",
+     "invalid address \"::1:6379\": IPv6 addresses must be in brackets"},
+    {"redis v6 without port", REDIS_ADDR("\"[::1]\""), "t.yaml:8:20:", "expected ':port' after ']'"},
+    {"redis v4 in brackets", REDIS_ADDR("\"[127.0.0.1]:6379\""), "t.yaml:8:20:",
+     "brackets are only for IPv6 addresses"},
+    {"redis bad v4", REDIS_ADDR("\"10.0.0.300:6379\""), "t.yaml:8:20:", "cannot end in a numeric label"},
+    {"redis bad host name", REDIS_ADDR("\"redis_1:6379\""), "t.yaml:8:20:",
+     "invalid address \"redis_1:6379\": invalid character in host name"},
+    {"redis unix relative", REDIS_ADDR("\"unix:redis.sock\""), "t.yaml:8:20:",
+     "invalid address \"unix:redis.sock\": a unix socket is unix:/absolute/path"},
+    {"redis unix empty", REDIS_ADDR("\"unix:\""), "t.yaml:8:20:", "a unix socket is unix:/absolute/path"},
+    {"redis unix too long",
+     REDIS_ADDR("\"unix:/run/redis/0123456789012345678901234567890123456789012345678901234567890123456789"
+                "0123456789012345678901234567890123456789.sock\""),
+     "t.yaml:8:20:", "a unix socket path is at most 107 bytes"},
+    {"redis database -1", BASE "cluster:\n  redis: {address: \"127.0.0.1:6379\", database: -1}\n", "t.yaml:8:48:",
+     "cluster.redis.database: must be an integer from 0 to 2147483647, got \"-1\""},
+    {"redis database 2^31", BASE "cluster:\n  redis: {address: \"127.0.0.1:6379\", database: 2147483648}\n",
+     "t.yaml:8:48:", "must be an integer from 0 to 2147483647"},
+    {"redis database word", BASE "cluster:\n  redis: {address: \"127.0.0.1:6379\", database: one}\n",
+     "t.yaml:8:48:", "cluster.redis.database: expected an integer, got \"one\""},
+    {"password file missing",
+     BASE "cluster:\n  redis: {address: \"127.0.0.1:6379\", password_file: /nonexistent/redis.pass}\n",
+     "t.yaml:8:53:",
+     "cluster.redis.password_file: cannot read password file \"/nonexistent/redis.pass\": No such file or directory"},
+    {"password file a directory", BASE "cluster:\n  redis: {address: \"127.0.0.1:6379\", password_file: /}\n",
+     "t.yaml:8:53:", "cannot read password file \"/\": not a regular file"},
+    {"password file empty name", BASE "cluster:\n  redis: {address: \"127.0.0.1:6379\", password_file: ''}\n",
+     "t.yaml:8:53:", "cluster.redis.password_file: must not be empty"},
+    {"redis unknown key", BASE "cluster:\n  redis: {address: \"127.0.0.1:6379\", passwd: x}\n", "t.yaml:8:38:",
+     "unknown key \"passwd\" in cluster.redis"},
+    {"cluster unknown key", BASE "cluster: {redis: {address: \"127.0.0.1:6379\"}, instanse: x}\n", "t.yaml:7:47:",
+     "unknown key \"instanse\" in cluster (did you mean \"instance\"?)"},
+    {"cluster name with braces", CLU "  name: \"a{b}\"\n", "t.yaml:9:9:",
+     "cluster.name: \"a{b}\": must be 1 to 64 characters from A-Z a-z 0-9 . _ -"},
+    {"cluster name with a colon", CLU "  name: \"a:b\"\n", "t.yaml:9:9:", "must be 1 to 64 characters"},
+    {"cluster name 65 chars", CLU "  name: a1234567890123456789012345678901234567890123456789012345678901234\n",
+     "t.yaml:9:9:", "must be 1 to 64 characters"},
+    {"cluster name empty", CLU "  name: ''\n", "t.yaml:9:9:", "cluster.name: must not be empty"},
+    {"cluster instance space", CLU "  instance: \"fra 1\"\n", "t.yaml:9:13:",
+     "cluster.instance: \"fra 1\": must be 1 to 64 characters from A-Z a-z 0-9 . _ -"},
+    {"cluster instance map", CLU "  instance: {a: 1}\n", "t.yaml:9:13:",
+     "cluster.instance: expected a single value, got a mapping"},
+    {"sync_interval 9ms", CLU "  sync_interval: 9ms\n", "t.yaml:9:18:",
+     "cluster.sync_interval: must be from 10ms to 10s, got \"9ms\""},
+    {"sync_interval 10001ms", CLU "  sync_interval: 10001ms\n", "t.yaml:9:18:", "must be from 10ms to 10s"},
+    {"sync_interval 0s", CLU "  sync_interval: 0s\n", "t.yaml:9:18:", "must be from 10ms to 10s, got \"0s\""},
+    {"sync_interval bare", CLU "  sync_interval: 100\n", "t.yaml:9:18:",
+     "cluster.sync_interval: expected a duration such as 250ms, 2s, 5m or 1h, got \"100\""},
+    {"timeout 0ms", CLU "  timeout: 0ms\n", "t.yaml:9:12:", "cluster.timeout: must be from 1ms to 60s, got \"0ms\""},
+    {"timeout 61s", CLU "  timeout: 61s\n", "t.yaml:9:12:", "must be from 1ms to 60s"},
+    {"timeout 2m", CLU "  timeout: 2m\n", "t.yaml:9:12:", "must be from 1ms to 60s, got \"2m\""},
+    {"timeout fraction", CLU "  timeout: 0.5s\n", "t.yaml:9:12:", "cluster.timeout: expected a duration"},
+    {"on_redis_failure closed", CLU "  on_redis_failure: closed\n", "t.yaml:9:21:",
+     "cluster.on_redis_failure: expected one of local, open, got \"closed\""},
+    {"on_redis_failure empty", CLU "  on_redis_failure:\n", "t.yaml:9:20:", "expected one of local, open"},
+    {"scope cluster without cluster", BASE "policies:\n  client_rate_limit: {rate: 10/s, scope: cluster}\n",
+     "t.yaml:8:42:", "policies.client_rate_limit: scope: cluster needs a cluster block"},
+    {"scope global", BASE "policies:\n  client_rate_limit: {rate: 10/s, scope: global}\n", "t.yaml:8:42:",
+     "policies.client_rate_limit.scope: expected one of instance, cluster, got \"global\""},
+    /* a cluster block that is there but wrong: reported once, not again at scope */
+    {"scope cluster with a broken cluster block",
+     BASE "policies:\n  client_rate_limit: {rate: 10/s, scope: cluster}\ncluster: {}\n", "t.yaml:9:10:",
+     "cluster: missing required key \"redis\""},
 };
 
 static void
@@ -947,6 +1040,319 @@ test_proxy_protocol_keys(void **state)
     mrd_config_free(c);
 }
 
+/* ---- cluster (SPEC 8) ---- */
+
+static void
+test_cluster_defaults(void **state)
+{
+    struct mrd_config *c = parse_ok(BASE "policies: {client_rate_limit: {rate: 10/s}}\n");
+    const struct mrd_cluster_conf *cl = &c->cluster;
+
+    /* no block: all zero, and client limits per instance */
+    assert_int_equal(cl->enabled, 0);
+    assert_null(cl->address);
+    assert_null(cl->host);
+    assert_null(cl->unix_path);
+    assert_null(cl->password_file);
+    assert_null(cl->password);
+    assert_null(cl->name);
+    assert_null(cl->instance);
+    assert_int_equal(c->policies.client_rate_cluster, 0);
+    mrd_config_free(c);
+
+    c = parse_ok(CLU "policies: {client_rate_limit: {rate: 10/s}}\n");
+    cl = &c->cluster;
+    assert_int_equal(cl->enabled, 1);
+    assert_int_equal(cl->pos.line, 7); /* the key "cluster" */
+    assert_int_equal(cl->pos.col, 1);
+    assert_string_equal(cl->address, "127.0.0.1:6379");
+    assert_string_equal(cl->host, "127.0.0.1");
+    assert_int_equal(cl->port, 6379);
+    assert_null(cl->unix_path);
+    assert_null(cl->password_file);
+    assert_null(cl->password);
+    assert_int_equal(cl->database, 0);
+    assert_string_equal(cl->name, "meridian");
+    assert_null(cl->instance); /* the host name, filled in at start */
+    assert_int_equal(cl->sync_interval_ms, 100);
+    assert_int_equal(cl->timeout_ms, 200); /* 2 * sync_interval */
+    assert_int_equal(cl->on_failure, MRD_CLUSTER_LOCAL);
+    assert_int_equal(c->policies.client_rate_cluster, 0); /* scope: instance */
+    mrd_config_free(c);
+
+    c = parse_ok(CLU "policies: {client_rate_limit: {rate: 10/s, scope: instance}}\n");
+    assert_int_equal(c->policies.client_rate_cluster, 0);
+    mrd_config_free(c);
+}
+
+/* timeout: max(2 * sync_interval, 50ms) unless given */
+static void
+test_cluster_timeout_default(void **state)
+{
+    static const struct {
+        const char *extra;
+        uint64_t sync_ms, timeout_ms;
+    } cases[] = {
+        {"  sync_interval: 10ms\n", 10, 50},
+        {"  sync_interval: 25ms\n", 25, 50},
+        {"  sync_interval: 26ms\n", 26, 52},
+        {"  sync_interval: 1s\n", 1000, 2000},
+        {"  sync_interval: 10s\n", 10000, 20000},
+        {"  sync_interval: 10s\n  timeout: 1ms\n", 10000, 1},
+        {"  timeout: 60s\n", 100, 60000},
+        {"  timeout: 1m\n", 100, 60000},
+        {"  timeout: 50ms\n  sync_interval: 5s\n", 5000, 50}, /* order does not matter */
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[512];
+        struct mrd_config *c;
+
+        snprintf(yaml, sizeof(yaml), CLU "%s", cases[i].extra);
+        c = parse_ok(yaml);
+        if (c->cluster.sync_interval_ms != cases[i].sync_ms || c->cluster.timeout_ms != cases[i].timeout_ms)
+            fail_msg("case %zu: sync %llu timeout %llu", i, (unsigned long long)c->cluster.sync_interval_ms,
+                     (unsigned long long)c->cluster.timeout_ms);
+        mrd_config_free(c);
+    }
+}
+
+static void
+test_cluster_addresses(void **state)
+{
+    static const struct {
+        const char *address; /* YAML */
+        const char *written, *host, *unix_path;
+        unsigned port;
+    } cases[] = {
+        {"\"127.0.0.1:6379\"", "127.0.0.1:6379", "127.0.0.1", NULL, 6379},
+        {"\"[::1]:6380\"", "[::1]:6380", "::1", NULL, 6380},
+        {"\"[2001:db8::7]:1\"", "[2001:db8::7]:1", "2001:db8::7", NULL, 1},
+        {"redis:65535", "redis:65535", "redis", NULL, 65535},
+        {"Redis.Internal.Example.:6379", "Redis.Internal.Example.:6379", "redis.internal.example", NULL, 6379},
+        {"unix:/run/redis/redis.sock", "unix:/run/redis/redis.sock", NULL, "/run/redis/redis.sock", 0},
+        {"\"unix:/r\"", "unix:/r", NULL, "/r", 0},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[512];
+        struct mrd_config *c;
+        const struct mrd_cluster_conf *cl;
+
+        snprintf(yaml, sizeof(yaml), REDIS_ADDR("%s"), cases[i].address);
+        c = parse_ok(yaml);
+        cl = &c->cluster;
+        assert_string_equal(cl->address, cases[i].written);
+        if (cases[i].host == NULL)
+            assert_null(cl->host);
+        else
+            assert_string_equal(cl->host, cases[i].host);
+        if (cases[i].unix_path == NULL)
+            assert_null(cl->unix_path);
+        else
+            assert_string_equal(cl->unix_path, cases[i].unix_path);
+        assert_int_equal(cl->port, cases[i].port);
+        mrd_config_free(c);
+    }
+}
+
+/* a directory of files for password_file, removed by rm_tmpdir */
+static char tmpdir[64];
+
+static const char *
+tmp_file(const char *name, const char *content, size_t len)
+{
+    static char path[128];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(content, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+static void
+rm_tmpdir(void)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* BASE, the cluster block with password_file (line 10, column 20) and what follows */
+static struct mrd_config *
+parse_password(const char *path, struct mrd_diag *d, const char *after)
+{
+    char yaml[1024];
+    struct mrd_config *c = NULL;
+
+    snprintf(yaml, sizeof(yaml),
+             BASE "cluster:\n  redis:\n    address: \"127.0.0.1:6379\"\n    password_file: \"%s\"\n%s", path,
+             after);
+    mrd_diag_init(d);
+    if (mrd_config_parse(yaml, strlen(yaml), "t.yaml", &c, d) != 0)
+        assert_null(c);
+    return c;
+}
+
+static void
+expect_password(const char *name, const char *content, size_t len, const char *want)
+{
+    struct mrd_diag d;
+    const char *path = tmp_file(name, content, len);
+    struct mrd_config *c = parse_password(path, &d, "");
+
+    dump(&d);
+    assert_int_equal(d.n, 0);
+    assert_non_null(c);
+    assert_string_equal(c->cluster.password_file, path);
+    assert_string_equal(c->cluster.password, want);
+    mrd_config_free(c);
+    mrd_diag_dispose(&d);
+}
+
+static void
+expect_password_error(const char *path, const char *want)
+{
+    struct mrd_diag d;
+    struct mrd_config *c = parse_password(path, &d, "");
+    char full[512];
+
+    snprintf(full, sizeof(full), "t.yaml:10:20: cluster.redis.password_file: %s", want);
+    assert_null(c);
+    if (d.n != 1 || strcmp(d.msgs[0], full) != 0) {
+        print_message("want: %s\n", full);
+        dump(&d);
+        fail();
+    }
+    mrd_diag_dispose(&d);
+}
+
+static void
+test_cluster_password_file(void **state)
+{
+    char big[4098], max_lf[4096], other[96], msg[256];
+    const char *path;
+
+    strcpy(tmpdir, "/tmp/mrd-test-config-XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+
+    expect_password("lf", "s3cret\n", 7, "s3cret");
+    expect_password("crlf", "s3cret\r\n", 8, "s3cret");
+    expect_password("none", "s3cret", 6, "s3cret");
+    expect_password("two", "s3cret\n\n", 8, "s3cret\n"); /* only one newline is removed */
+    expect_password("cr", "s3cret\r", 7, "s3cret\r");     /* a lone CR is kept */
+    expect_password("inner", "a b\nc\n", 6, "a b\nc");
+    expect_password("one", "x", 1, "x");
+    memset(big, 'p', sizeof(big));
+    big[4096] = '\0';
+    expect_password("max", big, 4096, big);
+    memcpy(max_lf, big, 4095);
+    max_lf[4095] = '\n'; /* 4096 bytes with the newline */
+    big[4095] = '\0';
+    expect_password("max-lf", max_lf, 4096, big);
+
+    path = tmp_file("empty", "", 0);
+    snprintf(msg, sizeof(msg), "password file \"%s\" is empty", path);
+    expect_password_error(path, msg);
+    path = tmp_file("lf-only", "\n", 1);
+    snprintf(msg, sizeof(msg), "password file \"%s\" is empty", path);
+    expect_password_error(path, msg);
+    path = tmp_file("crlf-only", "\r\n", 2);
+    snprintf(msg, sizeof(msg), "password file \"%s\" is empty", path);
+    expect_password_error(path, msg);
+    memset(big, 'p', sizeof(big));
+    path = tmp_file("big", big, 4097);
+    snprintf(msg, sizeof(msg), "password file \"%s\" is larger than 4096 bytes", path);
+    expect_password_error(path, msg);
+    big[4096] = '\n'; /* 4098 bytes with the newline: still over */
+    path = tmp_file("big-lf", big, 4098);
+    snprintf(msg, sizeof(msg), "password file \"%s\" is larger than 4096 bytes", path);
+    expect_password_error(path, msg);
+    path = tmp_file("nul", "a\0b\n", 4);
+    snprintf(msg, sizeof(msg), "password file \"%s\" contains a NUL byte", path);
+    expect_password_error(path, msg);
+    snprintf(other, sizeof(other), "%s/absent", tmpdir);
+    snprintf(msg, sizeof(msg), "cannot read password file \"%s\": No such file or directory", other);
+    expect_password_error(other, msg);
+    snprintf(msg, sizeof(msg), "cannot read password file \"%s\": not a regular file", tmpdir);
+    expect_password_error(tmpdir, msg);
+    snprintf(other, sizeof(other), "%s/lf/x", tmpdir); /* "lf" is a file */
+    snprintf(msg, sizeof(msg), "cannot read password file \"%s\": Not a directory", other);
+    expect_password_error(other, msg);
+    /* a FIFO must not block the load */
+    snprintf(other, sizeof(other), "%s/fifo", tmpdir);
+    assert_int_equal(mkfifo(other, 0600), 0);
+    snprintf(msg, sizeof(msg), "cannot read password file \"%s\": not a regular file", other);
+    expect_password_error(other, msg);
+    /* unreadable (root reads it anyway) */
+    if (geteuid() != 0) {
+        path = tmp_file("unreadable", "s3cret\n", 7);
+        assert_int_equal(chmod(path, 0), 0);
+        snprintf(msg, sizeof(msg), "cannot read password file \"%s\": Permission denied", path);
+        expect_password_error(path, msg);
+    }
+    rm_tmpdir();
+}
+
+/* every key given, the block after policies (scope is checked once all is read) */
+static void
+test_cluster_full(void **state)
+{
+    struct mrd_diag d;
+    struct mrd_config *c;
+    const struct mrd_cluster_conf *cl;
+    const char *path;
+
+    strcpy(tmpdir, "/tmp/mrd-test-config-XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+    path = tmp_file("redis.pass", "hunter2\n", 8);
+    c = parse_password(path, &d,
+                       "    database: 15\n"
+                       "  name: edge-1.prod_eu\n"
+                       "  instance: fra1\n"
+                       "  sync_interval: 250ms\n"
+                       "  on_redis_failure: open\n"
+                       "  timeout: 1s\n");
+    dump(&d);
+    assert_int_equal(d.n, 0);
+    cl = &c->cluster;
+    assert_int_equal(cl->enabled, 1);
+    assert_int_equal(cl->pos.line, 7);
+    assert_int_equal(cl->pos.col, 1);
+    assert_string_equal(cl->password, "hunter2");
+    assert_int_equal(cl->database, 15);
+    assert_string_equal(cl->name, "edge-1.prod_eu");
+    assert_string_equal(cl->instance, "fra1");
+    assert_int_equal(cl->sync_interval_ms, 250);
+    assert_int_equal(cl->timeout_ms, 1000);
+    assert_int_equal(cl->on_failure, MRD_CLUSTER_OPEN);
+    mrd_config_free(c);
+    mrd_diag_dispose(&d);
+
+    /* 64 characters, the largest database, scope: cluster before the block */
+    c = parse_ok(BASE "policies:\n  client_rate_limit: {rate: 1000/min, burst: 100, scope: cluster}\n"
+                      "cluster:\n"
+                      "  redis: {address: \"unix:/run/redis.sock\", database: 2147483647}\n"
+                      "  name: a123456789012345678901234567890123456789012345678901234567890123\n"
+                      "  instance: B123456789012345678901234567890123456789012345678901234567890123\n"
+                      "  on_redis_failure: local\n");
+    cl = &c->cluster;
+    assert_int_equal(cl->pos.line, 9);
+    assert_int_equal(cl->database, 2147483647);
+    assert_int_equal(strlen(cl->name), 64);
+    assert_int_equal(strlen(cl->instance), 64);
+    assert_int_equal(cl->on_failure, MRD_CLUSTER_LOCAL);
+    assert_string_equal(cl->unix_path, "/run/redis.sock");
+    assert_int_equal(c->policies.client_rate_cluster, 1);
+    assert_int_equal(c->policies.client_burst, 100);
+    mrd_config_free(c);
+    rm_tmpdir();
+}
+
 /* ---- durations and rates ---- */
 
 static void
@@ -1020,6 +1426,11 @@ main(void)
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_proxy_protocol_keys),
+        cmocka_unit_test(test_cluster_defaults),
+        cmocka_unit_test(test_cluster_timeout_default),
+        cmocka_unit_test(test_cluster_addresses),
+        cmocka_unit_test(test_cluster_password_file),
+        cmocka_unit_test(test_cluster_full),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_rate),
     };
