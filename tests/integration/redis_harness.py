@@ -347,6 +347,7 @@ class FakeRedis:
         self.commands = []
         self.scripts = {}
         self.shapes = itertools.cycle(self.WRONG_SHAPES)
+        self.shapes_served = 0     # wrong-shaped replies sent ("shapes")
         self.socks = []
         self.running = True
         self.thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -398,6 +399,7 @@ class FakeRedis:
         if name in (b"EVALSHA", b"EVAL"):
             if self.behaviour == "shapes":
                 with self.lock:
+                    self.shapes_served += 1
                     return next(self.shapes)
             return self.WRITE_ERRORS[self.behaviour]
         # the rest as Redis 7 answers it
