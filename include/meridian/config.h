@@ -2,7 +2,8 @@
  * config.h: the configuration schema of SPEC section 2 as plain data, and the
  * YAML loader that fills it. Pure: mrd_config_parse() works on a buffer, so
  * tests feed it strings; nothing here opens sockets, certificates or the geo
- * database (building the runtime from a config is gen.c's job).
+ * database (building the runtime from a config is gen.c's job). The one file
+ * it reads is cluster.redis.password_file, so that -t reports it at its line.
  *
  * Every problem found is appended to a struct mrd_diag as
  * "FILE:LINE:COL: message" (1-based, like compilers), and validation keeps

@@ -124,6 +124,28 @@ struct mrd_fleet_grant {
 int mrd_fleet_parse_reply(const long long *vals, size_t n_vals, size_t n_regions, const int64_t *want,
                           uint64_t *now_ms, unsigned *n_live, struct mrd_fleet_grant *out);
 
+/*
+ * The client script (policies.client_rate_limit.scope: cluster), one
+ * EVALSHA per sync when clients came:
+ *   KEYS[1] the hash of client -> TAT (microseconds), KEYS[2] the sorted
+ *   set of the same (score TAT) that finds the busiest and the stale ones;
+ *   ARGV[1] interval_us, ARGV[2] burst, ARGV[3] TTL ms, ARGV[4] how many
+ *   busy clients to return, then pairs: client (hex of its address bytes),
+ *   admissions since the last report.
+ * Each reported client's fleet TAT advances by its admissions (from now
+ * when it had refilled); clients whose TAT has passed are forgotten. The
+ * reply: pairs of client (hex) and debt (TAT - now, microseconds) of the
+ * clients that owe more than a quarter of the burst, most indebted first.
+ */
+extern const char mrd_fleet_client_script[];
+
+/* hex of a client key into out (2 * len + 1 bytes) */
+void mrd_fleet_client_hex(char *out, const uint8_t *key, size_t len);
+
+/* A client of the client script's reply: hex (8 or 32 digits, IPv4 or
+ * IPv6) into key, *len 4 or 16. Returns 0, or -1 when it is not one. */
+int mrd_fleet_client_unhex(const char *hex, size_t hex_len, uint8_t *key, size_t *len);
+
 /* Redis keys: "meridian:{NAME}:instances", "meridian:{NAME}:cap:REGION"
  * and "meridian:{NAME}:rate:REGION" (the braces are a Redis Cluster hash
  * tag: every key of a fleet is in one slot). Returns the length written

@@ -155,6 +155,36 @@ int mrd_client_limiter_take(struct mrd_client_limiter *l, const void *key, size_
 int mrd_client_limiter_take_wait(struct mrd_client_limiter *l, const void *key, size_t key_len, uint64_t now_ms,
                                  uint64_t *retry_after_ms);
 
+/* ---- a fleet's client limits (policies.client_rate_limit.scope: cluster) ----
+ * A tracking table also counts, per client, the admissions not yet reported
+ * to the fleet; the sync collects them (only the clients that came since the
+ * last report: a bitmap of the sets they touched) and imports the fleet's
+ * debt of the busiest clients. The request path stays the same lookup. */
+
+struct mrd_client_report {
+    uint8_t key[MRD_CLIENT_KEY_MAX];
+    uint32_t len;
+    uint32_t count; /* admissions since the last collect */
+};
+
+/* Start tracking (once, before workers use the table). */
+void mrd_client_limiter_track(struct mrd_client_limiter *l);
+
+/* Move up to max unreported clients to out (their counts reset to 0); the
+ * rest stays for the next call. Keys longer than MRD_CLIENT_KEY_MAX are not
+ * tracked. Returns how many were written. */
+size_t mrd_client_limiter_collect(struct mrd_client_limiter *l, struct mrd_client_report *out, size_t max);
+
+/* The fleet says the client owes debt_us of refill (its TAT is that far
+ * ahead of now): the client's entry (made when new) is at least that far
+ * behind, capped at one token beyond the burst. */
+void mrd_client_limiter_set_debt(struct mrd_client_limiter *l, const void *key, size_t key_len, uint64_t now_ms,
+                                 uint64_t debt_us);
+
+/* The table's token interval in microseconds (>= 1) and burst in tokens. */
+uint64_t mrd_client_limiter_interval_us(const struct mrd_client_limiter *l);
+uint64_t mrd_client_limiter_burst(const struct mrd_client_limiter *l);
+
 /* Clients the table can hold (<= max_entries given to _new). */
 size_t mrd_client_limiter_capacity(const struct mrd_client_limiter *l);
 

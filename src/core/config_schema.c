@@ -745,7 +745,13 @@ set_password_file(struct mrd_conf_ctx *cx, const struct mrd_conf_key *k, const s
         return -1;
     mrd_conf_replace_str(&cl->password_file, s);
     mrd_conf_free_secret(&cl->password);
-    /* O_NONBLOCK: a FIFO must not hang -t (it is refused below) */
+    /* only regular files are opened (not a device, whose open can do
+     * something); O_NONBLOCK in case it is swapped for a FIFO meanwhile,
+     * refused by the fstat below */
+    if (stat(s, &st) == 0 && !S_ISREG(st.st_mode)) {
+        mrd_conf_bad(cx, n, "cannot read password file %s: not a regular file", mrd_conf_show(cx, n));
+        return -1;
+    }
     fd = open(s, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd == -1) {
         mrd_conf_bad(cx, n, "cannot read password file %s: %s", mrd_conf_show(cx, n), strerror(errno));

@@ -154,6 +154,74 @@ const char mrd_fleet_sync_script[] =
     "end\n"
     "return out\n";
 
+const char mrd_fleet_client_script[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local interval = tonumber(ARGV[1])\n"
+    "local tau = tonumber(ARGV[2]) * interval\n"
+    "local ttl = tonumber(ARGV[3])\n"
+    "local most = tonumber(ARGV[4])\n"
+    "for i = 5, #ARGV - 1, 2 do\n"
+    "  local c = ARGV[i]\n"
+    "  local tat = tonumber(redis.call('HGET', KEYS[1], c) or now)\n"
+    "  if tat < now then tat = now end\n"
+    "  tat = tat + tonumber(ARGV[i + 1]) * interval\n"
+    "  redis.call('HSET', KEYS[1], c, string.format('%.0f', tat))\n"
+    "  redis.call('ZADD', KEYS[2], string.format('%.0f', tat), c)\n"
+    "end\n"
+    "local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', string.format('%.0f', now), 'LIMIT', 0, 1000)\n"
+    "if #stale > 0 then\n"
+    "  redis.call('HDEL', KEYS[1], unpack(stale))\n"
+    "  redis.call('ZREM', KEYS[2], unpack(stale))\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], ttl)\n"
+    "redis.call('PEXPIRE', KEYS[2], ttl)\n"
+    "local busy = redis.call('ZREVRANGEBYSCORE', KEYS[2], '+inf', string.format('%.0f', now + tau / 4),\n"
+    "                        'WITHSCORES', 'LIMIT', 0, most)\n"
+    "local out = {}\n"
+    "for i = 1, #busy, 2 do\n"
+    "  out[#out + 1] = busy[i]\n"
+    "  out[#out + 1] = math.floor(tonumber(busy[i + 1]) - now)\n"
+    "end\n"
+    "return out\n";
+
+void
+mrd_fleet_client_hex(char *out, const uint8_t *key, size_t len)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[key[i] >> 4];
+        out[2 * i + 1] = digits[key[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int
+mrd_fleet_client_unhex(const char *hex, size_t hex_len, uint8_t *key, size_t *len)
+{
+    if (hex_len != 8 && hex_len != 32)
+        return -1;
+    for (size_t i = 0; i < hex_len / 2; i++) {
+        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        key[i] = (uint8_t)(hi << 4 | lo);
+    }
+    *len = hex_len / 2;
+    return 0;
+}
+
 int
 mrd_fleet_parse_reply(const long long *vals, size_t n_vals, size_t n_regions, const int64_t *want,
                       uint64_t *now_ms, unsigned *n_live, struct mrd_fleet_grant *out)

@@ -239,6 +239,7 @@ struct client_entry {
     uint64_t tat;  /* GCRA TAT in ticks since 0 ms */
     uint64_t hash; /* keyed hash of the whole key */
     uint32_t len;  /* key length as given */
+    uint32_t unsynced; /* admissions not yet reported to the fleet (tracking tables) */
     uint8_t used;
     uint8_t key[MRD_CLIENT_KEY_MAX]; /* first MRD_CLIENT_KEY_MAX bytes */
 };
@@ -255,6 +256,8 @@ struct mrd_client_limiter {
     uint64_t interval, tau;
     uint64_t k0, k1; /* SipHash key */
     atomic_size_t count;
+    /* tracking (a fleet, SPEC 8): one bit per set holding unsynced admissions */
+    _Atomic uint64_t *dirty;
 };
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
@@ -353,6 +356,7 @@ mrd_client_limiter_free(struct mrd_client_limiter *l)
 {
     if (l == NULL)
         return;
+    free(l->dirty);
     free(l->sets);
     free(l);
 }
@@ -376,18 +380,19 @@ mrd_client_limiter_count(const struct mrd_client_limiter *l)
     return atomic_load_explicit(&((struct mrd_client_limiter *)l)->count, memory_order_relaxed);
 }
 
-int
-mrd_client_limiter_take_wait(struct mrd_client_limiter *l, const void *key, size_t key_len, uint64_t now_ms,
-                             uint64_t *retry_after_ms)
+static size_t
+set_index(const struct mrd_client_limiter *l, uint64_t h)
 {
-    uint64_t h = siphash13(key, key_len, l->k0, l->k1);
-    struct client_set *s = &l->sets[(size_t)(((h >> 32) * (uint64_t)l->n_sets) >> 32)];
-    uint64_t now = ticks_since(0, now_ms);
-    struct client_entry *e = NULL, *empty = NULL, *full = NULL, *richest = NULL;
-    uint64_t next;
-    int ok;
+    return (size_t)(((h >> 32) * (uint64_t)l->n_sets) >> 32);
+}
 
-    set_lock(s);
+/* the client's entry in set s (locked), made when it is new */
+static struct client_entry *
+lookup(struct mrd_client_limiter *l, struct client_set *s, uint64_t h, const void *key, size_t key_len,
+       uint64_t now)
+{
+    struct client_entry *e = NULL, *empty = NULL, *full = NULL, *richest = NULL;
+
     for (size_t i = 0; i < l->ways; i++) {
         struct client_entry *w = &s->way[i];
 
@@ -415,11 +420,45 @@ mrd_client_limiter_take_wait(struct mrd_client_limiter *l, const void *key, size
         e->len = (uint32_t)MRD_MIN(key_len, (size_t)UINT32_MAX);
         memcpy(e->key, key, MRD_MIN(key_len, (size_t)MRD_CLIENT_KEY_MAX));
         e->tat = now; /* full */
+        e->unsynced = 0;
     }
+    return e;
+}
+
+static void
+mark_dirty(struct mrd_client_limiter *l, size_t set)
+{
+    _Atomic uint64_t *w = &l->dirty[set / 64];
+    uint64_t bit = (uint64_t)1 << (set % 64);
+
+    if (!(atomic_load_explicit(w, memory_order_relaxed) & bit))
+        atomic_fetch_or_explicit(w, bit, memory_order_relaxed);
+}
+
+int
+mrd_client_limiter_take_wait(struct mrd_client_limiter *l, const void *key, size_t key_len, uint64_t now_ms,
+                             uint64_t *retry_after_ms)
+{
+    uint64_t h = siphash13(key, key_len, l->k0, l->k1);
+    size_t si = set_index(l, h);
+    struct client_set *s = &l->sets[si];
+    uint64_t now = ticks_since(0, now_ms);
+    struct client_entry *e;
+    uint64_t next;
+    int ok;
+
+    set_lock(s);
+    e = lookup(l, s, h, key, key_len, now);
     next = tat_after(e->tat, now, l->interval);
     ok = next - now <= l->tau;
-    if (ok)
+    if (ok) {
         e->tat = next;
+        if (l->dirty != NULL && key_len <= MRD_CLIENT_KEY_MAX) {
+            if (e->unsynced < UINT32_MAX)
+                e->unsynced++;
+            mark_dirty(l, si);
+        }
+    }
     if (retry_after_ms != NULL)
         *retry_after_ms = ok ? 0 : MRD_MAX(1, wait_ms_from(e->tat, now, l->interval, l->tau));
     set_unlock(s);
@@ -430,4 +469,86 @@ int
 mrd_client_limiter_take(struct mrd_client_limiter *l, const void *key, size_t key_len, uint64_t now_ms)
 {
     return mrd_client_limiter_take_wait(l, key, key_len, now_ms, NULL);
+}
+
+void
+mrd_client_limiter_track(struct mrd_client_limiter *l)
+{
+    if (l->dirty == NULL)
+        l->dirty = mrd_xcalloc((l->n_sets + 63) / 64, sizeof(*l->dirty));
+}
+
+uint64_t
+mrd_client_limiter_interval_us(const struct mrd_client_limiter *l)
+{
+    return MRD_MAX((l->interval * 1000) >> TICK_SHIFT, 1);
+}
+
+uint64_t
+mrd_client_limiter_burst(const struct mrd_client_limiter *l)
+{
+    return MRD_MAX(l->tau / l->interval, 1);
+}
+
+size_t
+mrd_client_limiter_collect(struct mrd_client_limiter *l, struct mrd_client_report *out, size_t max)
+{
+    size_t n = 0, words;
+
+    if (l->dirty == NULL)
+        return 0;
+    words = (l->n_sets + 63) / 64;
+    for (size_t w = 0; w < words && n < max; w++) {
+        uint64_t bits = atomic_exchange_explicit(&l->dirty[w], 0, memory_order_relaxed);
+        while (bits != 0) {
+            size_t si = w * 64 + (size_t)__builtin_ctzll(bits);
+            struct client_set *s = &l->sets[si];
+            int more = 0;
+            bits &= bits - 1;
+            set_lock(s);
+            for (size_t i = 0; i < l->ways; i++) {
+                struct client_entry *e = &s->way[i];
+                if (!e->used || e->unsynced == 0)
+                    continue;
+                if (n == max) {
+                    more = 1;
+                    break;
+                }
+                memcpy(out[n].key, e->key, e->len);
+                out[n].len = e->len;
+                out[n].count = e->unsynced;
+                e->unsynced = 0;
+                n++;
+            }
+            set_unlock(s);
+            if (more || (n == max && bits != 0)) {
+                /* the rest waits for the next report */
+                if (more)
+                    mark_dirty(l, si);
+                if (bits != 0)
+                    atomic_fetch_or_explicit(&l->dirty[w], bits, memory_order_relaxed);
+                return n;
+            }
+        }
+    }
+    return n;
+}
+
+void
+mrd_client_limiter_set_debt(struct mrd_client_limiter *l, const void *key, size_t key_len, uint64_t now_ms,
+                            uint64_t debt_us)
+{
+    uint64_t h = siphash13(key, key_len, l->k0, l->k1);
+    struct client_set *s = &l->sets[set_index(l, h)];
+    uint64_t now = ticks_since(0, now_ms), cap = l->tau + l->interval, debt;
+    struct client_entry *e;
+
+    /* in ticks, at most one token beyond the burst: enough to refuse, and
+     * no absurd figure can wrap */
+    debt = debt_us >= (UINT64_MAX >> TICK_SHIFT) / 1000 ? cap : MRD_MIN((debt_us << TICK_SHIFT) / 1000, cap);
+    set_lock(s);
+    e = lookup(l, s, h, key, key_len, now);
+    if (e->tat < now + debt)
+        e->tat = now + debt;
+    set_unlock(s);
 }

@@ -71,6 +71,13 @@ struct sync_ctx {
     size_t *argvlen;
     int argc;
     struct mrd_buf text; /* the numbers of argv */
+    int pending;         /* replies still to come (caps, and clients when sent) */
+    /* the client script (scope: cluster), when sent */
+    int ceval;
+    char **cargv;
+    size_t *cargvlen;
+    int cargc;
+    struct mrd_buf ctext;
 };
 
 static struct {
@@ -88,7 +95,9 @@ static struct {
     int up;            /* the last exchange succeeded: leases are in use */
     int outage_logged; /* the current outage has been logged */
     int ever_up;
-    char sha[41];
+    int resync; /* a sync as soon as the one in flight is done (a reload) */
+    char sha[41], csha[41];
+    char ckey[KEY_MAX], hkey[KEY_MAX]; /* the client hash and sorted set */
     char last_error[256];
     uint64_t last_sync_ms; /* monotonic, 0 = never */
     unsigned n_live;       /* live instances at the last sync, 0 = never seen */
@@ -153,6 +162,9 @@ sync_ctx_free(struct sync_ctx *s)
     free(s->argv);
     free(s->argvlen);
     mrd_buf_dispose(&s->text);
+    free(s->cargv);
+    free(s->cargvlen);
+    mrd_buf_dispose(&s->ctext);
     free(s);
 }
 
@@ -179,8 +191,8 @@ fail(const char *fmt, ...)
         cl.inflight = NULL;
     }
     evtimer_del(cl.timeout_ev);
+    apply_mode(); /* leases void, buckets at the fallback share */
     if (was_up || !cl.outage_logged) {
-        apply_mode();
         if (fallback_mode() == MRD_FLEET_LOCAL)
             mrd_log(MRD_LOG_ERR,
                     "cluster: redis %s is down: %s; caps are local now (capacity_rps / %u for each capped region)",
@@ -310,6 +322,23 @@ is_sha(const redisReply *r)
 static void send_sync(void);
 
 static void
+on_load_clients(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    const redisReply *r = reply;
+    char t[200];
+
+    if (!is_current(ac, privdata))
+        return;
+    if (!is_sha(r)) {
+        reply_text(r, t, sizeof(t));
+        fail("script load: %s", t);
+        return;
+    }
+    memcpy(cl.csha, r->str, 40);
+    cl.csha[40] = '\0';
+}
+
+static void
 on_load(redisAsyncContext *ac, void *reply, void *privdata)
 {
     const redisReply *r = reply;
@@ -342,7 +371,7 @@ record_sync_time(uint64_t sent_us)
     cl.sync_sum_s += s;
 }
 
-static void
+static int
 apply_reply(struct sync_ctx *s, const redisReply *r)
 {
     long long *vals;
@@ -354,7 +383,7 @@ apply_reply(struct sync_ctx *s, const redisReply *r)
     if (r->type != REDIS_REPLY_ARRAY) {
         reply_text(r, t, sizeof(t));
         fail("sync: unexpected reply: %s", t);
-        return;
+        return -1;
     }
     vals = mrd_xcalloc(r->elements + 1, sizeof(*vals));
     g = mrd_xcalloc(s->n + 1, sizeof(*g));
@@ -363,7 +392,7 @@ apply_reply(struct sync_ctx *s, const redisReply *r)
             free(vals);
             free(g);
             fail("sync: malformed reply (element %zu is not an integer)", i);
-            return;
+            return -1;
         }
         vals[i] = r->element[i]->integer;
     }
@@ -371,7 +400,7 @@ apply_reply(struct sync_ctx *s, const redisReply *r)
         free(vals);
         free(g);
         fail("sync: malformed reply (%zu values for %zu regions)", r->elements, s->n);
-        return;
+        return -1;
     }
     for (size_t i = 0; i < s->n; i++) {
         mrd_lease_add(&s->st[i]->lease, g[i].granted);
@@ -381,18 +410,91 @@ apply_reply(struct sync_ctx *s, const redisReply *r)
     free(vals);
     free(g);
     record_sync_time(s->sent_us);
-    cl.last_sync_ms = mrd_now_ms();
     cl.n_live = n_live;
+    return 0;
+}
+
+/* one reply of the sync in flight has been used; when it was the last,
+ * Redis serves us (again) */
+static void
+sync_done(struct sync_ctx *s)
+{
+    if (--s->pending > 0)
+        return;
+    cl.inflight = NULL;
+    evtimer_del(cl.timeout_ev);
+    cl.last_sync_ms = mrd_now_ms();
     cl.backoff_ms = BACKOFF_MIN_MS;
     if (!cl.up) {
         cl.up = 1;
         apply_mode();
         if (cl.outage_logged || !cl.ever_up)
             mrd_log(MRD_LOG_INFO, "cluster: redis %s is up: caps are shared by %u live instance%s of \"%s\"",
-                    cl.conf->address, n_live, n_live == 1 ? "" : "s", cl.conf->name);
+                    cl.conf->address, cl.n_live, cl.n_live == 1 ? "" : "s", cl.conf->name);
         cl.outage_logged = 0;
         cl.ever_up = 1;
     }
+    sync_ctx_free(s);
+    if (cl.resync) {
+        cl.resync = 0;
+        send_sync();
+    }
+}
+
+/* the fleet's busiest clients: their debt goes into this instance's table */
+static int
+apply_clients(struct sync_ctx *s, const redisReply *r)
+{
+    struct mrd_client_limiter *l = s->gen->climit;
+    uint64_t now = mrd_now_ms();
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
+        fail("client sync: malformed reply");
+        return -1;
+    }
+    for (size_t i = 0; i < r->elements; i += 2) {
+        const redisReply *k = r->element[i], *d = r->element[i + 1];
+        uint8_t key[16];
+        size_t len;
+        if (k == NULL || d == NULL || k->type != REDIS_REPLY_STRING || d->type != REDIS_REPLY_INTEGER ||
+            d->integer < 0 || mrd_fleet_client_unhex(k->str, k->len, key, &len) == -1) {
+            fail("client sync: malformed reply (entry %zu)", i / 2);
+            return -1;
+        }
+        if (l != NULL)
+            mrd_client_limiter_set_debt(l, key, len, now, (uint64_t)d->integer);
+    }
+    return 0;
+}
+
+static void send_cargv(struct sync_ctx *s);
+
+static void
+on_clients(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    const redisReply *r = reply;
+    struct sync_ctx *s = privdata;
+    char t[200];
+
+    if (s == NULL || s != cl.inflight || !is_current(ac, (void *)(uintptr_t)s->conn_id))
+        return;
+    if (r != NULL && r->type == REDIS_REPLY_ERROR && r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0 &&
+        !s->ceval) {
+        s->ceval = 1;
+        send_cargv(s);
+        return;
+    }
+    if (r == NULL) {
+        fail("client sync: %s", ac->errstr[0] ? ac->errstr : "connection lost");
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        reply_text(r, t, sizeof(t));
+        fail("client sync: %s", t);
+        return;
+    }
+    if (apply_clients(s, r) == 0)
+        sync_done(s);
 }
 
 static void send_argv(struct sync_ctx *s);
@@ -416,22 +518,17 @@ on_sync(redisAsyncContext *ac, void *reply, void *privdata)
         send_argv(s);
         return;
     }
-    cl.inflight = NULL;
-    evtimer_del(cl.timeout_ev);
     if (r == NULL) {
-        snprintf(t, sizeof(t), "%s", ac->errstr[0] ? ac->errstr : "connection lost");
-        sync_ctx_free(s);
-        fail("sync: %s", t);
+        fail("sync: %s", ac->errstr[0] ? ac->errstr : "connection lost");
         return;
     }
     if (r->type == REDIS_REPLY_ERROR) {
         reply_text(r, t, sizeof(t));
-        sync_ctx_free(s);
         fail("sync: %s", t);
         return;
     }
-    apply_reply(s, r);
-    sync_ctx_free(s);
+    if (apply_reply(s, r) == 0)
+        sync_done(s);
 }
 
 /* ---- the sync ---- */
@@ -450,6 +547,62 @@ send_argv(struct sync_ctx *s)
         sync_ctx_free(s);
         fail("sync: cannot send the command");
     }
+}
+
+static void
+send_cargv(struct sync_ctx *s)
+{
+    s->cargv[0] = s->ceval ? "EVAL" : "EVALSHA";
+    s->cargvlen[0] = strlen(s->cargv[0]);
+    s->cargv[1] = s->ceval ? (char *)mrd_fleet_client_script : cl.csha;
+    s->cargvlen[1] = strlen(s->cargv[1]);
+    if (redisAsyncCommandArgv(cl.ac, on_clients, s, s->cargc, (const char **)s->cargv, s->cargvlen) != REDIS_OK)
+        fail("client sync: cannot send the command");
+}
+
+#define CLIENT_REPORT_MAX 512
+#define CLIENT_BUSY_MAX 256
+
+/* the client script's arguments: the clients admitted since the last
+ * report, and the request for the fleet's busiest */
+static void
+build_clients(struct sync_ctx *s, struct mrd_client_limiter *l)
+{
+    static struct mrd_client_report rep[CLIENT_REPORT_MAX];
+    size_t n = mrd_client_limiter_collect(l, rep, CLIENT_REPORT_MAX), nargs = 3 + 2 + 4 + 2 * n;
+    size_t *offs = mrd_xcalloc(nargs, sizeof(*offs));
+    char num[64];
+
+    s->cargc = (int)nargs;
+    s->cargv = mrd_xcalloc(nargs, sizeof(*s->cargv));
+    s->cargvlen = mrd_xcalloc(nargs, sizeof(*s->cargvlen));
+#define CARG(i, ...)                                                                                                \
+    do {                                                                                                            \
+        int len_ = snprintf(num, sizeof(num), __VA_ARGS__);                                                         \
+        offs[i] = s->ctext.len + 1;                                                                                 \
+        s->cargvlen[i] = (size_t)len_;                                                                              \
+        mrd_buf_add(&s->ctext, num, (size_t)len_);                                                                  \
+    } while (0)
+    CARG(2, "2");
+    s->cargv[3] = cl.ckey;
+    s->cargvlen[3] = strlen(cl.ckey);
+    s->cargv[4] = cl.hkey;
+    s->cargvlen[4] = strlen(cl.hkey);
+    CARG(5, "%llu", (unsigned long long)mrd_client_limiter_interval_us(l));
+    CARG(6, "%llu", (unsigned long long)mrd_client_limiter_burst(l));
+    CARG(7, "%llu", (unsigned long long)MRD_MAX(60000, 100 * cl.conf->sync_interval_ms));
+    CARG(8, "%d", CLIENT_BUSY_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char hex[2 * MRD_CLIENT_KEY_MAX + 1];
+        mrd_fleet_client_hex(hex, rep[i].key, rep[i].len);
+        CARG(9 + 2 * i, "%s", hex);
+        CARG(10 + 2 * i, "%u", rep[i].count);
+    }
+#undef CARG
+    for (size_t i = 0; i < nargs; i++)
+        if (offs[i] != 0)
+            s->cargv[i] = s->ctext.p + offs[i] - 1;
+    free(offs);
 }
 
 static void
@@ -535,9 +688,15 @@ send_sync(void)
             s->argv[i] = s->text.p + offs[i] - 1;
     free(offs);
     s->sent_us = mrd_now_us();
+    s->pending = 1;
     cl.inflight = s;
     arm_timeout();
     send_argv(s);
+    if (cl.inflight == s && cl.gen->conf->policies.client_rate_cluster && cl.gen->climit != NULL) {
+        build_clients(s, cl.gen->climit);
+        s->pending++;
+        send_cargv(s);
+    }
 }
 
 static void
@@ -622,8 +781,12 @@ connect_redis(void)
         redisAsyncCommandArgv(ac, on_select, id, 2, argv, len);
     }
     {
+        /* the client script first: the caps script's answer starts the syncs */
+        const char *cargv[] = {"SCRIPT", "LOAD", mrd_fleet_client_script};
+        size_t clen[] = {6, 4, strlen(mrd_fleet_client_script)};
         const char *argv[] = {"SCRIPT", "LOAD", mrd_fleet_sync_script};
         size_t len[] = {6, 4, strlen(mrd_fleet_sync_script)};
+        redisAsyncCommandArgv(ac, on_load_clients, id, 3, cargv, clen);
         redisAsyncCommandArgv(ac, on_load, id, 3, argv, len);
     }
     arm_timeout();
@@ -681,6 +844,8 @@ mrd_cluster_commit(struct event_base *base, struct mrd_gen *g)
     cl.conf = c;
     set_instance(c);
     mrd_fleet_key(cl.ikey, sizeof(cl.ikey), c->name, "instances", NULL);
+    mrd_fleet_key(cl.ckey, sizeof(cl.ckey), c->name, "clients", NULL);
+    mrd_fleet_key(cl.hkey, sizeof(cl.hkey), c->name, "busy", NULL);
     cl.regions = mrd_xcalloc(g->n_regions + 1, sizeof(*cl.regions));
     for (size_t i = 0; i < g->n_regions; i++) {
         struct mrd_region *r = &g->regions[i];
@@ -695,13 +860,18 @@ mrd_cluster_commit(struct event_base *base, struct mrd_gen *g)
     cl.n_regions = n;
     /* states no longer in use (a region gone or its cap changed): their
      * leases are settled as expired; requests still on the old generation
-     * use the bucket at its share */
+     * use the bucket at its share. A region whose cap changed keeps its
+     * demand estimate, so that its first lease fits the load. */
     for (size_t i = 0; i < n_old; i++) {
         int kept = 0;
         for (size_t j = 0; j < n && !kept; j++)
             kept = cl.regions[j].st == old[i].st;
-        if (!kept)
-            set_state_mode(old[i].st, fallback_mode(), cl.n_live);
+        if (kept)
+            continue;
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(cl.regions[j].st->name, old[i].st->name) == 0 && cl.regions[j].st->fleet_demand_rate == 0)
+                cl.regions[j].st->fleet_demand_rate = old[i].st->fleet_demand_rate;
+        set_state_mode(old[i].st, fallback_mode(), cl.n_live);
     }
     free(old);
     if (reconnect) {
@@ -722,6 +892,10 @@ mrd_cluster_commit(struct event_base *base, struct mrd_gen *g)
     apply_mode();
     if (reconnect)
         connect_redis();
+    else if (cl.inflight == NULL)
+        send_sync(); /* new states get their leases now, not a tick later */
+    else
+        cl.resync = 1;
     evtimer_del(cl.tick);
     arm_tick();
 }

@@ -251,6 +251,8 @@ mrd_gen_new_resolved(struct mrd_config *conf, mrd_dns_lookup_fn lookup, void *ar
         g->climit = mrd_client_limiter_new(conf->policies.client_rate_milli_per_s, conf->policies.client_burst,
                                            MRD_CLIENT_LIMITER_ENTRIES);
         mrd_client_limiter_set_seed(g->climit, seed[0], seed[1]);
+        if (conf->policies.client_rate_cluster && conf->cluster.enabled)
+            mrd_client_limiter_track(g->climit); /* reported to the fleet (cluster.c) */
     }
     atomic_init(&g->refcnt, 1);
     g->id = atomic_fetch_add(&next_gen_id, 1);

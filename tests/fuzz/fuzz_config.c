@@ -18,7 +18,8 @@
  *    regions present, weights normalised (each in [0,1], sum ~1), fallback
  *    indexes in range, naming the region they point to, with acyclic chains;
  *    region names 1-63 of A-Za-z0-9._- and unique; coordinates, weights,
- *    durations, codes and CIDRs in range;
+ *    durations, codes and CIDRs in range; a cluster block with one kind of
+ *    Redis address, its bounds, and scope: cluster only with it;
  *  - freeing releases everything (LeakSanitizer at exit of each run).
  * Deep nesting and aliases are rejected early, so the run's -timeout also
  * guards against YAML bombs.
@@ -96,6 +97,16 @@ valid_name(const char *s)
            strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
 }
 
+/* cluster.name, cluster.instance: they go inside a Redis hash tag */
+static int
+cluster_id_ok(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+
+    return n >= 1 && n <= 64 &&
+           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
 static int
 valid_code(const char c[3], int upper_only)
 {
@@ -165,6 +176,22 @@ check_config(const struct mrd_config *c)
     }
 
     REQUIRE(dur_ok(c->dns.refresh_ms) && c->dns.hosts != NULL && c->dns.hosts[0] != '\0');
+    if (c->cluster.enabled) {
+        const struct mrd_cluster_conf *cl = &c->cluster;
+        REQUIRE(cl->address != NULL && (cl->host == NULL) != (cl->unix_path == NULL));
+        REQUIRE(cl->host == NULL || (cl->host[0] != '\0' && cl->port >= 1 && cl->port <= 65535));
+        REQUIRE(cl->unix_path == NULL || (cl->unix_path[0] == '/' && cl->port == 0));
+        REQUIRE((cl->password == NULL) == (cl->password_file == NULL));
+        REQUIRE(cl->password == NULL || cl->password[0] != '\0');
+        REQUIRE(cl->database <= 2147483647u);
+        REQUIRE(cluster_id_ok(cl->name) && (cl->instance == NULL || cluster_id_ok(cl->instance)));
+        REQUIRE(cl->sync_interval_ms >= 10 && cl->sync_interval_ms <= 10000);
+        REQUIRE(cl->timeout_ms >= 1 && cl->timeout_ms <= 60000);
+        REQUIRE(cl->on_failure == MRD_CLUSTER_LOCAL || cl->on_failure == MRD_CLUSTER_OPEN);
+    } else {
+        REQUIRE(c->cluster.address == NULL && c->cluster.name == NULL && !c->policies.client_rate_cluster);
+    }
+    REQUIRE(c->policies.client_rate_cluster == 0 || c->policies.client_rate_cluster == 1);
     for (size_t i = 0; i < c->dns.n_resolvers; i++)
         REQUIRE(c->dns.resolvers[i].addrlen > 0 && c->dns.resolvers[i].address != NULL);
     for (size_t i = 0; i < c->n_regions; i++) {

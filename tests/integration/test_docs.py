@@ -114,7 +114,12 @@ def test_example_passes_meridian_t(tmp_path):
     # upstream_tls: the same pair as the CA to trust and as the client certificate
     text = text.replace("conf/tls/upstream-ca.crt", str(crt))
     text = text.replace("conf/tls/client.crt", str(crt)).replace("conf/tls/client.key", str(key))
-    text = re.sub(r"(?m)^(\s*database: ).*$", lambda m: m.group(1) + '"%s"' % GEO_DB, text)
+    text = re.sub(r"(?m)^(\s*database: )/.*$", lambda m: m.group(1) + '"%s"' % GEO_DB, text)
+    # cluster.redis.password_file is read at load
+    pw = tmp_path / "redis.pass"
+    pw.write_text("s3cret\n")
+    assert "/etc/meridian/redis.pass" in text
+    text = text.replace("/etc/meridian/redis.pass", str(pw))
     conf = tmp_path / "example.yaml"
     conf.write_text(text)
     p = subprocess.run([MERIDIAN_BIN, "-t", "-c", str(conf)], capture_output=True, text=True, timeout=60)

@@ -905,6 +905,59 @@ test_small_values(void **state)
     }
 }
 
+/* a directory of files for password_file, removed by rm_tmpdir */
+static char tmpdir[64];
+
+static const char *
+tmp_file(const char *name, const char *content, size_t len)
+{
+    static char path[128];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(content, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+static void
+rm_tmpdir(void)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* conf/example.yaml with its production-only password file pointed at a test file */
+static int
+load_example(struct mrd_config **c, struct mrd_diag *d)
+{
+    static const char prod[] = "/etc/meridian/redis.pass";
+    char text[32768], out[33000];
+    const char *at, *pw;
+    FILE *f = fopen("conf/example.yaml", "rb");
+    size_t len;
+    int rc;
+
+    assert_non_null(f);
+    len = fread(text, 1, sizeof(text) - 1, f);
+    assert_true(len > 0 && len < sizeof(text) - 1);
+    fclose(f);
+    text[len] = '\0';
+    assert_non_null(at = strstr(text, prod));
+    strcpy(tmpdir, "/tmp/mrd-test-config-XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+    pw = tmp_file("redis.pass", "s3cret\n", 7);
+    len = (size_t)snprintf(out, sizeof(out), "%.*s%s%s", (int)(at - text), text, pw, at + strlen(prod));
+    assert_true(len < sizeof(out));
+    rc = mrd_config_parse(out, len, "conf/example.yaml", c, d);
+    rm_tmpdir();
+    return rc;
+}
+
 static void
 test_example_file(void **state)
 {
@@ -913,7 +966,7 @@ test_example_file(void **state)
     int rc;
 
     mrd_diag_init(&d);
-    rc = mrd_config_load("conf/example.yaml", &c, &d);
+    rc = load_example(&c, &d);
     dump(&d);
     assert_int_equal(rc, 0);
     assert_int_equal(d.n, 0);
@@ -942,6 +995,16 @@ test_example_file(void **state)
     assert_string_equal(c->regions[2].tls.certificate.key, "conf/tls/client.key");
     assert_int_equal(c->regions[2].tls.verify, 1);
     assert_int_equal(c->regions[2].tls.min_version, 12);
+    assert_int_equal(c->cluster.enabled, 1);
+    assert_string_equal(c->cluster.host, "127.0.0.1");
+    assert_int_equal(c->cluster.port, 6379);
+    assert_string_equal(c->cluster.password, "s3cret");
+    assert_string_equal(c->cluster.name, "edge");
+    assert_string_equal(c->cluster.instance, "fra1");
+    assert_int_equal(c->cluster.sync_interval_ms, 100);
+    assert_int_equal(c->cluster.timeout_ms, 200);
+    assert_int_equal(c->cluster.on_failure, MRD_CLUSTER_LOCAL);
+    assert_int_equal(c->policies.client_rate_cluster, 1);
     mrd_config_free(c);
     mrd_diag_dispose(&d);
 }
@@ -1154,32 +1217,6 @@ test_cluster_addresses(void **state)
         assert_int_equal(cl->port, cases[i].port);
         mrd_config_free(c);
     }
-}
-
-/* a directory of files for password_file, removed by rm_tmpdir */
-static char tmpdir[64];
-
-static const char *
-tmp_file(const char *name, const char *content, size_t len)
-{
-    static char path[128];
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-    f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(content, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-    return path;
-}
-
-static void
-rm_tmpdir(void)
-{
-    char cmd[128];
-
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    assert_int_equal(system(cmd), 0);
 }
 
 /* BASE, the cluster block with password_file (line 10, column 20) and what follows */

@@ -453,6 +453,76 @@ bucket_retune_keeps_debt(void **state)
     assert_int_equal(mrd_bucket_tokens_milli(&b, 20000), 1000);
 }
 
+
+/* a tracking table reports each client's admissions once, and takes the
+ * fleet's debt (SPEC 8, scope: cluster) */
+static void
+client_tracking_collect_and_debt(void **state)
+{
+    struct mrd_client_limiter *l = mrd_client_limiter_new(1000, 20, 1024); /* 1/s, burst 20 */
+    struct mrd_client_report rep[4];
+    uint8_t a[4] = {192, 0, 2, 1}, b[4] = {192, 0, 2, 2}, c[16] = {0x20, 0x01, 0x0d, 0xb8};
+
+    /* not tracking: nothing to collect */
+    assert_int_equal(mrd_client_limiter_take(l, a, 4, 1000), 1);
+    assert_int_equal(mrd_client_limiter_collect(l, rep, 4), 0);
+    mrd_client_limiter_track(l);
+    mrd_client_limiter_track(l); /* twice is once */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mrd_client_limiter_take(l, a, 4, 1000), 1);
+    assert_int_equal(mrd_client_limiter_take(l, b, 4, 1000), 1);
+    assert_int_equal(mrd_client_limiter_take(l, c, 16, 1000), 1);
+    /* at most max, the rest at the next call, none twice */
+    size_t n1 = mrd_client_limiter_collect(l, rep, 2);
+    assert_int_equal(n1, 2);
+    size_t total = 0;
+    int seen_a = 0, seen_b = 0, seen_c = 0;
+    for (int round = 0; round < 2; round++) {
+        size_t n = round == 0 ? n1 : mrd_client_limiter_collect(l, rep, 4);
+        if (round == 1)
+            assert_int_equal(n, 1);
+        for (size_t i = 0; i < n; i++) {
+            total += rep[i].count;
+            if (rep[i].len == 4 && memcmp(rep[i].key, a, 4) == 0) {
+                seen_a++;
+                assert_int_equal(rep[i].count, 3); /* the untracked one is not in it */
+            } else if (rep[i].len == 4 && memcmp(rep[i].key, b, 4) == 0) {
+                seen_b++;
+                assert_int_equal(rep[i].count, 1);
+            } else if (rep[i].len == 16 && memcmp(rep[i].key, c, 16) == 0) {
+                seen_c++;
+            }
+        }
+        if (round == 0)
+            memset(rep, 0, sizeof(rep));
+    }
+    assert_int_equal(seen_a + seen_b + seen_c, 3);
+    assert_int_equal(total, 5);
+    assert_int_equal(mrd_client_limiter_collect(l, rep, 4), 0);
+    /* a refused request is not an admission */
+    mrd_client_limiter_set_debt(l, b, 4, 1000, 20 * 1000000ULL); /* the fleet: b spent its burst */
+    assert_int_equal(mrd_client_limiter_take(l, b, 4, 1000), 0);
+    assert_int_equal(mrd_client_limiter_collect(l, rep, 4), 0);
+    /* one second later, one token */
+    assert_int_equal(mrd_client_limiter_take(l, b, 4, 2000), 1);
+    assert_int_equal(mrd_client_limiter_take(l, b, 4, 2000), 0);
+    /* a debt for a client never seen makes its entry */
+    uint8_t d[4] = {198, 51, 100, 7};
+    mrd_client_limiter_set_debt(l, d, 4, 1000, 19500000ULL); /* half a token left */
+    assert_int_equal(mrd_client_limiter_take(l, d, 4, 1000), 0);
+    assert_int_equal(mrd_client_limiter_take(l, d, 4, 1500), 1);
+    /* a smaller debt than the local one changes nothing; an absurd one is
+     * capped at one token beyond the burst */
+    mrd_client_limiter_set_debt(l, a, 4, 1000, UINT64_MAX);
+    assert_int_equal(mrd_client_limiter_take(l, a, 4, 1000 + 1000), 0);
+    assert_int_equal(mrd_client_limiter_take(l, a, 4, 1000 + 2000), 1);
+    mrd_client_limiter_set_debt(l, a, 4, 3000, 0);
+    assert_int_equal(mrd_client_limiter_take(l, a, 4, 3000), 0);
+    assert_int_equal(mrd_client_limiter_interval_us(l), 1000000);
+    assert_int_equal(mrd_client_limiter_burst(l), 20);
+    mrd_client_limiter_free(l);
+}
+
 int
 main(void)
 {
@@ -473,6 +543,7 @@ main(void)
         cmocka_unit_test(client_active_survives_flood),
         cmocka_unit_test(client_shared_by_threads),
         cmocka_unit_test(bucket_retune_keeps_debt),
+        cmocka_unit_test(client_tracking_collect_and_debt),
     };
     return cmocka_run_group_tests_name("ratelimit", tests, NULL, NULL);
 }
