@@ -14,9 +14,11 @@ fixtures of test_cluster.py (RedisServer.stop: SIGCONT, SIGTERM, SIGKILL).
 import hashlib
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -180,11 +182,14 @@ class RedisServer:
     start() again after kill()/stop() restarts it on the same port with the
     same password (an empty data set: nothing is saved)."""
 
-    def __init__(self, tmp_path, password="s3cret-fleet", port=None):
+    def __init__(self, tmp_path, password="s3cret-fleet", port=None, unix_socket=False):
         self.password = password
         self.port = port or _free_port()
         self.dir = os.path.join(str(tmp_path), "redis-%d" % self.port)
         os.makedirs(self.dir, exist_ok=True)
+        # a socket path must fit sun_path (108 bytes): not under tmp_path
+        self.sock_dir = tempfile.mkdtemp(prefix="mrd-redis-") if unix_socket else None
+        self.unix_path = os.path.join(self.sock_dir, "redis.sock") if unix_socket else None
         self.password_file = os.path.join(self.dir, "password")
         with open(self.password_file, "w") as f:
             f.write(password + "\n")
@@ -208,6 +213,8 @@ class RedisServer:
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--requirepass", self.password, "--daemonize", "no",
                 "--dir", self.dir, "--logfile", ""]
+        if self.unix_path:
+            args += ["--unixsocket", self.unix_path, "--unixsocketperm", "700"]
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         self.stopped = False
@@ -285,6 +292,12 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             self._signal(signal.SIGKILL)
             self.proc.wait()
+
+    def cleanup(self):
+        """stop(), and remove the socket's directory (outside tmp_path)."""
+        self.stop()
+        if self.sock_dir:
+            shutil.rmtree(self.sock_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------

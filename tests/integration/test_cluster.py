@@ -74,7 +74,7 @@ def redis_servers(tmp_path):
     f = Factory()
     yield f
     for r in f.started:
-        r.stop()
+        r.cleanup()
 
 
 @pytest.fixture
@@ -429,6 +429,27 @@ def test_redis_back_shared_again_without_burst(meridian, backend, redis_servers)
         assert len(x.lines("down")) == 1, x.m.stderr()
         fam, s = x.metrics()
         assert value(s, "meridian_cluster_redis_up") == 1
+
+
+def test_shared_over_a_unix_socket(meridian, backend, redis_servers):
+    """redis.address "unix:/path": two instances sync over Redis's unix
+    socket and share the cap (150 req/s each for 3 s: over [1, 3) s the
+    fleet admits 0.90..1.05 * 2 * CAP + burst)."""
+    r = redis_servers.start(unix_socket=True)
+    address = "unix:" + r.unix_path
+    fleet = start_fleet(meridian, backend, address, r.password_file, ids=("a", "b"))
+    wait_mode(fleet, "shared", 5.0, instances=2, up=True)
+    load = run_load([x.port for x in fleet], [150, 150])
+    time.sleep(3.0)
+    statuses = [x.cluster() for x in fleet]
+    load.stop()
+    check_answers(load)
+    admitted = load.count(200, 1.0, 3.0)
+    fleet_figures(load, "over %s, 150 req/s to each of two instances" % address)
+    print("  admitted in [1, 3) s: %d (bounds %d..%d)" % (admitted, 0.9 * 2 * CAP, 1.05 * 2 * CAP + BURST))
+    for c in statuses:
+        assert c["redis"]["address"] == address and c["redis"]["state"] == "up" and c["mode"] == "shared", c
+    assert 0.9 * 2 * CAP <= admitted <= 1.05 * 2 * CAP + BURST, admitted
 
 
 # --------------------------------------------------------------------------
