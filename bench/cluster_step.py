@@ -2,15 +2,15 @@
 """bench/cluster_step.py: requests shed by a step of load after an idle pause
 (SPEC 8 leases; a finding of issue 14's benchmarks).
 
-Two meridians (workers: 1) on the same backend, one region capped at
-capacity_rps 10000000 (nothing should ever be shed): "cap" without a
+Two meridians (workers: 1) on the same backend, one region capped at CAP,
+by default capacity_rps 10000000 (nothing should ever be shed): "cap" without a
 cluster block, "cluster" with one (a redis-server started here, sync_interval
 100ms). For each pause in PAUSES: a load of `h2load --h1 -n REQS -c 10`
 (closed loop, ~20-30k req/s) is sent after the instance was idle for that
 long, to each target in turn; the 503s (X-Meridian-Shed: capacity) are
 counted. Done ROUNDS times; medians. Load generator on CPU 0, servers on CPU 1.
 
-    ./bench/cluster_step.py                     # PAUSES=0.05,0.3,1,5 REQS=3000 ROUNDS=3
+    ./bench/cluster_step.py                     # PAUSES=0.05,0.3,1,5 REQS=3000 ROUNDS=3 CAP=10000000
 """
 import os
 import re
@@ -25,6 +25,7 @@ import fleetlib as fl  # noqa: E402
 PAUSES = [float(x) for x in os.environ.get("PAUSES", "0.05,0.3,1,5").split(",")]
 REQS = int(os.environ.get("REQS", "3000"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
+CAP = int(os.environ.get("CAP", "10000000"))
 
 
 def config(port, admin, backend, cluster):
@@ -37,7 +38,7 @@ access_log: {{path: "off"}}
 regions:
   - name: bench
     location: {{latitude: 0.0, longitude: 0.0}}
-    capacity_rps: 10000000
+    capacity_rps: {CAP}
     upstreams:
       - {{address: "127.0.0.1:{backend}"}}
 """ + cluster
@@ -80,7 +81,7 @@ def main():
                             raise SystemExit(f"cluster instance not shared: {c}")
             fl.log(f"cluster_step: round {r + 1}/{ROUNDS}: " +
                    ", ".join(f"{t} after {pause}s {shed[(t, pause)][-1]}" for pause in PAUSES for t in ts))
-        print(f"\n503s among {REQS} requests (h2load --h1 -c 10) sent after a pause, cap 10000000 req/s, "
+        print(f"\n503s among {REQS} requests (h2load --h1 -c 10) sent after a pause, cap {CAP} req/s (burst {max(1, CAP // 10)}), "
               f"medians of {ROUNDS} rounds (min..max)")
         print(f"  {'pause s':>8}" + "".join(f"{t:>20}" for t in ts))
         for pause in PAUSES:

@@ -18,7 +18,7 @@ and the rate of the survivors from 3 x sync_interval after the stop (goal: the
 whole cap, within the same bounds).
 
 During both phases the cluster mode of a few instances is polled (every
-instance must stay "shared"). Run from the repo root after make (about 80 s):
+instance must stay "shared"). Run from the repo root after make (about 55 s):
 
     ./bench/fleet.py
     N=20 CAP=200 LOAD=3 HOT=0.5 WARMUP=5 WINDOW=20 STOP=5 MID=10 SYNC=100ms ./bench/fleet.py
