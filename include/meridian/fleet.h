@@ -62,15 +62,21 @@ int64_t mrd_lease_tokens(const struct mrd_lease *l);
 /*
  * Tokens an instance should hold after a sync: enough for two sync
  * intervals at its demand rate (the next renewal normally comes after one;
- * the second covers a late one), at least one token, and never more than
- * the whole fleet's two intervals plus a burst (asking for more than could
- * exist only keeps the rest of the fleet waiting).
+ * the second covers a late one), or, when more, a cushion of a quarter of
+ * the fleet bucket's spare tokens shared among the live instances (so a
+ * step of load after a quiet time is not shed while the fleet has room; a
+ * busy fleet has no spare and no cushion); at least one token, and never
+ * more than the whole fleet's two intervals plus a burst (asking for more
+ * than could exist only keeps the rest of the fleet waiting).
  *   demand_per_s   the instance's recent demand (requests that asked for
  *                  a token, per second)
  *   sync_ms        sync_interval
  *   cap_rps, burst the region's capacity_rps and capacity_burst
+ *   spare, n_live  the bucket's tokens left and the live instances at the
+ *                  last sync (0: unknown)
  */
-int64_t mrd_lease_need(double demand_per_s, uint64_t sync_ms, uint64_t cap_rps, uint64_t burst);
+int64_t mrd_lease_need(double demand_per_s, uint64_t sync_ms, uint64_t cap_rps, uint64_t burst, int64_t spare,
+                       unsigned n_live);
 
 /* The demand rate estimate after a sync: count requests over elapsed_ms,
  * smoothed with the previous estimate (EWMA, weight 1/2 per interval); the
@@ -99,7 +105,8 @@ void mrd_fleet_share(enum mrd_fleet_mode mode, uint64_t cap_rps, uint64_t burst,
  *     want (tokens), back (tokens given back), rate_milli (this instance's
  *     admitted rate * 1000)
  * The reply is an array of integers: now_ms, live instances, then per
- * region: granted tokens, fleet rate * 1000 (the sum of the fresh reports).
+ * region: granted tokens, fleet rate * 1000 (the sum of the fresh reports),
+ * the tokens left in the bucket.
  * A region key that does not exist starts empty (TAT = now + burst *
  * interval): after a Redis restart the fleet rebuilds its state without a
  * burst over the cap.
@@ -108,17 +115,18 @@ extern const char mrd_fleet_sync_script[];
 
 /* values per region in ARGV, and in the reply */
 #define MRD_FLEET_ARGS_PER_REGION 5
-#define MRD_FLEET_REPLY_PER_REGION 2
+#define MRD_FLEET_REPLY_PER_REGION 3
 
 struct mrd_fleet_grant {
     int64_t granted;             /* >= 0 */
     uint64_t fleet_rate_milli;   /* the fleet's admitted rate * 1000 */
+    int64_t spare;               /* tokens left in the fleet's bucket after the grant */
 };
 
 /* Check and decode the script's reply, given as its integers (the caller
- * checked that every element is an integer): n_vals must be 2 + 2 *
+ * checked that every element is an integer): n_vals must be 2 + 3 *
  * n_regions, the live count >= 1 (this instance), grants within 0..want
- * (want[i] as sent), rates >= 0. Returns 0 and fills *now_ms, *n_live and
+ * (want[i] as sent), rates and spare tokens >= 0. Returns 0 and fills *now_ms, *n_live and
  * out[0..n_regions), or -1 (a malformed reply: the caller treats it as a
  * Redis failure). */
 int mrd_fleet_parse_reply(const long long *vals, size_t n_vals, size_t n_regions, const int64_t *want,

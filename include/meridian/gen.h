@@ -80,6 +80,7 @@ struct mrd_region_state {
     /* cluster.c's own (main thread): the demand seen at the last sync and its rate */
     uint64_t fleet_demand_seen;
     double fleet_demand_rate;
+    int64_t fleet_spare; /* the fleet bucket's tokens left at the last sync */
     atomic_uint_fast64_t ttfb_ewma_us; /* 0 = no sample */
     struct mrd_region_metrics metrics;
     atomic_int refcnt;

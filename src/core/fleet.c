@@ -69,13 +69,17 @@ mrd_lease_tokens(const struct mrd_lease *l)
 }
 
 int64_t
-mrd_lease_need(double demand_per_s, uint64_t sync_ms, uint64_t cap_rps, uint64_t burst)
+mrd_lease_need(double demand_per_s, uint64_t sync_ms, uint64_t cap_rps, uint64_t burst, int64_t spare,
+               unsigned n_live)
 {
-    double need, most;
+    double need, most, cushion;
 
     if (!(demand_per_s > 0)) /* also NaN */
         demand_per_s = 0;
     need = ceil(demand_per_s * 2.0 * (double)sync_ms / 1000.0);
+    cushion = spare > 0 ? floor((double)spare / (4.0 * (double)(n_live ? n_live : 1))) : 0;
+    if (cushion > need)
+        need = cushion;
     most = ceil((double)cap_rps * 2.0 * (double)sync_ms / 1000.0) + (double)burst;
     if (most < 1)
         most = 1;
@@ -151,6 +155,7 @@ const char mrd_fleet_sync_script[] =
     "  end\n"
     "  out[#out + 1] = grant\n"
     "  out[#out + 1] = sum\n"
+    "  out[#out + 1] = math.max(0, math.floor((now + burst * interval - tat) / interval))\n"
     "end\n"
     "return out\n";
 
@@ -230,15 +235,17 @@ mrd_fleet_parse_reply(const long long *vals, size_t n_vals, size_t n_regions, co
         vals[1] > 1000000)
         return -1;
     for (size_t i = 0; i < n_regions; i++) {
-        long long g = vals[2 + 2 * i], r = vals[3 + 2 * i];
-        if (g < 0 || g > want[i] || r < 0)
+        const long long *v = &vals[2 + MRD_FLEET_REPLY_PER_REGION * i];
+        if (v[0] < 0 || v[0] > want[i] || v[1] < 0 || v[2] < 0)
             return -1;
     }
     *now_ms = (uint64_t)vals[0];
     *n_live = (unsigned)vals[1];
     for (size_t i = 0; i < n_regions; i++) {
-        out[i].granted = vals[2 + 2 * i];
-        out[i].fleet_rate_milli = (uint64_t)vals[3 + 2 * i];
+        const long long *v = &vals[2 + MRD_FLEET_REPLY_PER_REGION * i];
+        out[i].granted = v[0];
+        out[i].fleet_rate_milli = (uint64_t)v[1];
+        out[i].spare = v[2];
     }
     return 0;
 }

@@ -404,6 +404,7 @@ apply_reply(struct sync_ctx *s, const redisReply *r)
     }
     for (size_t i = 0; i < s->n; i++) {
         mrd_lease_add(&s->st[i]->lease, g[i].granted);
+        s->st[i]->fleet_spare = g[i].spare;
         atomic_store(&s->st[i]->fleet_rate_milli, g[i].fleet_rate_milli);
         atomic_store(&s->st[i]->fleet_self_milli, s->self_milli[i]);
     }
@@ -666,7 +667,8 @@ send_sync(void)
         st->fleet_demand_rate =
             mrd_fleet_demand_rate(st->fleet_demand_rate, demand - st->fleet_demand_seen, MRD_MAX(elapsed, 1));
         st->fleet_demand_seen = demand;
-        need = mrd_lease_need(st->fleet_demand_rate, T, st->capacity_rps, st->capacity_burst);
+        need = mrd_lease_need(st->fleet_demand_rate, T, st->capacity_rps, st->capacity_burst, st->fleet_spare,
+                              cl.n_live);
         have = mrd_lease_tokens(&st->lease);
         if (have > need)
             back = mrd_lease_trim(&st->lease, need);

@@ -79,17 +79,27 @@ static void
 lease_need_sizes(void **state)
 {
     /* two intervals of demand: 30/s * 0.2 s = 6 */
-    assert_int_equal(mrd_lease_need(30, 100, 100, 10), 6);
+    assert_int_equal(mrd_lease_need(30, 100, 100, 10, 0, 3), 6);
     /* 240/s would be 48, but the fleet only has 100/s * 0.2 s + 10 = 30 */
-    assert_int_equal(mrd_lease_need(240, 100, 100, 10), 30);
+    assert_int_equal(mrd_lease_need(240, 100, 100, 10, 0, 3), 30);
     /* rounded up; at least one token, also for no demand or NaN */
-    assert_int_equal(mrd_lease_need(1, 100, 100, 10), 1);
-    assert_int_equal(mrd_lease_need(12, 100, 1000, 100), 3); /* 2.4 -> 3 */
-    assert_int_equal(mrd_lease_need(0, 100, 100, 10), 1);
-    assert_int_equal(mrd_lease_need(-5, 100, 100, 10), 1);
-    assert_int_equal(mrd_lease_need(NAN, 100, 100, 10), 1);
+    assert_int_equal(mrd_lease_need(1, 100, 100, 10, 0, 3), 1);
+    assert_int_equal(mrd_lease_need(12, 100, 1000, 100, 0, 3), 3); /* 2.4 -> 3 */
+    assert_int_equal(mrd_lease_need(0, 100, 100, 10, 0, 3), 1);
+    assert_int_equal(mrd_lease_need(-5, 100, 100, 10, 0, 3), 1);
+    assert_int_equal(mrd_lease_need(NAN, 100, 100, 10, 0, 3), 1);
     /* 10,000 rps cap, 1 s syncs: 20,000 + 1,000 at most */
-    assert_int_equal(mrd_lease_need(1e9, 1000, 10000, 1000), 21000);
+    assert_int_equal(mrd_lease_need(1e9, 1000, 10000, 1000, 0, 3), 21000);
+    /* a cushion of a quarter of the spare, shared: 1,000,000 / (4 * 2) */
+    assert_int_equal(mrd_lease_need(0, 100, 10000000, 1000000, 1000000, 2), 125000);
+    /* the demand's need when it is more than the cushion */
+    assert_int_equal(mrd_lease_need(240, 100, 100, 10, 10, 3), 30);
+    assert_int_equal(mrd_lease_need(30, 100, 100, 10, 10, 1), 6); /* 10 / 4 = 2 < 6 */
+    /* unknown live count: alone; no spare, no cushion */
+    assert_int_equal(mrd_lease_need(0, 100, 100, 10, 10, 0), 2);
+    assert_int_equal(mrd_lease_need(0, 100, 100, 10, -3, 3), 1);
+    /* never more than the fleet's two intervals and a burst */
+    assert_int_equal(mrd_lease_need(0, 100, 100, 10, 1000000, 1), 30);
 }
 
 static void
@@ -137,29 +147,33 @@ reply_checked(void **state)
     struct mrd_fleet_grant g[2];
     uint64_t now;
     unsigned live;
-    long long ok[] = {1796354347727LL, 3, 4, 98500, 0, 0};
+    long long ok[] = {1796354347727LL, 3, 4, 98500, 6, 0, 0, 10};
 
-    assert_int_equal(mrd_fleet_parse_reply(ok, 6, 2, want, &now, &live, g), 0);
+    assert_int_equal(mrd_fleet_parse_reply(ok, 8, 2, want, &now, &live, g), 0);
     assert_int_equal(now, 1796354347727ULL);
     assert_int_equal(live, 3);
     assert_int_equal(g[0].granted, 4);
     assert_int_equal(g[0].fleet_rate_milli, 98500);
+    assert_int_equal(g[0].spare, 6);
     assert_int_equal(g[1].granted, 0);
+    assert_int_equal(g[1].spare, 10);
 
-    long long bad_count[] = {1, 3, 4, 98500};
-    assert_int_equal(mrd_fleet_parse_reply(bad_count, 4, 2, want, &now, &live, g), -1);
-    long long no_live[] = {1, 0, 4, 1, 0, 0};
-    assert_int_equal(mrd_fleet_parse_reply(no_live, 6, 2, want, &now, &live, g), -1);
-    long long no_time[] = {0, 3, 4, 1, 0, 0};
-    assert_int_equal(mrd_fleet_parse_reply(no_time, 6, 2, want, &now, &live, g), -1);
-    long long over[] = {1, 3, 6, 1, 0, 0}; /* more than asked */
-    assert_int_equal(mrd_fleet_parse_reply(over, 6, 2, want, &now, &live, g), -1);
-    long long neg[] = {1, 3, -1, 1, 0, 0};
-    assert_int_equal(mrd_fleet_parse_reply(neg, 6, 2, want, &now, &live, g), -1);
-    long long neg_rate[] = {1, 3, 1, -1, 0, 0};
-    assert_int_equal(mrd_fleet_parse_reply(neg_rate, 6, 2, want, &now, &live, g), -1);
-    long long huge_live[] = {1, 2000000, 1, 1, 0, 0};
-    assert_int_equal(mrd_fleet_parse_reply(huge_live, 6, 2, want, &now, &live, g), -1);
+    long long bad_count[] = {1, 3, 4, 98500, 0, 0};
+    assert_int_equal(mrd_fleet_parse_reply(bad_count, 6, 2, want, &now, &live, g), -1);
+    long long no_live[] = {1, 0, 4, 1, 0, 0, 0, 0};
+    assert_int_equal(mrd_fleet_parse_reply(no_live, 8, 2, want, &now, &live, g), -1);
+    long long no_time[] = {0, 3, 4, 1, 0, 0, 0, 0};
+    assert_int_equal(mrd_fleet_parse_reply(no_time, 8, 2, want, &now, &live, g), -1);
+    long long over[] = {1, 3, 6, 1, 0, 0, 0, 0}; /* more than asked */
+    assert_int_equal(mrd_fleet_parse_reply(over, 8, 2, want, &now, &live, g), -1);
+    long long neg[] = {1, 3, -1, 1, 0, 0, 0, 0};
+    assert_int_equal(mrd_fleet_parse_reply(neg, 8, 2, want, &now, &live, g), -1);
+    long long neg_rate[] = {1, 3, 1, -1, 0, 0, 0, 0};
+    long long neg_spare[] = {1, 3, 1, 1, -1, 0, 0, 0};
+    assert_int_equal(mrd_fleet_parse_reply(neg_rate, 8, 2, want, &now, &live, g), -1);
+    long long huge_live[] = {1, 2000000, 1, 1, 0, 0, 0, 0};
+    assert_int_equal(mrd_fleet_parse_reply(neg_spare, 8, 2, want, &now, &live, g), -1);
+    assert_int_equal(mrd_fleet_parse_reply(huge_live, 8, 2, want, &now, &live, g), -1);
     /* nothing was written by the refused ones */
     assert_int_equal(g[0].granted, 4);
     /* no capped region: the heartbeat alone */
