@@ -23,6 +23,10 @@ import threading
 import time
 
 REDIS_SERVER = "/usr/bin/redis-server"
+# util-linux: redis-server gets SIGKILL when the test process dies, even by
+# SIGKILL (PR_SET_PDEATHSIG survives the exec; no preexec_fn: the load
+# generator's threads may be running when Redis is restarted)
+SETPRIV = "/usr/bin/setpriv"
 
 
 # --------------------------------------------------------------------------
@@ -213,6 +217,8 @@ class RedisServer:
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--requirepass", self.password, "--daemonize", "no",
                 "--dir", self.dir, "--logfile", ""]
+        if os.access(SETPRIV, os.X_OK):
+            args = [SETPRIV, "--pdeathsig", "KILL"] + args
         if self.unix_path:
             args += ["--unixsocket", self.unix_path, "--unixsocketperm", "700"]
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
