@@ -20,7 +20,7 @@
 /* how a capped region admits (struct mrd_fleet_cap.mode) */
 enum mrd_fleet_mode {
     MRD_FLEET_OFF = 0,    /* no cluster block: the local bucket alone (SPEC 3.4) */
-    MRD_FLEET_SHARED = 1, /* Redis is up: a lease token, and the local bucket at the full cap */
+    MRD_FLEET_SHARED = 1, /* Redis is up: a lease token (the local bucket is not used) */
     MRD_FLEET_LOCAL = 2,  /* Redis failed, on_redis_failure local: the bucket at capacity_rps / N */
     MRD_FLEET_OPEN = 3,   /* Redis failed, on_redis_failure open: the bucket at the full cap */
 };
@@ -62,10 +62,11 @@ int64_t mrd_lease_tokens(const struct mrd_lease *l);
 /*
  * Tokens an instance should hold after a sync: enough for two sync
  * intervals at its demand rate (the next renewal normally comes after one;
- * the second covers a late one), or, when more, a cushion of a quarter of
- * the fleet bucket's spare tokens shared among the live instances (so a
- * step of load after a quiet time is not shed while the fleet has room; a
- * busy fleet has no spare and no cushion); at least one token, and never
+ * the second covers a late one), or, when more, a cushion: the fleet
+ * bucket's spare tokens shared among the live instances (so a step of load
+ * after a quiet time is not shed while the fleet has room; a busy fleet has
+ * no spare and no cushion; all cushions together hold at most one burst);
+ * at least one token, and never
  * more than the whole fleet's two intervals plus a burst (asking for more
  * than could exist only keeps the rest of the fleet waiting).
  *   demand_per_s   the instance's recent demand (requests that asked for

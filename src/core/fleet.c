@@ -77,7 +77,7 @@ mrd_lease_need(double demand_per_s, uint64_t sync_ms, uint64_t cap_rps, uint64_t
     if (!(demand_per_s > 0)) /* also NaN */
         demand_per_s = 0;
     need = ceil(demand_per_s * 2.0 * (double)sync_ms / 1000.0);
-    cushion = spare > 0 ? floor((double)spare / (4.0 * (double)(n_live ? n_live : 1))) : 0;
+    cushion = spare > 0 ? floor((double)spare / (double)(n_live ? n_live : 1)) : 0;
     if (cushion > need)
         need = cushion;
     most = ceil((double)cap_rps * 2.0 * (double)sync_ms / 1000.0) + (double)burst;

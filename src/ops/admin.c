@@ -157,9 +157,7 @@ route_explain(struct evhttp_request *r)
             evbuffer_add_printf(b, ", \"why\": \"%s\"", f->why);
         evbuffer_add(b, "}", 1);
     }
-    evbuffer_add_printf(b, "],\n \"cluster\": ");
-    mrd_cluster_status_json(b);
-    evbuffer_add_printf(b, "}\n");
+    evbuffer_add_printf(b, "]}\n");
     reply_buf(r, 200, b);
     evbuffer_free(b);
 }

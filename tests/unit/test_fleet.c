@@ -90,13 +90,14 @@ lease_need_sizes(void **state)
     assert_int_equal(mrd_lease_need(NAN, 100, 100, 10, 0, 3), 1);
     /* 10,000 rps cap, 1 s syncs: 20,000 + 1,000 at most */
     assert_int_equal(mrd_lease_need(1e9, 1000, 10000, 1000, 0, 3), 21000);
-    /* a cushion of a quarter of the spare, shared: 1,000,000 / (4 * 2) */
-    assert_int_equal(mrd_lease_need(0, 100, 10000000, 1000000, 1000000, 2), 125000);
+    /* a cushion: the spare shared by the live instances, 1,000,000 / 2 */
+    assert_int_equal(mrd_lease_need(0, 100, 10000000, 1000000, 1000000, 2), 500000);
     /* the demand's need when it is more than the cushion */
     assert_int_equal(mrd_lease_need(240, 100, 100, 10, 10, 3), 30);
-    assert_int_equal(mrd_lease_need(30, 100, 100, 10, 10, 1), 6); /* 10 / 4 = 2 < 6 */
+    assert_int_equal(mrd_lease_need(30, 100, 100, 10, 10, 3), 6); /* 10 / 3 = 3 < 6 */
+    assert_int_equal(mrd_lease_need(10, 100, 100, 10, 10, 2), 5);  /* 2 < 10 / 2 */
     /* unknown live count: alone; no spare, no cushion */
-    assert_int_equal(mrd_lease_need(0, 100, 100, 10, 10, 0), 2);
+    assert_int_equal(mrd_lease_need(0, 100, 100, 10, 10, 0), 10);
     assert_int_equal(mrd_lease_need(0, 100, 100, 10, -3, 3), 1);
     /* never more than the fleet's two intervals and a burst */
     assert_int_equal(mrd_lease_need(0, 100, 100, 10, 1000000, 1), 30);
