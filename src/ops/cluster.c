@@ -33,6 +33,7 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "meridian/clock.h"
+#include "meridian/cluster-int.h"
 #include "meridian/cluster.h"
 #include "meridian/common.h"
 #include "meridian/fleet.h"
@@ -43,19 +44,25 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
-#define KEY_MAX 200
 #define SYNC_BUCKETS 10
 
 static const double sync_bucket_s[SYNC_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
 
 enum conn_state { C_IDLE, C_CONNECTING, C_UP };
 
-/* one capped region of the committed generation */
-struct cl_region {
-    struct mrd_region_state *st;
-    const struct mrd_region_conf *rc;
-    char cap_key[KEY_MAX], rate_key[KEY_MAX];
+/* one script call of a sync: its arguments (numbers in text, resolved
+ * into argv when complete) */
+struct call {
+    int which; /* SCRIPT_CAPS or SCRIPT_CLIENTS */
+    int eval;  /* the EVAL retry after NOSCRIPT was sent */
+    int argc;
+    char **argv;
+    size_t *argvlen;
+    size_t *offs; /* while building: 1 + the offset in text of a number argument */
+    struct mrd_buf text;
 };
+
+enum { SCRIPT_CAPS, SCRIPT_CLIENTS, N_SCRIPTS };
 
 /* a sync in flight: what it asked for, on the generation it was built from */
 struct sync_ctx {
@@ -63,21 +70,11 @@ struct sync_ctx {
     uint64_t sent_us;
     struct mrd_gen *gen; /* acquired: keeps the region states alive */
     size_t n;
-    int eval; /* the EVAL retry after NOSCRIPT was sent */
     struct mrd_region_state **st;
     int64_t *want;
     uint64_t *self_milli;
-    char **argv;
-    size_t *argvlen;
-    int argc;
-    struct mrd_buf text; /* the numbers of argv */
-    int pending;         /* replies still to come (caps, and clients when sent) */
-    /* the client script (scope: cluster), when sent */
-    int ceval;
-    char **cargv;
-    size_t *cargvlen;
-    int cargc;
-    struct mrd_buf ctext;
+    int pending; /* replies still to come (caps, and clients when sent) */
+    struct call calls[N_SCRIPTS];
 };
 
 static struct {
@@ -85,8 +82,8 @@ static struct {
     struct mrd_gen *gen; /* acquired; its conf->cluster is the one in use */
     const struct mrd_cluster_conf *conf;
     char instance[128];
-    char ikey[KEY_MAX]; /* the instances sorted set */
-    struct cl_region *regions;
+    char ikey[MRD_CLUSTER_KEY_MAX]; /* the instances sorted set */
+    struct mrd_cluster_region *regions;
     size_t n_regions;
 
     redisAsyncContext *ac;
@@ -96,8 +93,8 @@ static struct {
     int outage_logged; /* the current outage has been logged */
     int ever_up;
     int resync; /* a sync as soon as the one in flight is done (a reload) */
-    char sha[41], csha[41];
-    char ckey[KEY_MAX], hkey[KEY_MAX]; /* the client hash and sorted set */
+    char sha[N_SCRIPTS][41]; /* SCRIPT LOAD's answers */
+    char ckey[MRD_CLUSTER_KEY_MAX], hkey[MRD_CLUSTER_KEY_MAX]; /* the client hash and sorted set */
     char last_error[256];
     uint64_t last_sync_ms; /* monotonic, 0 = never */
     unsigned n_live;       /* live instances at the last sync, 0 = never seen */
@@ -159,12 +156,12 @@ sync_ctx_free(struct sync_ctx *s)
     free(s->st);
     free(s->want);
     free(s->self_milli);
-    free(s->argv);
-    free(s->argvlen);
-    mrd_buf_dispose(&s->text);
-    free(s->cargv);
-    free(s->cargvlen);
-    mrd_buf_dispose(&s->ctext);
+    for (int i = 0; i < N_SCRIPTS; i++) {
+        free(s->calls[i].argv);
+        free(s->calls[i].argvlen);
+        free(s->calls[i].offs);
+        mrd_buf_dispose(&s->calls[i].text);
+    }
     free(s);
 }
 
@@ -321,38 +318,30 @@ is_sha(const redisReply *r)
 
 static void send_sync(void);
 
-static void
-on_load_clients(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    const redisReply *r = reply;
-    char t[200];
+static const char *const script_text[N_SCRIPTS] = {mrd_fleet_sync_script, mrd_fleet_client_script};
+static const char *const script_what[N_SCRIPTS] = {"sync", "client sync"};
 
-    if (!is_current(ac, privdata))
-        return;
-    if (!is_sha(r)) {
-        reply_text(r, t, sizeof(t));
-        fail("script load: %s", t);
-        return;
-    }
-    memcpy(cl.csha, r->str, 40);
-    cl.csha[40] = '\0';
-}
-
+/* SCRIPT LOAD answers: privdata is the connection id times N_SCRIPTS plus
+ * the script; the caps script's answer (the last one) starts the syncs */
 static void
 on_load(redisAsyncContext *ac, void *reply, void *privdata)
 {
     const redisReply *r = reply;
+    uintptr_t v = (uintptr_t)privdata;
+    int which = (int)(v % N_SCRIPTS);
     char t[200];
 
-    if (!is_current(ac, privdata))
+    if (!is_current(ac, (void *)(v / N_SCRIPTS)))
         return;
     if (!is_sha(r)) {
         reply_text(r, t, sizeof(t));
         fail("script load: %s", t);
         return;
     }
-    memcpy(cl.sha, r->str, 40);
-    cl.sha[40] = '\0';
+    memcpy(cl.sha[which], r->str, 40);
+    cl.sha[which][40] = '\0';
+    if (which != SCRIPT_CAPS)
+        return;
     evtimer_del(cl.timeout_ev);
     cl.state = C_UP;
     send_sync(); /* the first sync says whether Redis really serves us */
@@ -468,97 +457,110 @@ apply_clients(struct sync_ctx *s, const redisReply *r)
     return 0;
 }
 
-static void send_cargv(struct sync_ctx *s);
+static void call_send(struct call *c);
 
-static void
-on_clients(redisAsyncContext *ac, void *reply, void *privdata)
+/* the sync in flight that call c belongs to, or NULL (a reply on a dropped
+ * connection, whose sync fail() freed: c is not dereferenced then) */
+static struct sync_ctx *
+call_owner(const redisAsyncContext *ac, const struct call *c)
 {
-    const redisReply *r = reply;
-    struct sync_ctx *s = privdata;
-    char t[200];
+    struct sync_ctx *s = cl.inflight;
 
-    if (s == NULL || s != cl.inflight || !is_current(ac, (void *)(uintptr_t)s->conn_id))
-        return;
-    if (r != NULL && r->type == REDIS_REPLY_ERROR && r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0 &&
-        !s->ceval) {
-        s->ceval = 1;
-        send_cargv(s);
-        return;
-    }
-    if (r == NULL) {
-        fail("client sync: %s", ac->errstr[0] ? ac->errstr : "connection lost");
-        return;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        reply_text(r, t, sizeof(t));
-        fail("client sync: %s", t);
-        return;
-    }
-    if (apply_clients(s, r) == 0)
-        sync_done(s);
+    if (s == NULL || (c != &s->calls[SCRIPT_CAPS] && c != &s->calls[SCRIPT_CLIENTS]))
+        return NULL;
+    return is_current(ac, (void *)(uintptr_t)s->conn_id) ? s : NULL;
 }
 
-static void send_argv(struct sync_ctx *s);
-
 static void
-on_sync(redisAsyncContext *ac, void *reply, void *privdata)
+on_script(redisAsyncContext *ac, void *reply, void *privdata)
 {
     const redisReply *r = reply;
-    struct sync_ctx *s = privdata;
+    struct call *c = privdata;
+    struct sync_ctx *s = call_owner(ac, c);
+    const char *what;
     char t[200];
 
-    if (s == NULL || s != cl.inflight || !is_current(ac, (void *)(uintptr_t)s->conn_id)) {
-        /* a reply on a dropped connection: its context was freed by fail() */
+    if (s == NULL)
         return;
-    }
+    what = script_what[c->which];
     if (r != NULL && r->type == REDIS_REPLY_ERROR && r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0 &&
-        !s->eval) {
+        !c->eval) {
         /* Redis lost the script (a restart, SCRIPT FLUSH): send it whole;
          * EVAL caches it again for the next EVALSHA */
-        s->eval = 1;
-        send_argv(s);
+        c->eval = 1;
+        call_send(c);
         return;
     }
     if (r == NULL) {
-        fail("sync: %s", ac->errstr[0] ? ac->errstr : "connection lost");
+        fail("%s: %s", what, ac->errstr[0] ? ac->errstr : "connection lost");
         return;
     }
     if (r->type == REDIS_REPLY_ERROR) {
         reply_text(r, t, sizeof(t));
-        fail("sync: %s", t);
+        fail("%s: %s", what, t);
         return;
     }
-    if (apply_reply(s, r) == 0)
+    if ((c->which == SCRIPT_CAPS ? apply_reply(s, r) : apply_clients(s, r)) == 0)
         sync_done(s);
 }
 
 /* ---- the sync ---- */
 
 static void
-send_argv(struct sync_ctx *s)
+call_init(struct call *c, int which, size_t nargs)
 {
-    /* argv[0..1] are "EVALSHA", sha or "EVAL", script */
-    s->argv[0] = s->eval ? "EVAL" : "EVALSHA";
-    s->argvlen[0] = strlen(s->argv[0]);
-    s->argv[1] = s->eval ? (char *)mrd_fleet_sync_script : cl.sha;
-    s->argvlen[1] = strlen(s->argv[1]);
-    if (redisAsyncCommandArgv(cl.ac, on_sync, s, s->argc, (const char **)s->argv, s->argvlen) != REDIS_OK) {
-        if (cl.inflight == s)
-            cl.inflight = NULL;
-        sync_ctx_free(s);
-        fail("sync: cannot send the command");
-    }
+    c->which = which;
+    c->argc = (int)nargs;
+    c->argv = mrd_xcalloc(nargs, sizeof(*c->argv));
+    c->argvlen = mrd_xcalloc(nargs, sizeof(*c->argvlen));
+    c->offs = mrd_xcalloc(nargs, sizeof(*c->offs));
+}
+
+/* argument i is a number (or any short text) written to the call's text */
+static void
+call_num(struct call *c, size_t i, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void
+call_num(struct call *c, size_t i, const char *fmt, ...)
+{
+    char num[80];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(num, sizeof(num), fmt, ap);
+    va_end(ap);
+    n = n < 0 ? 0 : MRD_MIN(n, (int)sizeof(num) - 1);
+    c->offs[i] = c->text.len + 1;
+    c->argvlen[i] = (size_t)n;
+    mrd_buf_add(&c->text, num, (size_t)n);
+}
+
+/* argument i is a string that outlives the call (a key, the instance) */
+static void
+call_str(struct call *c, size_t i, const char *str)
+{
+    c->argv[i] = (char *)str;
+    c->argvlen[i] = strlen(str);
+}
+
+/* the text stopped growing: the number arguments point into it */
+static void
+call_finish(struct call *c)
+{
+    for (int i = 0; i < c->argc; i++)
+        if (c->offs[i] != 0)
+            c->argv[i] = c->text.p + c->offs[i] - 1;
 }
 
 static void
-send_cargv(struct sync_ctx *s)
+call_send(struct call *c)
 {
-    s->cargv[0] = s->ceval ? "EVAL" : "EVALSHA";
-    s->cargvlen[0] = strlen(s->cargv[0]);
-    s->cargv[1] = s->ceval ? (char *)mrd_fleet_client_script : cl.csha;
-    s->cargvlen[1] = strlen(s->cargv[1]);
-    if (redisAsyncCommandArgv(cl.ac, on_clients, s, s->cargc, (const char **)s->cargv, s->cargvlen) != REDIS_OK)
-        fail("client sync: cannot send the command");
+    /* argv[0..1] are "EVALSHA", sha or "EVAL", script */
+    call_str(c, 0, c->eval ? "EVAL" : "EVALSHA");
+    call_str(c, 1, c->eval ? script_text[c->which] : cl.sha[c->which]);
+    if (redisAsyncCommandArgv(cl.ac, on_script, c, c->argc, (const char **)c->argv, c->argvlen) != REDIS_OK)
+        fail("%s: cannot send the command", script_what[c->which]);
 }
 
 #define CLIENT_REPORT_MAX 512
@@ -567,96 +569,49 @@ send_cargv(struct sync_ctx *s)
 /* the client script's arguments: the clients admitted since the last
  * report, and the request for the fleet's busiest */
 static void
-build_clients(struct sync_ctx *s, struct mrd_client_limiter *l)
+build_clients(struct call *c, struct mrd_client_limiter *l)
 {
     static struct mrd_client_report rep[CLIENT_REPORT_MAX];
-    size_t n = mrd_client_limiter_collect(l, rep, CLIENT_REPORT_MAX), nargs = 3 + 2 + 4 + 2 * n;
-    size_t *offs = mrd_xcalloc(nargs, sizeof(*offs));
-    char num[64];
+    size_t n = mrd_client_limiter_collect(l, rep, CLIENT_REPORT_MAX);
 
-    s->cargc = (int)nargs;
-    s->cargv = mrd_xcalloc(nargs, sizeof(*s->cargv));
-    s->cargvlen = mrd_xcalloc(nargs, sizeof(*s->cargvlen));
-#define CARG(i, ...)                                                                                                \
-    do {                                                                                                            \
-        int len_ = snprintf(num, sizeof(num), __VA_ARGS__);                                                         \
-        offs[i] = s->ctext.len + 1;                                                                                 \
-        s->cargvlen[i] = (size_t)len_;                                                                              \
-        mrd_buf_add(&s->ctext, num, (size_t)len_);                                                                  \
-    } while (0)
-    CARG(2, "2");
-    s->cargv[3] = cl.ckey;
-    s->cargvlen[3] = strlen(cl.ckey);
-    s->cargv[4] = cl.hkey;
-    s->cargvlen[4] = strlen(cl.hkey);
-    CARG(5, "%llu", (unsigned long long)mrd_client_limiter_interval_us(l));
-    CARG(6, "%llu", (unsigned long long)mrd_client_limiter_burst(l));
-    CARG(7, "%llu", (unsigned long long)MRD_MAX(60000, 100 * cl.conf->sync_interval_ms));
-    CARG(8, "%d", CLIENT_BUSY_MAX);
+    /* EVALSHA sha numkeys KEYS[2] ARGV[4 + 2n] */
+    call_init(c, SCRIPT_CLIENTS, 3 + 2 + 4 + 2 * n);
+    call_num(c, 2, "2");
+    call_str(c, 3, cl.ckey);
+    call_str(c, 4, cl.hkey);
+    call_num(c, 5, "%llu", (unsigned long long)mrd_client_limiter_interval_us(l));
+    call_num(c, 6, "%llu", (unsigned long long)mrd_client_limiter_burst(l));
+    call_num(c, 7, "%llu", (unsigned long long)MRD_MAX(60000, 100 * cl.conf->sync_interval_ms));
+    call_num(c, 8, "%d", CLIENT_BUSY_MAX);
     for (size_t i = 0; i < n; i++) {
         char hex[2 * MRD_CLIENT_KEY_MAX + 1];
         mrd_fleet_client_hex(hex, rep[i].key, rep[i].len);
-        CARG(9 + 2 * i, "%s", hex);
-        CARG(10 + 2 * i, "%u", rep[i].count);
+        call_num(c, 9 + 2 * i, "%s", hex);
+        call_num(c, 10 + 2 * i, "%u", rep[i].count);
     }
-#undef CARG
-    for (size_t i = 0; i < nargs; i++)
-        if (offs[i] != 0)
-            s->cargv[i] = s->ctext.p + offs[i] - 1;
-    free(offs);
+    call_finish(c);
 }
 
+/* the caps script's arguments: per capped region what this instance gives
+ * back, asks for and admitted */
 static void
-send_sync(void)
+build_caps(struct sync_ctx *s, struct call *c, uint64_t now)
 {
-    struct sync_ctx *s;
-    uint64_t now = mrd_now_ms(), T = cl.conf->sync_interval_ms;
-    size_t n = cl.n_regions, nargs, off;
-    size_t *offs;
-    char num[64];
+    uint64_t T = cl.conf->sync_interval_ms;
+    size_t n = s->n, off;
 
-    if (cl.state != C_UP || cl.ac == NULL || cl.inflight != NULL)
-        return;
-    s = mrd_xcalloc(1, sizeof(*s));
-    s->conn_id = cl.conn_id;
-    s->gen = cl.gen;
-    mrd_gen_acquire(s->gen);
-    s->n = n;
-    s->st = mrd_xcalloc(n + 1, sizeof(*s->st));
-    s->want = mrd_xcalloc(n + 1, sizeof(*s->want));
-    s->self_milli = mrd_xcalloc(n + 1, sizeof(*s->self_milli));
     /* EVALSHA sha numkeys KEYS[1 + 2n] ARGV[3 + 5n] */
-    nargs = 3 + (1 + 2 * n) + 3 + MRD_FLEET_ARGS_PER_REGION * n;
-    s->argc = (int)nargs;
-    s->argv = mrd_xcalloc(nargs, sizeof(*s->argv));
-    s->argvlen = mrd_xcalloc(nargs, sizeof(*s->argvlen));
-    offs = mrd_xcalloc(nargs, sizeof(*offs));
-
-    /* the numbers go to one text buffer first (it may move while it grows);
-     * offs[i] + 1 marks an argument that points into it */
-#define ARG_TEXT(i, ...)                                                                                            \
-    do {                                                                                                            \
-        int len_ = snprintf(num, sizeof(num), __VA_ARGS__);                                                         \
-        offs[i] = s->text.len + 1;                                                                                  \
-        s->argvlen[i] = (size_t)len_;                                                                               \
-        mrd_buf_add(&s->text, num, (size_t)len_);                                                                   \
-    } while (0)
-#define ARG_STR(i, str)                                                                                             \
-    do {                                                                                                            \
-        s->argv[i] = (char *)(str);                                                                                 \
-        s->argvlen[i] = strlen(str);                                                                                \
-    } while (0)
-
-    ARG_TEXT(2, "%zu", 1 + 2 * n);
-    ARG_STR(3, cl.ikey);
+    call_init(c, SCRIPT_CAPS, 3 + (1 + 2 * n) + 3 + MRD_FLEET_ARGS_PER_REGION * n);
+    call_num(c, 2, "%zu", 1 + 2 * n);
+    call_str(c, 3, cl.ikey);
     for (size_t i = 0; i < n; i++) {
-        ARG_STR(4 + 2 * i, cl.regions[i].cap_key);
-        ARG_STR(5 + 2 * i, cl.regions[i].rate_key);
+        call_str(c, 4 + 2 * i, cl.regions[i].cap_key);
+        call_str(c, 5 + 2 * i, cl.regions[i].rate_key);
     }
     off = 4 + 2 * n;
-    ARG_STR(off, cl.instance);
-    ARG_TEXT(off + 1, "%llu", (unsigned long long)(3 * T));
-    ARG_TEXT(off + 2, "%llu", (unsigned long long)MRD_MAX(60000, 100 * T));
+    call_str(c, off, cl.instance);
+    call_num(c, off + 1, "%llu", (unsigned long long)(3 * T));
+    call_num(c, off + 2, "%llu", (unsigned long long)MRD_MAX(60000, 100 * T));
     off += 3;
     for (size_t i = 0; i < n; i++, off += MRD_FLEET_ARGS_PER_REGION) {
         struct mrd_region_state *st = cl.regions[i].st;
@@ -677,28 +632,42 @@ send_sync(void)
         s->st[i] = st;
         s->want[i] = want;
         s->self_milli[i] = (uint64_t)(mrd_rate_per_s(&st->rate, now) * 1000.0);
-        ARG_TEXT(off, "%.3f", 1e6 / (double)st->capacity_rps);
-        ARG_TEXT(off + 1, "%llu", (unsigned long long)st->capacity_burst);
-        ARG_TEXT(off + 2, "%lld", (long long)want);
-        ARG_TEXT(off + 3, "%lld", (long long)back);
-        ARG_TEXT(off + 4, "%llu", (unsigned long long)s->self_milli[i]);
+        call_num(c, off, "%.3f", 1e6 / (double)st->capacity_rps);
+        call_num(c, off + 1, "%llu", (unsigned long long)st->capacity_burst);
+        call_num(c, off + 2, "%lld", (long long)want);
+        call_num(c, off + 3, "%lld", (long long)back);
+        call_num(c, off + 4, "%llu", (unsigned long long)s->self_milli[i]);
     }
-#undef ARG_TEXT
-#undef ARG_STR
-    for (size_t i = 0; i < nargs; i++)
-        if (offs[i] != 0)
-            s->argv[i] = s->text.p + offs[i] - 1;
-    free(offs);
+    call_finish(c);
+}
+
+static void
+send_sync(void)
+{
+    struct sync_ctx *s;
+    int clients;
+
+    if (cl.state != C_UP || cl.ac == NULL || cl.inflight != NULL)
+        return;
+    s = mrd_xcalloc(1, sizeof(*s));
+    s->conn_id = cl.conn_id;
+    s->gen = cl.gen;
+    mrd_gen_acquire(s->gen);
+    s->n = cl.n_regions;
+    s->st = mrd_xcalloc(s->n + 1, sizeof(*s->st));
+    s->want = mrd_xcalloc(s->n + 1, sizeof(*s->want));
+    s->self_milli = mrd_xcalloc(s->n + 1, sizeof(*s->self_milli));
+    build_caps(s, &s->calls[SCRIPT_CAPS], mrd_now_ms());
+    clients = cl.gen->conf->policies.client_rate_cluster && cl.gen->climit != NULL;
+    if (clients)
+        build_clients(&s->calls[SCRIPT_CLIENTS], cl.gen->climit);
     s->sent_us = mrd_now_us();
-    s->pending = 1;
+    s->pending = 1 + clients;
     cl.inflight = s;
     arm_timeout();
-    send_argv(s);
-    if (cl.inflight == s && cl.gen->conf->policies.client_rate_cluster && cl.gen->climit != NULL) {
-        build_clients(s, cl.gen->climit);
-        s->pending++;
-        send_cargv(s);
-    }
+    call_send(&s->calls[SCRIPT_CAPS]);
+    if (clients && cl.inflight == s)
+        call_send(&s->calls[SCRIPT_CLIENTS]);
 }
 
 static void
@@ -782,14 +751,12 @@ connect_redis(void)
         size_t len[] = {6, (size_t)n};
         redisAsyncCommandArgv(ac, on_select, id, 2, argv, len);
     }
-    {
-        /* the client script first: the caps script's answer starts the syncs */
-        const char *cargv[] = {"SCRIPT", "LOAD", mrd_fleet_client_script};
-        size_t clen[] = {6, 4, strlen(mrd_fleet_client_script)};
-        const char *argv[] = {"SCRIPT", "LOAD", mrd_fleet_sync_script};
-        size_t len[] = {6, 4, strlen(mrd_fleet_sync_script)};
-        redisAsyncCommandArgv(ac, on_load_clients, id, 3, cargv, clen);
-        redisAsyncCommandArgv(ac, on_load, id, 3, argv, len);
+    /* the client script first: the caps script's answer starts the syncs */
+    for (int which = N_SCRIPTS - 1; which >= 0; which--) {
+        const char *argv[] = {"SCRIPT", "LOAD", script_text[which]};
+        size_t len[] = {6, 4, strlen(script_text[which])};
+        redisAsyncCommandArgv(ac, on_load, (void *)(uintptr_t)(cl.conn_id * N_SCRIPTS + (uintptr_t)which), 3,
+                              argv, len);
     }
     arm_timeout();
 }
@@ -820,7 +787,7 @@ void
 mrd_cluster_commit(struct event_base *base, struct mrd_gen *g)
 {
     const struct mrd_cluster_conf *c = &g->conf->cluster;
-    struct cl_region *old = cl.regions;
+    struct mrd_cluster_region *old = cl.regions;
     size_t n_old = cl.n_regions, n = 0;
     int reconnect;
 
@@ -855,8 +822,8 @@ mrd_cluster_commit(struct event_base *base, struct mrd_gen *g)
             continue;
         cl.regions[n].st = r->st;
         cl.regions[n].rc = r->conf;
-        mrd_fleet_key(cl.regions[n].cap_key, KEY_MAX, c->name, "cap", r->conf->name);
-        mrd_fleet_key(cl.regions[n].rate_key, KEY_MAX, c->name, "rate", r->conf->name);
+        mrd_fleet_key(cl.regions[n].cap_key, MRD_CLUSTER_KEY_MAX, c->name, "cap", r->conf->name);
+        mrd_fleet_key(cl.regions[n].rate_key, MRD_CLUSTER_KEY_MAX, c->name, "rate", r->conf->name);
         n++;
     }
     cl.n_regions = n;
@@ -924,105 +891,28 @@ mrd_cluster_stop(void)
     memset(&cl, 0, sizeof(cl));
 }
 
-/* ---- visibility ---- */
-
-static const char *
-mode_name(enum mrd_fleet_mode m)
-{
-    switch (m) {
-    case MRD_FLEET_SHARED: return "shared";
-    case MRD_FLEET_LOCAL: return "local";
-    case MRD_FLEET_OPEN: return "open";
-    case MRD_FLEET_OFF: break;
-    }
-    return "off";
-}
+/* ---- visibility (cluster_status.c) ---- */
 
 void
-mrd_cluster_status_json(struct evbuffer *b)
+mrd_cluster_view(struct mrd_cluster_view *v)
 {
-    uint64_t now = mrd_now_ms();
-    enum mrd_fleet_mode mode = current_mode();
-
-    if (cl.conf == NULL) {
-        evbuffer_add_printf(b, "null");
-        return;
-    }
-    evbuffer_add_printf(b, "{\"name\": ");
-    mrd_admin_json_string(b, cl.conf->name);
-    evbuffer_add_printf(b, ", \"instance\": ");
-    mrd_admin_json_string(b, cl.instance);
-    evbuffer_add_printf(b, ", \"mode\": \"%s\", \"sync_interval_ms\": %llu,\n  \"redis\": {\"address\": ",
-                        mode_name(mode), (unsigned long long)cl.conf->sync_interval_ms);
-    mrd_admin_json_string(b, cl.conf->address);
-    evbuffer_add_printf(b, ", \"state\": \"%s\", \"last_error\": ",
-                        cl.up ? "up" : cl.state == C_IDLE && cl.last_error[0] ? "down" : "connecting");
-    if (cl.last_error[0])
-        mrd_admin_json_string(b, cl.last_error);
-    else
-        evbuffer_add_printf(b, "null");
-    evbuffer_add_printf(b, "},\n  \"last_sync_ms_ago\": ");
-    if (cl.last_sync_ms)
-        evbuffer_add_printf(b, "%llu", (unsigned long long)(now - cl.last_sync_ms));
-    else
-        evbuffer_add_printf(b, "null");
-    evbuffer_add_printf(b, ", \"instances\": %u, \"regions\": [", cl.n_live);
-    for (size_t i = 0; i < cl.n_regions; i++) {
-        struct mrd_region_state *st = cl.regions[i].st;
-        uint64_t rate, burst;
-        mrd_fleet_share(mode, st->capacity_rps, st->capacity_burst, cl.n_live, &rate, &burst);
-        evbuffer_add_printf(b, "%s{\"name\": ", i ? ",\n   " : "");
-        mrd_admin_json_string(b, cl.regions[i].rc->name);
-        evbuffer_add_printf(b,
-                            ", \"capacity_rps\": %llu, \"share_rps\": %.3f, \"fleet_rate\": %.3f, \"rate\": %.3f, "
-                            "\"lease_tokens\": %lld, \"leased\": %llu, \"spent\": %llu, \"returned\": %llu, "
-                            "\"expired\": %llu}",
-                            (unsigned long long)st->capacity_rps, (double)rate / 1000.0,
-                            mrd_route_region_rate(st, now), mrd_rate_per_s(&st->rate, now),
-                            (long long)mrd_lease_tokens(&st->lease), (unsigned long long)atomic_load(&st->lease.leased),
-                            (unsigned long long)atomic_load(&st->lease.spent),
-                            (unsigned long long)atomic_load(&st->lease.returned),
-                            (unsigned long long)atomic_load(&st->lease.expired));
-    }
-    evbuffer_add_printf(b, "]}");
-}
-
-void
-mrd_cluster_metrics(struct mrd_buf *b)
-{
-    static const char *const kinds[] = {"leased", "spent", "returned", "expired"};
-    unsigned long long cum = 0;
-
+    memset(v, 0, sizeof(*v));
+    v->conf = cl.conf;
     if (cl.conf == NULL)
         return;
-    mrd_buf_printf(b, "# HELP meridian_cluster_redis_up 1 when the last exchange with Redis succeeded.\n"
-                      "# TYPE meridian_cluster_redis_up gauge\nmeridian_cluster_redis_up %d\n",
-                   cl.up);
-    mrd_buf_printf(b, "# HELP meridian_cluster_instances Live instances of the fleet at the last sync.\n"
-                      "# TYPE meridian_cluster_instances gauge\nmeridian_cluster_instances %u\n",
-                   cl.n_live);
-    mrd_buf_printf(b, "# HELP meridian_cluster_sync_seconds Time of the successful syncs with Redis.\n"
-                      "# TYPE meridian_cluster_sync_seconds histogram\n");
-    for (size_t i = 0; i <= SYNC_BUCKETS; i++) {
-        cum += cl.sync_buckets[i];
-        if (i < SYNC_BUCKETS)
-            mrd_buf_printf(b, "meridian_cluster_sync_seconds_bucket{le=\"%g\"} %llu\n", sync_bucket_s[i], cum);
-        else
-            mrd_buf_printf(b, "meridian_cluster_sync_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
-    }
-    mrd_buf_printf(b, "meridian_cluster_sync_seconds_sum %.6f\nmeridian_cluster_sync_seconds_count %llu\n",
-                   cl.sync_sum_s, cl.sync_count);
-    mrd_buf_printf(b, "# HELP meridian_cluster_sync_failures_total Exchanges with Redis that failed.\n"
-                      "# TYPE meridian_cluster_sync_failures_total counter\nmeridian_cluster_sync_failures_total %llu\n",
-                   cl.syncs_failed);
-    mrd_buf_printf(b, "# HELP meridian_cluster_tokens_total Fleet tokens of each capped region, by what became of "
-                      "them.\n# TYPE meridian_cluster_tokens_total counter\n");
-    for (size_t i = 0; i < cl.n_regions; i++) {
-        struct mrd_lease *l = &cl.regions[i].st->lease;
-        unsigned long long v[] = {atomic_load(&l->leased), atomic_load(&l->spent), atomic_load(&l->returned),
-                                  atomic_load(&l->expired)};
-        for (size_t k = 0; k < MRD_ARRAY_LEN(kinds); k++)
-            mrd_buf_printf(b, "meridian_cluster_tokens_total{region=\"%s\",kind=\"%s\"} %llu\n",
-                           cl.regions[i].rc->name, kinds[k], v[k]);
-    }
+    v->instance = cl.instance;
+    v->mode = current_mode();
+    v->redis_state = cl.up ? "up" : cl.state == C_IDLE && cl.last_error[0] ? "down" : "connecting";
+    v->up = cl.up;
+    v->last_error = cl.last_error[0] ? cl.last_error : NULL;
+    v->last_sync_ms = cl.last_sync_ms;
+    v->n_live = cl.n_live;
+    v->regions = cl.regions;
+    v->n_regions = cl.n_regions;
+    v->sync_bucket_s = sync_bucket_s;
+    v->sync_buckets = cl.sync_buckets;
+    v->n_sync_buckets = SYNC_BUCKETS;
+    v->sync_count = cl.sync_count;
+    v->sync_sum_s = cl.sync_sum_s;
+    v->syncs_failed = cl.syncs_failed;
 }
