@@ -29,19 +29,7 @@ CAP = int(os.environ.get("CAP", "10000000"))
 
 
 def config(port, admin, backend, cluster):
-    return f"""workers: 1
-listeners:
-  - address: "127.0.0.1:{port}"
-    protocols: [http1]
-admin: {{address: "127.0.0.1:{admin}"}}
-access_log: {{path: "off"}}
-regions:
-  - name: bench
-    location: {{latitude: 0.0, longitude: 0.0}}
-    capacity_rps: {CAP}
-    upstreams:
-      - {{address: "127.0.0.1:{backend}"}}
-""" + cluster
+    return fl.meridian_config(port, admin, fl.one_region("bench", CAP, backend)) + cluster
 
 
 def burst(port):

@@ -45,19 +45,8 @@ PHASES = os.environ.get("PHASES", "steady stop").split()
 
 
 def config(port, admin, backend, redis, i):
-    return f"""workers: 1
-listeners:
-  - address: "127.0.0.1:{port}"
-    protocols: [http1]
-admin: {{address: "127.0.0.1:{admin}"}}
-access_log: {{path: "off"}}
-regions:
-  - name: fleet
-    location: {{latitude: 0.0, longitude: 0.0}}
-    capacity_rps: {CAP}
-    upstreams:
-      - {{address: "127.0.0.1:{backend}"}}
-""" + fl.cluster_block(redis, "fleet", f"i{i:02d}", SYNC)
+    return fl.meridian_config(port, admin, fl.one_region("fleet", CAP, backend)) + \
+        fl.cluster_block(redis, "fleet", f"i{i:02d}", SYNC)
 
 
 def rates():

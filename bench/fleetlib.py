@@ -203,6 +203,30 @@ class Meridian:
                          f"{cluster_status(self.admin)}; log: {open(self.log).read()}")
 
 
+def meridian_config(port, admin, regions, extra=""):
+    """meridian's YAML for the fleet benches: one worker, one plaintext
+    HTTP/1 listener, an admin listener, no access log, then `extra`
+    (top-level blocks) and `regions` (the text under "regions:")."""
+    return f"""workers: 1
+listeners:
+  - address: "127.0.0.1:{port}"
+    protocols: [http1]
+admin: {{address: "127.0.0.1:{admin}"}}
+access_log: {{path: "off"}}
+{extra}regions:
+{regions}"""
+
+
+def one_region(name, cap, backend):
+    """the text of one capped region on one backend, for meridian_config"""
+    return f"""  - name: {name}
+    location: {{latitude: 0.0, longitude: 0.0}}
+    capacity_rps: {cap}
+    upstreams:
+      - {{address: "127.0.0.1:{backend}"}}
+"""
+
+
 def cluster_block(redis, name, instance, sync_interval="100ms"):
     return f"""cluster:
   redis: {{address: "127.0.0.1:{redis.port}", password_file: "{redis.pwfile}", database: 0}}

@@ -42,22 +42,15 @@ def config(port, admin, backend, redis):
     regs = "\n".join(f'  - {{name: {n}, location: {{latitude: {la}, longitude: {lo}}}, capacity_rps: 10000000,\n'
                      f'     upstreams: [{{address: "127.0.0.1:{backend}"}}]}}'
                      for n, la, lo, *_ in REGIONS)
-    return f"""workers: 1
-listeners:
-  - address: "127.0.0.1:{port}"
-    protocols: [http1]
-admin: {{address: "127.0.0.1:{admin}"}}
-access_log: {{path: "off"}}
-response_headers:
+    extra = f"""response_headers:
   region: true
 client_ip:
   trusted_proxies: ["127.0.0.1/32"]
 geo:
   networks:
 {nets}
-regions:
-{regs}
-""" + fl.cluster_block(redis, "cmds", "one", SYNC)
+"""
+    return fl.meridian_config(port, admin, regs + "\n", extra) + fl.cluster_block(redis, "cmds", "one", SYNC)
 
 
 def admitted(m):

@@ -277,31 +277,23 @@ is_current(const redisAsyncContext *ac, void *privdata)
     return ac == cl.ac && cl.ac != NULL && (uint64_t)(uintptr_t)privdata == cl.conn_id;
 }
 
+/* AUTH and SELECT: privdata is the connection id times 2 plus which
+ * (0 AUTH, 1 SELECT); anything but +OK fails the connection */
 static void
-on_auth(redisAsyncContext *ac, void *reply, void *privdata)
+on_handshake(redisAsyncContext *ac, void *reply, void *privdata)
 {
     const redisReply *r = reply;
+    uintptr_t v = (uintptr_t)privdata;
     char t[200];
 
-    if (!is_current(ac, privdata))
+    if (!is_current(ac, (void *)(v / 2)))
         return;
     if (r == NULL || r->type != REDIS_REPLY_STATUS) {
         reply_text(r, t, sizeof(t));
-        fail("auth: %s", t);
-    }
-}
-
-static void
-on_select(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    const redisReply *r = reply;
-    char t[200];
-
-    if (!is_current(ac, privdata))
-        return;
-    if (r == NULL || r->type != REDIS_REPLY_STATUS) {
-        reply_text(r, t, sizeof(t));
-        fail("select %u: %s", cl.conf->database, t);
+        if (v % 2 == 0)
+            fail("auth: %s", t);
+        else
+            fail("select %u: %s", cl.conf->database, t);
     }
 }
 
@@ -720,7 +712,6 @@ connect_redis(void)
 {
     const struct mrd_cluster_conf *c = cl.conf;
     redisAsyncContext *ac;
-    void *id;
 
     ac = c->unix_path != NULL ? redisAsyncConnectUnix(c->unix_path) : redisAsyncConnect(c->host, (int)c->port);
     if (ac == NULL || ac->err) {
@@ -733,7 +724,6 @@ connect_redis(void)
     }
     cl.ac = ac;
     cl.conn_id++;
-    id = (void *)(uintptr_t)cl.conn_id;
     cl.state = C_CONNECTING;
     redisLibeventAttach(ac, cl.base);
     redisAsyncSetConnectCallback(ac, on_connect);
@@ -742,14 +732,14 @@ connect_redis(void)
     if (c->password != NULL) {
         const char *argv[] = {"AUTH", c->password};
         size_t len[] = {4, strlen(c->password)};
-        redisAsyncCommandArgv(ac, on_auth, id, 2, argv, len);
+        redisAsyncCommandArgv(ac, on_handshake, (void *)(uintptr_t)(cl.conn_id * 2), 2, argv, len);
     }
     if (c->database != 0) {
         char db[16];
         int n = snprintf(db, sizeof(db), "%u", c->database);
         const char *argv[] = {"SELECT", db};
         size_t len[] = {6, (size_t)n};
-        redisAsyncCommandArgv(ac, on_select, id, 2, argv, len);
+        redisAsyncCommandArgv(ac, on_handshake, (void *)(uintptr_t)(cl.conn_id * 2 + 1), 2, argv, len);
     }
     /* the client script first: the caps script's answer starts the syncs */
     for (int which = N_SCRIPTS - 1; which >= 0; which--) {
