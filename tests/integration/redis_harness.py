@@ -22,6 +22,8 @@ import tempfile
 import threading
 import time
 
+from conftest import PyUpstream
+
 REDIS_SERVER = "/usr/bin/redis-server"
 # util-linux: redis-server gets SIGKILL when the test process dies, even by
 # SIGKILL (PR_SET_PDEATHSIG survives the exec; no preexec_fn: the load
@@ -314,7 +316,7 @@ def _sha1(data):
     return hashlib.sha1(data).hexdigest().encode()
 
 
-class FakeRedis:
+class FakeRedis(PyUpstream):
     """A threaded TCP server on a free loopback port that misbehaves:
 
       "garbage"    every command is answered with bytes that are not RESP
@@ -355,62 +357,30 @@ class FakeRedis:
         assert behaviour in ("garbage", "shapes", "close", "readonly", "oom"), behaviour
         self.behaviour = behaviour
         self.password = password
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(128)
-        self.port = self.lsock.getsockname()[1]
-        self.address = "127.0.0.1:%d" % self.port
-        self.lock = threading.Lock()
-        self.connections = 0
         self.commands = []
         self.scripts = {}
         self.shapes = itertools.cycle(self.WRONG_SHAPES)
         self.shapes_served = 0     # wrong-shaped replies sent ("shapes")
-        self.socks = []
-        self.running = True
-        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
-        self.thread.start()
+        super().__init__(self._serve)
 
-    def _accept_loop(self):
-        while self.running:
-            try:
-                s, _ = self.lsock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-            if self.behaviour == "close":
-                s.close()
-                continue
-            with self.lock:
-                self.socks.append(s)
-            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
-
-    def _serve(self, s):
+    def _serve(self, s, _reader, _upstream):
+        """one connection (PyUpstream runs it on its own thread and closes it)"""
+        if self.behaviour == "close":
+            return
         buf = _Buf(s)
-        try:
-            s.settimeout(30)
-            while self.running:
-                cmd = read_command(buf)
-                if not cmd:
-                    continue
-                name = cmd[0].upper()
-                if name == b"SCRIPT" and len(cmd) > 1:
-                    name = b"SCRIPT " + cmd[1].upper()
-                with self.lock:
-                    self.commands.append(name.decode("latin-1"))
-                out = self.answer(name, cmd)
-                if out is None:
-                    break
-                s.sendall(out)
-        except (OSError, EOFError, ValueError):
-            pass
-        finally:
-            try:
-                s.close()
-            except OSError:
-                pass
+        while self.running:
+            cmd = read_command(buf)
+            if not cmd:
+                continue
+            name = cmd[0].upper()
+            if name == b"SCRIPT" and len(cmd) > 1:
+                name = b"SCRIPT " + cmd[1].upper()
+            with self.lock:
+                self.commands.append(name.decode("latin-1"))
+            out = self.answer(name, cmd)
+            if out is None:
+                break
+            s.sendall(out)
 
     def answer(self, name, cmd):
         if self.behaviour == "garbage":
@@ -451,23 +421,3 @@ class FakeRedis:
     def seen(self, *names):
         with self.lock:
             return sum(1 for c in self.commands if c in names)
-
-    def stop(self):
-        self.running = False
-        try:
-            self.lsock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.lsock.close()
-        with self.lock:
-            socks = list(self.socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                s.close()
-            except OSError:
-                pass
-        self.thread.join(2)
