@@ -42,4 +42,26 @@ struct mrd_cluster_view {
 
 void mrd_cluster_view(struct mrd_cluster_view *v);
 
+/* The replies a Redis sends, checked (what a malicious or broken Redis
+ * controls; tests/fuzz/fuzz_resp.c drives them through hiredis's reader).
+ * -1 with why (a message for the log) when the reply is not what the
+ * script returns. */
+struct redisReply;
+
+/* hiredis's reply functions with arrays bounded (a count read from the
+ * wire is allocated at once by hiredis 0.14): cluster.c's connection
+ * reads with them, and so does the fuzz target */
+struct redisReplyObjectFunctions;
+const struct redisReplyObjectFunctions *mrd_cluster_reader_functions(void);
+
+/* the caps script's: see mrd_fleet_parse_reply, plus every element an integer */
+int mrd_cluster_caps_reply(const struct redisReply *r, size_t n_regions, const int64_t *want, uint64_t *now_ms,
+                           unsigned *n_live, struct mrd_fleet_grant *out, char *why, size_t why_len);
+
+/* the client script's: pairs of a client (hex of 4 or 16 bytes) and a debt
+ * (an integer >= 0, microseconds); all checked before fn sees any */
+int mrd_cluster_clients_reply(const struct redisReply *r,
+                              void (*fn)(void *arg, const uint8_t *key, size_t len, uint64_t debt_us), void *arg,
+                              char *why, size_t why_len);
+
 #endif

@@ -271,6 +271,39 @@ reply_text(const redisReply *r, char *out, size_t cap)
         snprintf(out, cap, "reply type %d", r->type);
 }
 
+/* hiredis 0.14 allocates a reply's array as soon as it reads the count
+ * ("*408000001" is 3 GB of pointers before one element came): arrays
+ * longer than any script reply are refused, which ends the connection */
+#define REPLY_ELEMENTS_MAX 65536
+
+static redisReplyObjectFunctions default_fn, bounded_fn;
+static int refused_elements; /* the count of the last array refused, for the log */
+
+static void *
+bounded_array(const redisReadTask *task, int elements)
+{
+    if (elements > REPLY_ELEMENTS_MAX) {
+        refused_elements = elements;
+        return NULL; /* the reader fails ("Out of memory") */
+    }
+    return default_fn.createArray(task, elements);
+}
+
+const redisReplyObjectFunctions *
+mrd_cluster_reader_functions(void)
+{
+    if (bounded_fn.createArray == NULL) {
+        redisReader *r = redisReaderCreate(); /* to learn hiredis's own functions */
+        if (r == NULL)
+            abort();
+        default_fn = *r->fn;
+        redisReaderFree(r);
+        bounded_fn = default_fn;
+        bounded_fn.createArray = bounded_array;
+    }
+    return &bounded_fn;
+}
+
 static int
 is_current(const redisAsyncContext *ac, void *privdata)
 {
@@ -352,35 +385,46 @@ record_sync_time(uint64_t sent_us)
     cl.sync_sum_s += s;
 }
 
-static int
-apply_reply(struct sync_ctx *s, const redisReply *r)
+int
+mrd_cluster_caps_reply(const redisReply *r, size_t n_regions, const int64_t *want, uint64_t *now_ms,
+                       unsigned *n_live, struct mrd_fleet_grant *out, char *why, size_t why_len)
 {
     long long *vals;
-    struct mrd_fleet_grant *g;
-    uint64_t now_ms;
-    unsigned n_live;
     char t[200];
+    int rc;
 
     if (r->type != REDIS_REPLY_ARRAY) {
         reply_text(r, t, sizeof(t));
-        fail("sync: unexpected reply: %s", t);
+        snprintf(why, why_len, "unexpected reply: %s", t);
         return -1;
     }
     vals = mrd_xcalloc(r->elements + 1, sizeof(*vals));
-    g = mrd_xcalloc(s->n + 1, sizeof(*g));
     for (size_t i = 0; i < r->elements; i++) {
         if (r->element[i] == NULL || r->element[i]->type != REDIS_REPLY_INTEGER) {
             free(vals);
-            free(g);
-            fail("sync: malformed reply (element %zu is not an integer)", i);
+            snprintf(why, why_len, "malformed reply (element %zu is not an integer)", i);
             return -1;
         }
         vals[i] = r->element[i]->integer;
     }
-    if (mrd_fleet_parse_reply(vals, r->elements, s->n, s->want, &now_ms, &n_live, g) == -1) {
-        free(vals);
+    rc = mrd_fleet_parse_reply(vals, r->elements, n_regions, want, now_ms, n_live, out);
+    free(vals);
+    if (rc == -1)
+        snprintf(why, why_len, "malformed reply (%zu values for %zu regions)", r->elements, n_regions);
+    return rc;
+}
+
+static int
+apply_reply(struct sync_ctx *s, const redisReply *r)
+{
+    struct mrd_fleet_grant *g = mrd_xcalloc(s->n + 1, sizeof(*g));
+    uint64_t now_ms;
+    unsigned n_live;
+    char why[240];
+
+    if (mrd_cluster_caps_reply(r, s->n, s->want, &now_ms, &n_live, g, why, sizeof(why)) == -1) {
         free(g);
-        fail("sync: malformed reply (%zu values for %zu regions)", r->elements, s->n);
+        fail("sync: %s", why);
         return -1;
     }
     for (size_t i = 0; i < s->n; i++) {
@@ -389,7 +433,6 @@ apply_reply(struct sync_ctx *s, const redisReply *r)
         atomic_store(&s->st[i]->fleet_rate_milli, g[i].fleet_rate_milli);
         atomic_store(&s->st[i]->fleet_self_milli, s->self_milli[i]);
     }
-    free(vals);
     free(g);
     record_sync_time(s->sent_us);
     cl.n_live = n_live;
@@ -423,28 +466,56 @@ sync_done(struct sync_ctx *s)
     }
 }
 
+int
+mrd_cluster_clients_reply(const redisReply *r, void (*fn)(void *arg, const uint8_t *key, size_t len, uint64_t debt_us),
+                          void *arg, char *why, size_t why_len)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
+        snprintf(why, why_len, "malformed reply (not pairs of client and debt)");
+        return -1;
+    }
+    /* all of it checked before any of it is used */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < r->elements; i += 2) {
+            const redisReply *k = r->element[i], *d = r->element[i + 1];
+            uint8_t key[16];
+            size_t len;
+            if (k == NULL || d == NULL || k->type != REDIS_REPLY_STRING || d->type != REDIS_REPLY_INTEGER ||
+                d->integer < 0 || mrd_fleet_client_unhex(k->str, k->len, key, &len) == -1) {
+                snprintf(why, why_len, "malformed reply (entry %zu)", i / 2);
+                return -1;
+            }
+            if (pass == 1)
+                fn(arg, key, len, (uint64_t)d->integer);
+        }
+    }
+    return 0;
+}
+
+struct debt_ctx {
+    struct mrd_client_limiter *l;
+    uint64_t now_ms;
+};
+
+static void
+import_debt(void *arg, const uint8_t *key, size_t len, uint64_t debt_us)
+{
+    struct debt_ctx *d = arg;
+
+    if (d->l != NULL)
+        mrd_client_limiter_set_debt(d->l, key, len, d->now_ms, debt_us);
+}
+
 /* the fleet's busiest clients: their debt goes into this instance's table */
 static int
 apply_clients(struct sync_ctx *s, const redisReply *r)
 {
-    struct mrd_client_limiter *l = s->gen->climit;
-    uint64_t now = mrd_now_ms();
+    struct debt_ctx d = {s->gen->climit, mrd_now_ms()};
+    char why[240];
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
-        fail("client sync: malformed reply");
+    if (mrd_cluster_clients_reply(r, import_debt, &d, why, sizeof(why)) == -1) {
+        fail("client sync: %s", why);
         return -1;
-    }
-    for (size_t i = 0; i < r->elements; i += 2) {
-        const redisReply *k = r->element[i], *d = r->element[i + 1];
-        uint8_t key[16];
-        size_t len;
-        if (k == NULL || d == NULL || k->type != REDIS_REPLY_STRING || d->type != REDIS_REPLY_INTEGER ||
-            d->integer < 0 || mrd_fleet_client_unhex(k->str, k->len, key, &len) == -1) {
-            fail("client sync: malformed reply (entry %zu)", i / 2);
-            return -1;
-        }
-        if (l != NULL)
-            mrd_client_limiter_set_debt(l, key, len, now, (uint64_t)d->integer);
     }
     return 0;
 }
@@ -704,6 +775,11 @@ on_disconnect(const redisAsyncContext *ac, int status)
     /* hiredis frees the context after this callback */
     cl.ac = NULL;
     cl.conn_id++;
+    if (refused_elements) {
+        fail("a reply of %d elements refused (at most %d)", refused_elements, REPLY_ELEMENTS_MAX);
+        refused_elements = 0;
+        return;
+    }
     fail("connection lost: %s", status == REDIS_OK ? "closed" : ac->errstr[0] ? ac->errstr : "error");
 }
 
@@ -722,6 +798,7 @@ connect_redis(void)
         fail("connect: %s", e);
         return;
     }
+    ac->c.reader->fn = (redisReplyObjectFunctions *)mrd_cluster_reader_functions();
     cl.ac = ac;
     cl.conn_id++;
     cl.state = C_CONNECTING;

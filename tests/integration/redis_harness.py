@@ -326,6 +326,9 @@ class FakeRedis(PyUpstream):
       "close"      every connection is closed right after accept
       "readonly"   handshake answered correctly, EVALSHA/EVAL get -READONLY
       "oom"        the same with -OOM
+      "huge"       answers EVALSHA/EVAL with an array header of 408,000,001
+                   elements and nothing after it (hiredis 0.14 would
+                   allocate 3 GB of pointers for it at once)
 
     connections counts accepted connections, commands records every command
     name (upper case) received, in order."""
@@ -354,7 +357,7 @@ class FakeRedis(PyUpstream):
     }
 
     def __init__(self, behaviour, password=None):
-        assert behaviour in ("garbage", "shapes", "close", "readonly", "oom"), behaviour
+        assert behaviour in ("garbage", "shapes", "close", "readonly", "oom", "huge"), behaviour
         self.behaviour = behaviour
         self.password = password
         self.commands = []
@@ -386,6 +389,8 @@ class FakeRedis(PyUpstream):
         if self.behaviour == "garbage":
             return self.GARBAGE
         if name in (b"EVALSHA", b"EVAL"):
+            if self.behaviour == "huge":
+                return b"*408000001\r\n"
             if self.behaviour == "shapes":
                 with self.lock:
                     self.shapes_served += 1

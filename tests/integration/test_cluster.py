@@ -510,7 +510,7 @@ def test_open_mode_each_instance_admits_the_full_cap(meridian, backend):
 # 8. bad input from "Redis"
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("behaviour", ["garbage", "shapes", "close", "readonly", "oom"])
+@pytest.mark.parametrize("behaviour", ["garbage", "shapes", "close", "readonly", "oom", "huge"])
 def test_bad_redis_local_mode_logged_once(meridian, backend, fake_redis, tmp_path, behaviour):
     """A fake Redis that answers garbage / wrong-shaped replies / closes at
     once / refuses writes (READONLY, OOM): meridian keeps serving in local
@@ -552,6 +552,10 @@ def test_bad_redis_local_mode_logged_once(meridian, backend, fake_redis, tmp_pat
         assert fr.shapes_served >= len(fr.WRONG_SHAPES), fr.shapes_served
     else:
         assert fr.seen("EVALSHA", "EVAL") >= 2, seen
+    if behaviour == "huge":
+        # refused when the count was read, not allocated and waited for
+        for x in fleet:
+            assert "408000001 elements refused" in x.cluster()["redis"]["last_error"], x.cluster()
 
 
 # --------------------------------------------------------------------------
