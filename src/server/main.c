@@ -450,6 +450,19 @@ prime(const struct mrd_config *conf, struct mrd_diag *d)
     return rc;
 }
 
+/* a start-up that stops before serving: the diagnostics printed, the
+ * configuration and the resolver released; the exit status */
+static int
+stop_early(struct mrd_diag *d, struct mrd_config *conf)
+{
+    print_diag(d);
+    mrd_diag_dispose(d);
+    mrd_config_free(conf);
+    mrd_resolver_stop();
+    free(conf_text);
+    return 1;
+}
+
 static unsigned
 cpu_count(void)
 {
@@ -494,14 +507,8 @@ main(int argc, char **argv)
          * and with dns.required the upstream host names */
         struct mrd_gen *g;
         mrd_diag_init(&d);
-        if (conf->dns.required && prime(conf, &d) == -1) {
-            print_diag(&d);
-            mrd_diag_dispose(&d);
-            mrd_config_free(conf);
-            mrd_resolver_stop();
-            free(conf_text);
-            return 1;
-        }
+        if (conf->dns.required && prime(conf, &d) == -1)
+            return stop_early(&d, conf);
         g = mrd_gen_new_resolved(conf, mrd_resolver_lookup, NULL, &d);
         print_diag(&d);
         mrd_diag_dispose(&d);
@@ -524,14 +531,8 @@ main(int argc, char **argv)
     mrd_n_workers = conf->workers ? conf->workers : cpu_count();
     mrd_diag_init(&d);
     /* upstream host names resolve before anything serves */
-    if (prime(conf, &d) == -1) {
-        print_diag(&d);
-        mrd_diag_dispose(&d);
-        mrd_config_free(conf);
-        mrd_resolver_stop();
-        free(conf_text);
-        return 1;
-    }
+    if (prime(conf, &d) == -1)
+        return stop_early(&d, conf);
     current = mrd_gen_new_resolved(conf, mrd_resolver_lookup, NULL, &d);
     if (current == NULL) {
         print_diag(&d);
