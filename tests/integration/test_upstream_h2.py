@@ -55,21 +55,30 @@ def start_nghttpd(*args):
     """nghttpd on a free loopback port (args before the port; key and cert
     after it for TLS), listening; .address set"""
     tls = [a for a in args if a.endswith((".key", ".crt"))]
-    port = free_port()
-    proc = subprocess.Popen(["nghttpd"] + [a for a in args if a not in tls] + [str(port)] + tls,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a free port can be taken again before nghttpd binds it: then nghttpd
+    # exits at once, and another port is tried
+    for _ in range(3):
+        port = free_port()
+        proc = subprocess.Popen(["nghttpd"] + [a for a in args if a not in tls] + [str(port)] + tls,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def up():
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return True
-        except OSError:
-            return False
-    if not wait_for(up, 5 * SLOW):
+        def up():
+            if proc.poll() is not None:
+                return True
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        started = wait_for(up, 5 * SLOW)
+        if started and proc.poll() is None:
+            proc.address = "127.0.0.1:%d" % port
+            return proc
+        rc = proc.poll()
         _stop_pid(proc, 5)
-        raise AssertionError("nghttpd did not start")
-    proc.address = "127.0.0.1:%d" % port
-    return proc
+        if rc is None:
+            break  # running but not listening within the time: no retry
+    raise AssertionError("nghttpd did not start (exit status %s)" % rc)
 
 
 @pytest.fixture
