@@ -55,8 +55,9 @@ def start_nghttpd(*args):
     """nghttpd on a free loopback port (args before the port; key and cert
     after it for TLS), listening; .address set"""
     tls = [a for a in args if a.endswith((".key", ".crt"))]
-    # a free port can be taken again before nghttpd binds it: then nghttpd
-    # exits at once, and another port is tried
+    # a free port can be taken again before nghttpd binds it (an outgoing
+    # connection's local port): nghttpd then exits, or listens on IPv6 only
+    # and 127.0.0.1 refuses; another port is tried
     for _ in range(3):
         port = free_port()
         proc = subprocess.Popen(["nghttpd"] + [a for a in args if a not in tls] + [str(port)] + tls,
@@ -70,14 +71,11 @@ def start_nghttpd(*args):
                 return True
             except OSError:
                 return False
-        started = wait_for(up, 5 * SLOW)
-        if started and proc.poll() is None:
+        if wait_for(up, 5 * SLOW) and proc.poll() is None:
             proc.address = "127.0.0.1:%d" % port
             return proc
         rc = proc.poll()
         _stop_pid(proc, 5)
-        if rc is None:
-            break  # running but not listening within the time: no retry
     raise AssertionError("nghttpd did not start (exit status %s)" % rc)
 
 
